@@ -1,0 +1,14 @@
+"""xformer: German→English translation with a Transformer written from scratch."""
+
+__version__ = "0.1.0"
+
+__all__ = ["Translator", "__version__"]
+
+
+def __getattr__(name: str):
+    # Lazy so that `import xformer_cli` stays cheap (the CLI's cold start).
+    if name == "Translator":
+        from xformer_cli.translator import Translator
+
+        return Translator
+    raise AttributeError(name)

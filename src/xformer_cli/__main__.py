@@ -1,0 +1,3 @@
+from xformer_cli.cli import main
+
+main()

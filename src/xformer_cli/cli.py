@@ -1,0 +1,208 @@
+"""The `xformer` command line: a thin shell over the library (Typer + rich)."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from xformer_cli import __version__
+from xformer_cli.errors import XformerError
+
+app = typer.Typer(
+    help="German→English translation with a Transformer written from scratch.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def stderr() -> Console:
+    return Console(stderr=True)
+
+
+def user_errors(command):
+    """Turn an XformerError into one red line on stderr and exit status 1 (130 for Ctrl-C)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except XformerError as err:
+            stderr().print(f"[red]error:[/red] {err}", highlight=False, markup=True, soft_wrap=True)
+            from xformer_cli.train import Interrupted
+
+            raise typer.Exit(130 if isinstance(err, Interrupted) else 1) from None
+        except KeyboardInterrupt:
+            stderr().print("[red]interrupted[/red]")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        print(f"xformer {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """German→English translation with a Transformer written from scratch."""
+
+
+ModelOption = Annotated[Optional[str], typer.Option("--model", "-m", help="Bundle folder or Hugging Face Hub id [default: the shipped model].")]
+RevisionOption = Annotated[Optional[str], typer.Option("--revision", help="Hub revision (branch, tag or commit).")]
+
+
+def model_ref(model: str | None) -> str:
+    from xformer_cli.defaults import default_model
+
+    return model or default_model()
+
+
+@app.command()
+@user_errors
+def train(
+    src: Annotated[Optional[Path], typer.Option(help="Training source file (plain or .gz).")] = None,
+    tgt: Annotated[Optional[Path], typer.Option(help="Training target file.")] = None,
+    valid_src: Annotated[Optional[Path], typer.Option(help="Validation source file.")] = None,
+    valid_tgt: Annotated[Optional[Path], typer.Option(help="Validation target file.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoints, metrics, final bundle).")] = Path("runs/default"),
+    config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Recipe (TOML); flags override it. Default: the shipped model's recipe.")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Model size: tiny, small, base or big.")] = None,
+    norm: Annotated[Optional[str], typer.Option(help="layernorm, rmsnorm, dyt or derf.")] = None,
+    norm_position: Annotated[Optional[str], typer.Option(help="post (the paper) or pre.")] = None,
+    vocab_size: Annotated[Optional[int], typer.Option(help="SentencePiece vocabulary size.")] = None,
+    max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many updates.")] = None,
+    max_epochs: Annotated[Optional[int], typer.Option(help="Stop after this many epochs.")] = None,
+    max_time: Annotated[Optional[float], typer.Option(help="Stop after this many seconds of training.")] = None,
+    batch_tokens: Annotated[Optional[int], typer.Option(help="Tokens per batch.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
+    valid_every: Annotated[Optional[int], typer.Option(help="Steps between validations.")] = None,
+    save_every: Annotated[Optional[int], typer.Option(help="Steps between checkpoints.")] = None,
+    log_every: Annotated[Optional[int], typer.Option(help="Steps between log lines.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
+) -> None:
+    """Train a model; the run folder ends with a bundle."""
+    from dataclasses import replace
+
+    from xformer_cli.config import Recipe, from_dict, load_recipe, preset as make_preset, to_dict
+    from xformer_cli.config import ModelConfig, TrainConfig
+    from xformer_cli.defaults import default_recipe
+    from xformer_cli.train import Trainer
+
+    console = stderr()
+    recipe_path = config if config is not None else (default_recipe() if src is None else None)
+    recipe = load_recipe(recipe_path) if recipe_path is not None else Recipe()
+    model_values = to_dict(recipe.model)
+    if preset is not None:
+        model_values.update(to_dict(make_preset(preset)))
+    for key, value in {"norm": norm, "norm_position": norm_position, "vocab_size": vocab_size}.items():
+        if value is not None:
+            model_values[key] = value
+    model_config = from_dict(ModelConfig, model_values, "command line")
+    train_values = {
+        "src": src, "tgt": tgt, "valid_src": valid_src, "valid_tgt": valid_tgt, "max_steps": max_steps,
+        "max_epochs": max_epochs, "max_time": max_time, "batch_tokens": batch_tokens, "lr": lr,
+        "valid_every": valid_every, "save_every": save_every, "log_every": log_every, "seed": seed,
+        "device": device, "threads": threads,
+    }
+    train_config = replace(recipe.train, **{k: str(v) if isinstance(v, Path) else v for k, v in train_values.items() if v is not None})
+    recipe_text = Path(recipe_path).read_text(encoding="utf-8") if recipe_path is not None else ""
+    trainer = Trainer(model_config, train_config, out, resume=resume, decode=recipe.decode, recipe_text=recipe_text, console=console)
+    bundle = trainer.run()
+    console.print(f"done: {bundle}", highlight=False)
+
+
+@app.command()
+@user_errors
+def translate(
+    model: ModelOption = None,
+    revision: RevisionOption = None,
+    input: Annotated[Optional[Path], typer.Option("--input", "-i", help="Read this file instead of stdin.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write this file instead of stdout.")] = None,
+    beam_size: Annotated[Optional[int], typer.Option("--beam-size", "-b", help="Beam width [default: the model's, 5].")] = None,
+    greedy: Annotated[bool, typer.Option("--greedy", help="Greedy search (beam size 1).")] = False,
+    length_penalty: Annotated[Optional[float], typer.Option(help="alpha in score = log P / length^alpha; 0 = raw log-probability.")] = None,
+    max_len_a: Annotated[Optional[float], typer.Option(help="Output length cap: a * source pieces + b.")] = None,
+    max_len_b: Annotated[Optional[int], typer.Option(help="See --max-len-a.")] = None,
+    n_best: Annotated[Optional[int], typer.Option("--n-best", help="Print the K best translations per line, best first.")] = None,
+    scores: Annotated[bool, typer.Option("--scores", help="Add a tab-separated score column.")] = False,
+    batch_tokens: Annotated[Optional[int], typer.Option(help="Source pieces per batch.")] = None,
+    stream: Annotated[bool, typer.Option("--stream", help="Translate and flush each line as it arrives.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads.")] = None,
+) -> None:
+    """Translate German lines from stdin (or --input) to English lines on stdout (or --output)."""
+    from xformer_cli.filter import run_filter
+
+    run_filter(
+        model_ref(model), revision, input, output, stream=stream, device=device, threads=threads, show_scores=scores,
+        options=dict(beam_size=1 if greedy else beam_size, length_penalty=length_penalty, max_len_a=max_len_a,
+                     max_len_b=max_len_b, n_best=n_best, batch_tokens=batch_tokens),
+        console=stderr(),
+    )
+
+
+@app.command()
+@user_errors
+def info(model: Annotated[Optional[str], typer.Argument(help="Bundle folder or Hub id [default: the shipped model].")] = None, revision: RevisionOption = None) -> None:
+    """Describe a model: config, parameters, vocabulary and the model card's metrics."""
+    from rich.table import Table
+
+    from xformer_cli.bundle import load_bundle
+    from xformer_cli.config import to_dict
+    from xformer_cli.model.transformer import count_parameters
+
+    bundle = load_bundle(model_ref(model), revision)
+    table = Table(title=str(bundle.path), show_header=False)
+    table.add_row("languages", f"{bundle.src_lang} → {bundle.tgt_lang}")
+    table.add_row("parameters", f"{count_parameters(bundle.model):,}")
+    table.add_row("vocabulary", f"{bundle.tokenizer.vocab_size:,} SentencePiece pieces")
+    for key, value in to_dict(bundle.model.config).items():
+        table.add_row(key, str(value))
+    for key, value in to_dict(bundle.decode).items():
+        table.add_row(f"decode.{key}", str(value))
+    for metric in card_metrics(bundle.path):
+        table.add_row("score", metric)
+    Console().print(table)
+
+
+def card_metrics(path: Path | None) -> list[str]:
+    """'testset metric value' lines from the model card's model-index metadata."""
+    card = (path / "README.md") if path else None
+    if card is None or not card.exists():
+        return []
+    from huggingface_hub import ModelCard
+
+    data = ModelCard.load(card).data
+    return [f"{r.dataset_name}: {r.metric_type} {r.metric_value}" for r in (data.eval_results or [])]
+
+
+@app.command()
+@user_errors
+def push(
+    directory: Annotated[Path, typer.Argument(help="Bundle folder.")],
+    repo_id: Annotated[str, typer.Argument(help="Hub repo id, e.g. you/xformer-de-en.")],
+    private: Annotated[bool, typer.Option("--private", help="Create the repo as private.")] = False,
+    revision: RevisionOption = None,
+) -> None:
+    """Upload a bundle folder to the Hugging Face Hub."""
+    from xformer_cli.bundle import push_bundle
+
+    print(push_bundle(directory, repo_id, private, revision))
+
+
+def main() -> None:
+    app()

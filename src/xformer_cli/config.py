@@ -1,0 +1,195 @@
+"""Configs as dataclasses: the model, training and decoding, plus presets and recipe files.
+
+A recipe (`models/*.toml`) maps one to one onto these dataclasses:
+
+    preset = "small"          # optional: start from a model preset
+    [model]                   # ModelConfig fields
+    [train]                   # TrainConfig fields
+    [decode]                  # DecodeConfig fields
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from xformer_cli.errors import ConfigError
+
+NORMS = ("layernorm", "rmsnorm", "dyt", "derf")
+NORM_POSITIONS = ("post", "pre")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model; stored in every bundle and checkpoint."""
+
+    vocab_size: int = 8000  # one joint source/target SentencePiece vocabulary
+    d_model: int = 512  # width of every sub-layer output (paper: 512)
+    h: int = 8  # attention heads (paper: 8)
+    d_ff: int = 2048  # inner width of the position-wise feed-forward network (paper: 2048)
+    n_encoder_layers: int = 6  # N in the paper
+    n_decoder_layers: int = 6
+    dropout: float = 0.1  # P_drop on sub-layer outputs and embeddings (paper: 0.1)
+    attention_dropout: float = 0.0  # dropout on attention weights
+    activation_dropout: float = 0.0  # dropout inside the feed-forward network, after ReLU (fairseq's default 0)
+    max_len: int = 256  # longest sequence (in pieces, with BOS/EOS) the model accepts
+    norm: str = "layernorm"  # layernorm | rmsnorm | dyt | derf
+    norm_position: str = "post"  # post (the paper) | pre
+    tie_embeddings: bool = True  # share source, target and output embeddings
+    pad_id: int = 0
+    unk_id: int = 1
+    bos_id: int = 2
+    eos_id: int = 3
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.h:
+            raise ConfigError(f"d_model must be divisible by h (got d_model={self.d_model}, h={self.h})")
+        if self.norm not in NORMS:
+            raise ConfigError(f"unknown norm {self.norm!r} (choose from {', '.join(NORMS)})")
+        if self.norm_position not in NORM_POSITIONS:
+            raise ConfigError(f"unknown norm position {self.norm_position!r} (choose pre or post)")
+        for name in ("vocab_size", "d_model", "h", "d_ff", "n_encoder_layers", "n_decoder_layers", "max_len"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive (got {getattr(self, name)})")
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": dict(d_model=32, h=2, d_ff=64, n_encoder_layers=2, n_decoder_layers=2),
+    "small": dict(d_model=256, h=4, d_ff=1024, n_encoder_layers=3, n_decoder_layers=3),
+    "base": dict(d_model=512, h=8, d_ff=2048, n_encoder_layers=6, n_decoder_layers=6),
+    "big": dict(d_model=1024, h=16, d_ff=4096, n_encoder_layers=6, n_decoder_layers=6, dropout=0.3),
+}
+
+
+def preset(name: str, **overrides: Any) -> ModelConfig:
+    """The ModelConfig of a named size preset, with fields overridden."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r} (choose from {', '.join(PRESETS)})")
+    return ModelConfig(**{**PRESETS[name], **overrides})
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How to search for a translation."""
+
+    beam_size: int = 5  # 1 is greedy search
+    length_penalty: float = 1.0  # alpha: hypothesis score = log-prob / length**alpha (0 = raw sum)
+    max_len_a: float = 1.2  # output length cap = a * source length + b (in pieces)
+    max_len_b: int = 10
+    n_best: int = 1  # hypotheses returned per input, best first
+    batch_tokens: int = 4000  # source pieces per batch when translating many lines
+
+    def __post_init__(self) -> None:
+        if self.beam_size < 1:
+            raise ConfigError(f"beam size must be at least 1 (got {self.beam_size})")
+        if not 1 <= self.n_best <= self.beam_size:
+            raise ConfigError(f"n-best must be between 1 and the beam size (got {self.n_best}, beam {self.beam_size})")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Data, optimisation, validation and checkpointing of one training run."""
+
+    src: str = ""  # training source file (plain or .gz)
+    tgt: str = ""  # training target file
+    valid_src: str = ""  # validation source file (optional)
+    valid_tgt: str = ""
+    src_lang: str = "de"
+    tgt_lang: str = "en"
+    spm_model: str = ""  # an existing SentencePiece model; trained on the data when empty
+    max_steps: int = 100_000  # optimizer updates
+    max_epochs: int = 0  # 0: no limit
+    max_time: float = 0.0  # seconds of training; 0: no limit
+    batch_tokens: int = 2048  # target tokens per batch (before accumulation)
+    accumulate: int = 1  # batches per optimizer update
+    lr: float = 1.56e-3  # peak learning rate, reached at the end of warmup
+    warmup: int = 400  # inverse-square-root schedule warmup steps
+    adam_betas: tuple[float, float] = (0.9, 0.98)
+    adam_eps: float = 1e-9
+    weight_decay: float = 0.0
+    label_smoothing: float = 0.1
+    clip_norm: float = 1.0  # 0: no clipping
+    max_tokens_per_sentence: int = 128  # longer pairs are dropped from training
+    max_length_ratio: float = 3.0  # pairs whose piece counts differ more are dropped
+    seed: int = 1
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # CPU threads; 0: torch's default
+    bf16: bool = True  # autocast to bfloat16 on CUDA
+    valid_every: int = 500  # steps between validations; 0: only at the end
+    valid_bleu_sentences: int = 500  # greedy BLEU on this many valid sentences
+    save_every: int = 500  # steps between checkpoints
+    keep_last: int = 3  # last checkpoints kept on disk
+    patience: int = 0  # stop after this many validations without a better BLEU; 0: never
+    average_last: int = 0  # bundle the average of the last N checkpoints instead of the best
+    log_every: int = 50
+
+    def __post_init__(self) -> None:
+        if self.accumulate < 1:
+            raise ConfigError(f"accumulate must be at least 1 (got {self.accumulate})")
+        if self.batch_tokens < 1:
+            raise ConfigError(f"batch_tokens must be positive (got {self.batch_tokens})")
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a config dataclass."""
+    return dataclasses.asdict(config)
+
+
+def from_dict(cls: type, values: dict[str, Any], where: str = "config") -> Any:
+    """Build a config dataclass, naming any unknown key."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]!r} in {where}")
+    values = dict(values)
+    if "adam_betas" in values:
+        values["adam_betas"] = tuple(values["adam_betas"])
+    try:
+        return cls(**values)
+    except TypeError as err:
+        raise ConfigError(f"bad {where}: {err}") from None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A parsed recipe file: model, training and decoding settings together."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    path: str = ""
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read a TOML recipe; relative data paths are resolved against the recipe's folder."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"recipe not found: {path}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot parse recipe {path}: {err}") from None
+    unknown = sorted(set(raw) - {"preset", "model", "train", "decode"})
+    if unknown:
+        raise ConfigError(f"unknown key {unknown[0]!r} in recipe {path}")
+    model_values = dict(PRESETS[raw["preset"]]) if "preset" in raw and raw["preset"] in PRESETS else {}
+    if "preset" in raw and raw["preset"] not in PRESETS:
+        raise ConfigError(f"unknown preset {raw['preset']!r} (choose from {', '.join(PRESETS)})")
+    model_values.update(raw.get("model", {}))
+    train_values = dict(raw.get("train", {}))
+    for key in ("src", "tgt", "valid_src", "valid_tgt", "spm_model"):
+        if train_values.get(key):
+            train_values[key] = str((path.parent / train_values[key]).resolve())
+    return Recipe(
+        model=from_dict(ModelConfig, model_values, f"[model] of {path}"),
+        train=from_dict(TrainConfig, train_values, f"[train] of {path}"),
+        decode=from_dict(DecodeConfig, raw.get("decode", {}), f"[decode] of {path}"),
+        path=str(path),
+    )

@@ -1,0 +1,91 @@
+"""`xformer translate` as a Unix filter: lines in, exactly one translation (or n-best block) out
+per line, in input order; batched unless streaming."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+from xformer_cli.translator import Translator
+
+CHUNK_LINES = 5000  # lines read, sorted and batched at a time when not streaming
+
+
+def decode_lines(stream: IO[bytes], warn) -> Iterator[str]:
+    """UTF-8 lines without their newline; bytes that are not UTF-8 are replaced (with a warning)."""
+    for number, raw in enumerate(stream, start=1):
+        raw = raw.rstrip(b"\n").rstrip(b"\r")
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            line = raw.decode("utf-8", errors="replace")
+            warn(f"line {number}: invalid UTF-8 bytes replaced with U+FFFD")
+        yield line.strip()
+
+
+def chunks(lines: Iterator[str], size: int) -> Iterator[list[str]]:
+    chunk: list[str] = []
+    for line in lines:
+        chunk.append(line)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def run_filter(
+    model: str,
+    revision: str | None,
+    input_path: Path | None,
+    output_path: Path | None,
+    *,
+    stream: bool,
+    device: str,
+    threads: int | None,
+    show_scores: bool,
+    options: dict[str, Any],
+    console,
+) -> None:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    translator = Translator.load(model, revision, device)
+    config = translator.config(**options)
+    console.print(f"xformer: model {translator.bundle.path}, device {translator.device}, beam {config.beam_size}", highlight=False)
+
+    def warn(message: str) -> None:
+        console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
+
+    try:
+        source = open(input_path, "rb") if input_path else sys.stdin.buffer
+    except OSError as err:
+        from xformer_cli.errors import DataError
+
+        raise DataError(f"cannot read {input_path}: {err.strerror}") from None
+    sink = open(output_path, "w", encoding="utf-8") if output_path else open(sys.stdout.fileno(), "w", encoding="utf-8", closefd=False)
+    interactive = stream or (input_path is None and sys.stdin.isatty())
+    offset = 0
+    try:
+        for chunk in chunks(decode_lines(source, warn), 1 if interactive else CHUNK_LINES):
+            numbered_warn = lambda m, base=offset: warn(_shift_line(m, base))  # noqa: E731
+            for nbest in translator.translate_nbest(chunk, config, numbered_warn):
+                for hyp in nbest[: config.n_best]:
+                    sink.write(f"{hyp.text}\t{hyp.score:.4f}\n" if show_scores else hyp.text + "\n")
+            sink.flush()
+            offset += len(chunk)
+    finally:
+        if input_path:
+            source.close()
+        sink.close()
+
+
+def _shift_line(message: str, base: int) -> str:
+    """Warnings name lines within a chunk; make them lines of the whole input."""
+    if message.startswith("line "):
+        number, rest = message[5:].split(":", 1)
+        return f"line {int(number) + base}:{rest}"
+    return message

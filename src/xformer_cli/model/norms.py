@@ -1,0 +1,51 @@
+"""Normalization layers behind one factory: LayerNorm, RMSNorm, DyT and Derf.
+
+DyT (Zhu et al., 2025, "Transformers without Normalization"):   γ · tanh(α x) + β
+Derf (Chen et al., 2025, "Stronger Normalization-Free Transformers"): γ · erf(α x + s) + β
+with α and s learnable scalars and γ, β learnable per channel.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class DyT(nn.Module):
+    """Dynamic Tanh, a point-wise stand-in for a normalization layer."""
+
+    def __init__(self, d_model: int, alpha_init: float = 0.5) -> None:
+        super().__init__()
+        self.alpha = nn.Parameter(torch.tensor(alpha_init))
+        self.weight = nn.Parameter(torch.ones(d_model))  # γ
+        self.bias = nn.Parameter(torch.zeros(d_model))  # β
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.weight * torch.tanh(self.alpha * x) + self.bias
+
+
+class Derf(nn.Module):
+    """Dynamic erf: like DyT with the error function and a learnable shift s inside it."""
+
+    def __init__(self, d_model: int, alpha_init: float = 0.5, shift_init: float = 0.0) -> None:
+        super().__init__()
+        self.alpha = nn.Parameter(torch.tensor(alpha_init))
+        self.shift = nn.Parameter(torch.tensor(shift_init))  # s
+        self.weight = nn.Parameter(torch.ones(d_model))  # γ
+        self.bias = nn.Parameter(torch.zeros(d_model))  # β
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.weight * torch.erf(self.alpha * x + self.shift) + self.bias
+
+
+def make_norm(kind: str, d_model: int) -> nn.Module:
+    """The normalization layer named by `kind` (layernorm | rmsnorm | dyt | derf)."""
+    if kind == "layernorm":
+        return nn.LayerNorm(d_model)
+    if kind == "rmsnorm":
+        return nn.RMSNorm(d_model, eps=1e-6)
+    if kind == "dyt":
+        return DyT(d_model)
+    if kind == "derf":
+        return Derf(d_model)
+    raise ValueError(f"unknown norm {kind!r}")

@@ -1,0 +1,79 @@
+"""One joint SentencePiece model for source and target text.
+
+Special ids are fixed: pad 0, unk 1, bos 2, eos 3. Byte fallback is on, so any character
+outside the vocabulary becomes byte pieces and `<unk>` never reaches the output.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import sentencepiece as spm
+
+from xformer_cli.errors import ModelLoadError
+
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+
+
+class Tokenizer:
+    """Text <-> piece ids."""
+
+    def __init__(self, model_proto: bytes) -> None:
+        self.sp = spm.SentencePieceProcessor()
+        try:
+            self.sp.LoadFromSerializedProto(model_proto)
+        except (RuntimeError, OSError) as err:
+            raise ModelLoadError(f"corrupt SentencePiece model: {err}") from None
+        self.model_proto = model_proto
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Tokenizer":
+        try:
+            return cls(Path(path).read_bytes())
+        except FileNotFoundError:
+            raise ModelLoadError(f"SentencePiece model not found: {path}") from None
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_bytes(self.model_proto)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.sp.GetPieceSize()
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Piece ids of each text, without BOS/EOS."""
+        return self.sp.Encode(list(texts))
+
+    def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
+        """Texts of id sequences (special ids are dropped)."""
+        return self.sp.Decode([list(x) for x in ids])
+
+    def pieces(self, ids: Sequence[int]) -> list[str]:
+        return [self.sp.IdToPiece(i) for i in ids]
+
+
+def train_tokenizer(
+    sentences: Iterable[str], vocab_size: int = 8000, model_type: str = "bpe", max_sentences: int = 2_000_000
+) -> Tokenizer:
+    """Train a joint SentencePiece model on `sentences` (source and target lines together)."""
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.Train(
+        sentence_iterator=iter(sentences),
+        model_writer=model,
+        vocab_size=vocab_size,
+        model_type=model_type,
+        character_coverage=1.0,
+        byte_fallback=True,
+        pad_id=PAD_ID,
+        unk_id=UNK_ID,
+        bos_id=BOS_ID,
+        eos_id=EOS_ID,
+        input_sentence_size=max_sentences,
+        shuffle_input_sentence=True,
+        num_threads=2,
+        minloglevel=2,
+        hard_vocab_limit=False,
+    )
+    return Tokenizer(model.getvalue())

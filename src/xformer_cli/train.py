@@ -1,0 +1,434 @@
+"""The training loop: label-smoothed cross-entropy, Adam with inverse-square-root warmup, token
+batches, validation BLEU, atomic checkpoints, exact resume, Ctrl-C safety and DDP.
+
+Run folder (`--out`):
+    run.json            model and training config of the run
+    spm.model           the tokenizer
+    checkpoints/        step-NNNNNNN.safetensors, the last K (model, optimizer, RNG, data position)
+    best.safetensors    model weights with the best validation BLEU
+    metrics.jsonl       one JSON object per log line and per validation
+    curves.png          training and validation curves
+    bundle/             the final model bundle
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from xformer_cli.bundle import Bundle, save_bundle
+from xformer_cli.card import CardInfo, Score, render_card
+from xformer_cli.checkpoint import (
+    atomic_write,
+    average_states,
+    load_checkpoint,
+    model_state,
+    restore_optimizer,
+    save_checkpoint,
+)
+from xformer_cli.config import DecodeConfig, ModelConfig, TrainConfig, to_dict
+from xformer_cli.data import collate, filter_pairs, make_batches, read_parallel
+from xformer_cli.errors import RunError, XformerError
+from xformer_cli.model.transformer import Transformer, build_model, count_parameters
+from xformer_cli.tokenizer import Tokenizer, train_tokenizer
+from xformer_cli.translator import Translator, resolve_device
+
+
+class Interrupted(XformerError):
+    """Training stopped by Ctrl-C after saving a checkpoint."""
+
+
+def inverse_sqrt_lr(step: int, peak: float, warmup: int) -> float:
+    """Linear warmup to `peak` over `warmup` steps, then decay with 1/sqrt(step) (the paper's schedule, rescaled)."""
+    step = max(step, 1)
+    return peak * min(step / warmup, math.sqrt(warmup / step))
+
+
+@dataclass
+class Corpus:
+    src_ids: list[list[int]]
+    tgt_ids: list[list[int]]
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: torch.device) -> Distributed:
+    """Join the process group when started by torchrun (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Distributed()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Distributed(dist.get_rank(), dist.get_world_size())
+
+
+class RunFolder:
+    """The run folder and its lock: two runs on one folder refuse to clobber each other."""
+
+    def __init__(self, out: Path, main: bool) -> None:
+        self.out = out
+        self.main = main
+        self.checkpoints = out / "checkpoints"
+        self.lock_file = None
+        if main:
+            try:
+                self.checkpoints.mkdir(parents=True, exist_ok=True)
+                self.lock_file = open(out / ".lock", "w")
+            except OSError as err:
+                raise RunError(f"cannot write to --out {out}: {err.strerror or err}") from None
+            try:
+                fcntl.flock(self.lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunError(f"another training run is using {out}; choose another --out") from None
+
+    def checkpoint_paths(self) -> list[Path]:
+        return sorted(self.checkpoints.glob("step-*.safetensors"))
+
+    def metrics(self, record: dict[str, Any]) -> None:
+        if self.main:
+            with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def truncate_metrics(self, step: int) -> None:
+        """Forget records after `step` (written by a run that died before its next checkpoint)."""
+        path = self.out / "metrics.jsonl"
+        if self.main and path.exists():
+            keep = [line for line in path.read_text(encoding="utf-8").splitlines() if line and json.loads(line)["step"] <= step]
+            atomic_write(path, lambda tmp: Path(tmp).write_text("".join(k + "\n" for k in keep), encoding="utf-8"))
+
+
+def config_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
+    diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return "; ".join(diffs)
+
+
+def prepare_data(cfg: TrainConfig, run: RunFolder, vocab_size: int, log) -> tuple[Tokenizer, Corpus, tuple[list[str], list[str]] | None]:
+    """Read and filter the corpus; train (or load) the tokenizer."""
+    if not cfg.src or not cfg.tgt:
+        raise RunError("no training data: give --src and --tgt, or a --config recipe")
+    src, tgt = read_parallel(cfg.src, cfg.tgt)
+    valid = read_parallel(cfg.valid_src, cfg.valid_tgt) if cfg.valid_src else None
+    spm_path = run.out / "spm.model"
+    if spm_path.exists():
+        tokenizer = Tokenizer.load(spm_path)
+    elif cfg.spm_model:
+        tokenizer = Tokenizer.load(cfg.spm_model)
+    else:
+        log(f"training a {vocab_size}-piece SentencePiece model on {len(src)} pairs")
+        tokenizer = train_tokenizer([*src, *tgt], vocab_size)
+    if run.main and not spm_path.exists():
+        tokenizer.save(spm_path)
+    src_ids, tgt_ids = tokenizer.encode(src), tokenizer.encode(tgt)
+    kept, report = filter_pairs(src_ids, tgt_ids, cfg.max_tokens_per_sentence, cfg.max_length_ratio)
+    log(f"training data: {report}")
+    if not kept:
+        raise RunError(f"no training pairs left after filtering ({report})")
+    return tokenizer, Corpus([src_ids[i] for i in kept], [tgt_ids[i] for i in kept]), valid
+
+
+class Trainer:
+    """One training run. `run()` trains until a stop condition and returns the bundle folder."""
+
+    def __init__(self, model_config: ModelConfig, cfg: TrainConfig, out: Path, resume: bool = False, decode: DecodeConfig | None = None, recipe_text: str = "", console=None) -> None:
+        self.cfg = cfg
+        self.decode_config = decode or DecodeConfig()
+        self.recipe_text = recipe_text
+        self.console = console
+        self.device = resolve_device(cfg.device)
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        self.dist = setup_distributed(self.device)
+        if self.dist.world > 1 and self.device.type == "cuda":
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        self.run_folder = RunFolder(out, self.dist.main)
+        self.check_run(out, model_config, resume)
+        torch.manual_seed(cfg.seed)
+        self.tokenizer, self.corpus, self.valid = prepare_data(cfg, self.run_folder, model_config.vocab_size, self.log)
+        self.model_config = replace(model_config, vocab_size=self.tokenizer.vocab_size)
+        self.model: Transformer = build_model(self.model_config).to(self.device)
+        self.ddp_model = self.model
+        if self.dist.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.ddp_model = DistributedDataParallel(self.model)
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=cfg.lr, betas=cfg.adam_betas, eps=cfg.adam_eps, weight_decay=cfg.weight_decay
+        )
+        self.step = 0
+        self.epoch = 0
+        self.batch_index = 0  # next batch of this epoch
+        self.elapsed = 0.0  # training seconds over all sessions of the run
+        self.best_bleu = -1.0
+        self.bad_validations = 0
+        self.last_valid: dict[str, Any] = {}
+        if resume and self.run_folder.checkpoint_paths():
+            self.restore(self.run_folder.checkpoint_paths()[-1])
+        elif self.dist.main:
+            state = {"model": to_dict(model_config), "train": to_dict(cfg)}
+            atomic_write(out / "run.json", lambda tmp: Path(tmp).write_text(json.dumps(state, indent=2), encoding="utf-8"))
+
+    # ----- setup -----
+    def log(self, message: str) -> None:
+        if self.dist.main and self.console is not None:
+            self.console.print(message, highlight=False)
+
+    def check_run(self, out: Path, model_config: ModelConfig, resume: bool) -> None:
+        run_json = out / "run.json"
+        if resume:
+            if not run_json.exists():
+                raise RunError(f"nothing to resume in {out}: no run.json")
+            old = json.loads(run_json.read_text(encoding="utf-8"))["model"]
+            old.pop("vocab_size", None)
+            new = to_dict(model_config)
+            new.pop("vocab_size", None)
+            if old != new:
+                raise RunError(f"--resume with a changed model config ({config_difference(old, new)})")
+        elif self.run_folder.checkpoint_paths():
+            raise RunError(f"{out} already holds checkpoints: pass --resume to continue, or choose another --out")
+
+    def restore(self, path: Path) -> None:
+        tensors, meta = load_checkpoint(path)
+        self.model.load_state_dict(model_state(tensors), strict=True)
+        restore_optimizer(self.optimizer, {k: v.to(self.device) if k.split(".")[-1] != "step" else v for k, v in tensors.items()}, meta["optimizer"])
+        torch.set_rng_state(tensors["rng.torch"])
+        if "rng.cuda" in tensors and self.device.type == "cuda":
+            torch.cuda.set_rng_state(tensors["rng.cuda"])
+        for key in ("step", "epoch", "batch_index", "elapsed", "best_bleu", "bad_validations"):
+            setattr(self, key, meta[key])
+        self.run_folder.truncate_metrics(self.step)
+        self.log(f"resumed from {path.name}: step {self.step}, epoch {self.epoch + 1}, batch {self.batch_index}")
+
+    # ----- checkpoints -----
+    def save(self) -> Path:
+        path = self.run_folder.checkpoints / f"step-{self.step:07d}.safetensors"
+        meta = {k: getattr(self, k) for k in ("step", "epoch", "batch_index", "elapsed", "best_bleu", "bad_validations")}
+        save_checkpoint(path, self.model.state_dict(), self.optimizer, meta)
+        keep = max(self.cfg.keep_last, self.cfg.average_last, 1)
+        for old in self.run_folder.checkpoint_paths()[:-keep]:
+            old.unlink()
+        return path
+
+    # ----- the loop -----
+    def epoch_batches(self) -> list[list[int]]:
+        src_lens = [len(s) + 1 for s in self.corpus.src_ids]
+        tgt_lens = [len(t) + 1 for t in self.corpus.tgt_ids]
+        batches = make_batches(src_lens, tgt_lens, self.cfg.batch_tokens, self.cfg.seed, self.epoch)
+        if self.dist.world > 1:  # each rank its shard, all shards equally long
+            usable = len(batches) // self.dist.world * self.dist.world
+            batches = batches[self.dist.rank : usable : self.dist.world]
+        return batches
+
+    def autocast(self):
+        if self.device.type == "cuda" and self.cfg.bf16:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    def train_step(self, batches: list[list[int]]) -> tuple[float, int]:
+        """One optimizer update over `batches` (gradient accumulation). Returns mean loss and target tokens."""
+        c = self.model_config
+        self.ddp_model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        total_loss, total_tokens = 0.0, 0
+        for micro in batches:
+            batch = collate([self.corpus.src_ids[i] for i in micro], [self.corpus.tgt_ids[i] for i in micro], c.pad_id, c.bos_id, c.eos_id).to(self.device)
+            with self.autocast():
+                logits = self.ddp_model(batch.src, batch.tgt_in)  # (B, T, V)
+            loss = F.cross_entropy(
+                logits.float().view(-1, logits.size(-1)),
+                batch.tgt_out.view(-1),
+                ignore_index=c.pad_id,
+                label_smoothing=self.cfg.label_smoothing,
+                reduction="sum",
+            )
+            n = batch.n_tokens
+            (loss / n / len(batches)).backward()
+            total_loss += float(loss.detach())
+            total_tokens += n
+        if self.cfg.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
+        lr = inverse_sqrt_lr(self.step + 1, self.cfg.lr, self.cfg.warmup)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        self.step += 1
+        return total_loss / max(total_tokens, 1), total_tokens
+
+    def should_stop(self) -> str | None:
+        if self.step >= self.cfg.max_steps:
+            return f"reached --max-steps {self.cfg.max_steps}"
+        if self.cfg.max_epochs and self.epoch >= self.cfg.max_epochs:
+            return f"reached --max-epochs {self.cfg.max_epochs}"
+        if self.cfg.max_time and self.elapsed >= self.cfg.max_time:
+            return f"reached --max-time {self.cfg.max_time:g} s"
+        if self.cfg.patience and self.bad_validations >= self.cfg.patience:
+            return f"no better validation BLEU in {self.cfg.patience} validations"
+        return None
+
+    def run(self) -> Path:
+        from xformer_cli.progress import TrainProgress
+
+        self.log(
+            f"model: {count_parameters(self.model):,} parameters, {self.model_config.vocab_size} pieces; device {self.device}"
+            + (f"; {self.dist.world} processes" if self.dist.world > 1 else "")
+        )
+        progress = TrainProgress(self.console if self.dist.main else None, self.cfg.max_steps, self.step)
+        window_tokens, window_loss, window_start = 0, 0.0, time.perf_counter()
+        try:
+            with progress:
+                while (reason := self.should_stop()) is None:
+                    batches = self.epoch_batches()
+                    if self.batch_index >= len(batches):
+                        self.epoch, self.batch_index = self.epoch + 1, 0
+                        continue
+                    group = batches[self.batch_index : self.batch_index + self.cfg.accumulate]
+                    started = time.perf_counter()
+                    loss, tokens = self.train_step(group)
+                    self.batch_index += len(group)
+                    self.elapsed += time.perf_counter() - started
+                    window_tokens += tokens
+                    window_loss += loss * tokens
+                    if self.step % self.cfg.log_every == 0:
+                        now = time.perf_counter()
+                        record = {
+                            "step": self.step,
+                            "epoch": self.epoch + 1,
+                            "loss": round(window_loss / max(window_tokens, 1), 5),
+                            "lr": inverse_sqrt_lr(self.step, self.cfg.lr, self.cfg.warmup),
+                            "tokens_per_s": round(window_tokens * self.dist.world / (now - window_start), 1),
+                            "elapsed": round(self.elapsed, 1),
+                        }
+                        self.run_folder.metrics(record)
+                        progress.update(record)
+                        window_tokens, window_loss, window_start = 0, 0.0, now
+                    if self.cfg.valid_every and self.step % self.cfg.valid_every == 0:
+                        self.validate()
+                    if self.step % self.cfg.save_every == 0 and self.dist.main:
+                        self.save()
+        except KeyboardInterrupt:
+            if self.dist.main:
+                path = self.save()
+                raise Interrupted(f"interrupted at step {self.step}; checkpoint saved to {path} (continue with --resume)") from None
+            raise
+        self.log(f"stopped at step {self.step}: {reason}")
+        if self.valid and (not self.last_valid or self.last_valid["step"] != self.step):
+            self.validate()
+        if not self.dist.main:
+            return self.run_folder.out / "bundle"
+        if not self.run_folder.checkpoint_paths() or self.run_folder.checkpoint_paths()[-1].name != f"step-{self.step:07d}.safetensors":
+            self.save()
+        return self.finish()
+
+    # ----- validation -----
+    def validate(self) -> None:
+        """Valid loss (teacher forcing, no smoothing) and greedy BLEU; keep the best weights."""
+        if self.valid is None:
+            return
+        if self.dist.main:
+            record = {"step": self.step, **self.evaluate_valid()}
+            self.last_valid = record
+            self.run_folder.metrics(record)
+            self.log(f"step {self.step}: valid loss {record['valid_loss']:.3f}, valid BLEU {record['valid_bleu']:.2f}")
+            if record["valid_bleu"] > self.best_bleu:
+                self.best_bleu, self.bad_validations = record["valid_bleu"], 0
+                from safetensors.torch import save_file
+
+                state = {k: v.detach().cpu().contiguous() for k, v in self.model.state_dict().items()}
+                meta = {"step": str(self.step), "bleu": str(record["valid_bleu"]), "signature": record["bleu_signature"]}
+                atomic_write(self.run_folder.out / "best.safetensors", lambda tmp: save_file(state, tmp, metadata=meta))
+            else:
+                self.bad_validations += 1
+        if self.dist.world > 1:
+            import torch.distributed as dist
+
+            flags = torch.tensor([self.best_bleu, float(self.bad_validations)])
+            dist.broadcast(flags, 0)
+            self.best_bleu, self.bad_validations = float(flags[0]), int(flags[1])
+
+    @torch.no_grad()
+    def evaluate_valid(self) -> dict[str, Any]:
+        from xformer_cli.metrics import corpus_bleu
+
+        c = self.model_config
+        src, tgt = self.valid
+        self.model.eval()
+        src_ids, tgt_ids = self.tokenizer.encode(src), self.tokenizer.encode(tgt)
+        limit = c.max_len - 2
+        pairs = [(s[:limit], t[:limit]) for s, t in zip(src_ids, tgt_ids) if s and t]
+        total, tokens = 0.0, 0
+        for start in range(0, len(pairs), 64):
+            chunk = pairs[start : start + 64]
+            batch = collate([p[0] for p in chunk], [p[1] for p in chunk], c.pad_id, c.bos_id, c.eos_id).to(self.device)
+            with self.autocast():
+                logits = self.model(batch.src, batch.tgt_in)
+            total += float(F.cross_entropy(logits.float().view(-1, logits.size(-1)), batch.tgt_out.view(-1), ignore_index=c.pad_id, reduction="sum"))
+            tokens += batch.n_tokens
+        n = self.cfg.valid_bleu_sentences or len(src)
+        translator = Translator(Bundle(self.model, self.tokenizer, DecodeConfig(beam_size=1)), self.device)
+        hyps = translator.translate(src[:n])
+        bleu = corpus_bleu(hyps, [tgt[:n]])
+        self.model.train()
+        return {"valid_loss": round(total / max(tokens, 1), 5), "valid_bleu": round(bleu.score, 2), "bleu_signature": bleu.signature}
+
+    # ----- the end -----
+    def final_weights(self) -> tuple[dict[str, torch.Tensor], str]:
+        if self.cfg.average_last > 1:
+            paths = self.run_folder.checkpoint_paths()[-self.cfg.average_last :]
+            states = [model_state(load_checkpoint(p)[0]) for p in paths]
+            return average_states(states), f"average of the last {len(paths)} checkpoints ({', '.join(p.stem for p in paths)})"
+        best = self.run_folder.out / "best.safetensors"
+        if best.exists():
+            from safetensors import safe_open
+            from safetensors.torch import load_file
+
+            with safe_open(str(best), framework="pt") as f:
+                meta = f.metadata()
+            return load_file(str(best)), f"best validation BLEU {meta['bleu']} at step {meta['step']}"
+        return self.model.state_dict(), f"last step ({self.step})"
+
+    def finish(self) -> Path:
+        state, which = self.final_weights()
+        self.model.load_state_dict(state)
+        bundle_dir = self.run_folder.out / "bundle"
+        bundle = Bundle(self.model.cpu().eval(), self.tokenizer, self.decode_config, self.cfg.src_lang, self.cfg.tgt_lang,
+                        extra={"training": {"steps": self.step, "weights": which, "train_pairs": len(self.corpus.src_ids)}})
+        scores = []
+        if self.best_bleu >= 0 and self.last_valid:
+            scores.append(Score("valid", "bleu", self.best_bleu, self.last_valid.get("bleu_signature", "")))
+        card = render_card(
+            CardInfo(
+                name=self.run_folder.out.name,
+                src_lang=self.cfg.src_lang,
+                tgt_lang=self.cfg.tgt_lang,
+                parameters=count_parameters(self.model),
+                data=f"- source: `{self.cfg.src}`\n- target: `{self.cfg.tgt}`\n- {len(self.corpus.src_ids)} pairs after filtering",
+                training=f"{self.step} steps, {self.elapsed / 60:.1f} minutes; weights: {which}. Validation BLEU is greedy on the first {self.cfg.valid_bleu_sentences} valid sentences.",
+                recipe=self.recipe_text or json.dumps({"model": to_dict(self.model_config), "train": to_dict(self.cfg)}, indent=2),
+                scores=scores,
+            )
+        )
+        save_bundle(bundle, bundle_dir, card=card)
+        from xformer_cli.plot import plot_curves
+
+        plot_curves(self.run_folder.out / "metrics.jsonl", self.run_folder.out / "curves.png", self.log)
+        self.log(f"bundle written to {bundle_dir} ({which})")
+        return bundle_dir

@@ -1,0 +1,133 @@
+"""Translator: text in, text out — the one path used by `translate`, `evaluate` and validation."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import torch
+
+from xformer_cli.bundle import Bundle, load_bundle
+from xformer_cli.config import DecodeConfig
+from xformer_cli.data import pad
+from xformer_cli.errors import ConfigError
+from xformer_cli.search import Hypothesis, search
+
+SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
+
+
+@dataclass(frozen=True)
+class Translation:
+    text: str
+    score: float
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` is CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but CUDA is not available")
+    return device
+
+
+def split_long(ids: list[int], text: str, encode: Callable[[list[str]], list[list[int]]], limit: int) -> list[list[int]]:
+    """Pieces of one over-long input, each at most `limit` ids: whole sentences where they fit,
+    else fixed-size cuts."""
+    parts: list[list[int]] = []
+    current: list[int] = []
+    for sentence_ids in encode(SENTENCE_END.split(text)):
+        while len(sentence_ids) > limit:  # a sentence alone is too long: cut it
+            if current:
+                parts.append(current)
+                current = []
+            parts.append(sentence_ids[:limit])
+            sentence_ids = sentence_ids[limit:]
+        if current and len(current) + len(sentence_ids) > limit:
+            parts.append(current)
+            current = []
+        current = current + sentence_ids
+    if current:
+        parts.append(current)
+    return parts
+
+
+class Translator:
+    """A loaded bundle ready to translate lists of sentences.
+
+    >>> Translator.load("models/de-en-small").translate(["Guten Tag"])
+    """
+
+    def __init__(self, bundle: Bundle, device: str | torch.device = "cpu") -> None:
+        self.bundle = bundle
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.model = bundle.model.to(self.device).eval()
+        self.tokenizer = bundle.tokenizer
+        self.decode_config = bundle.decode
+
+    @classmethod
+    def load(cls, ref: str, revision: str | None = None, device: str = "auto") -> "Translator":
+        return cls(load_bundle(ref, revision), device)
+
+    def translate(self, texts: Sequence[str], beam_size: int | None = None, **options) -> list[str]:
+        """One translation per input text, in order (empty text gives empty text)."""
+        config = self.config(beam_size=beam_size, **options)
+        return [nbest[0].text for nbest in self.translate_nbest(texts, config)]
+
+    def config(self, **options) -> DecodeConfig:
+        """The bundle's decoding defaults with the given options (None keeps a default)."""
+        return replace(self.decode_config, **{k: v for k, v in options.items() if v is not None})
+
+    def translate_nbest(
+        self, texts: Sequence[str], config: DecodeConfig, warn: Callable[[str], None] | None = None
+    ) -> list[list[Translation]]:
+        """The config's n best translations of each text, best first."""
+        limit = self.model.config.max_len - 2  # room for EOS (source) and BOS (target)
+        encoded = self.tokenizer.encode(list(texts))
+        segments: list[list[int]] = []  # model inputs
+        owner: list[int] = []  # input line of each segment
+        for line, (text, ids) in enumerate(zip(texts, encoded)):
+            if not ids:
+                continue
+            parts = [ids]
+            if len(ids) > limit:
+                parts = split_long(ids, text, self.tokenizer.encode, limit)
+                if warn:
+                    warn(f"line {line + 1}: {len(ids)} pieces is longer than the model's {limit}; translated in {len(parts)} parts")
+            segments.extend(parts)
+            owner.extend([line] * len(parts))
+        hyps = self.search_ids(segments, config)
+        results: list[list[Translation]] = [[Translation("", 0.0)] * config.n_best for _ in texts]
+        grouped: dict[int, list[list[Hypothesis]]] = {}
+        for line, nbest in zip(owner, hyps):
+            grouped.setdefault(line, []).append(nbest)
+        for line, parts in grouped.items():
+            if len(parts) == 1:
+                results[line] = [Translation(t, h.score) for t, h in zip(self.tokenizer.decode([h.tokens for h in parts[0]]), parts[0])]
+            else:  # a split line: join the best translation of each part
+                texts_ = self.tokenizer.decode([p[0].tokens for p in parts])
+                results[line] = [Translation(" ".join(texts_), sum(p[0].score for p in parts) / len(parts))]
+        # Exactly n_best entries per input (a split line or a tiny vocabulary can give fewer).
+        return [r + [r[-1]] * (config.n_best - len(r)) for r in results]
+
+    def search_ids(self, segments: Sequence[list[int]], config: DecodeConfig) -> list[list[Hypothesis]]:
+        """Search every segment, in token-budget batches of similar length; results in input order."""
+        eos, pad_id = self.model.config.eos_id, self.model.config.pad_id
+        order = sorted(range(len(segments)), key=lambda i: len(segments[i]))
+        results: list[list[Hypothesis]] = [[] for _ in segments]
+        start = 0
+        while start < len(order):
+            end = start + 1
+            while end < len(order) and (end - start + 1) * (len(segments[order[end]]) + 1) <= config.batch_tokens:
+                end += 1
+            rows = order[start:end]
+            src = pad([segments[i] + [eos] for i in rows], pad_id).to(self.device)
+            for i, nbest in zip(rows, search(self.model, src, config)):
+                results[i] = nbest
+            start = end
+        return results
