@@ -157,6 +157,40 @@ def translate(
 
 @app.command()
 @user_errors
+def evaluate(
+    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Bundle folder or Hub id; repeat to compare models [default: the shipped model].")] = None,
+    revision: RevisionOption = None,
+    src: Annotated[Optional[Path], typer.Option("--src", help="Source file to translate.")] = None,
+    ref: Annotated[Optional[list[Path]], typer.Option("--ref", "-r", help="Reference file; repeat for several references.")] = None,
+    hyp: Annotated[Optional[Path], typer.Option("--hyp", help="Score these translations (no model needed).")] = None,
+    testset: Annotated[Optional[list[str]], typer.Option("--testset", "-t", help="Named test set; repeat for several [default: tatoeba/test].")] = None,
+    data_dir: Annotated[Optional[str], typer.Option("--data-dir", help="Folder with test sets laid out as multi30k/, tatoeba/, wmt/ [env: XFORMER_DATA_DIR].")] = None,
+    list_testsets: Annotated[bool, typer.Option("--list-testsets", help="List the test sets found and exit.")] = False,
+    bleu: Annotated[bool, typer.Option("--bleu/--no-bleu", help="BLEU.")] = True,
+    chrf: Annotated[bool, typer.Option("--chrf", help="Also chrF.")] = False,
+    ter: Annotated[bool, typer.Option("--ter", help="Also TER.")] = False,
+    save_hyp: Annotated[Optional[Path], typer.Option("--save-hyp", help="Write the translations here (first model and test set).")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="One JSON object per model and test set on stdout.")] = False,
+    beam_size: Annotated[Optional[int], typer.Option("--beam-size", "-b", help="Beam width [default: the model's].")] = None,
+    greedy: Annotated[bool, typer.Option("--greedy", help="Greedy search.")] = False,
+    length_penalty: Annotated[Optional[float], typer.Option(help="Length penalty alpha.")] = None,
+    batch_tokens: Annotated[Optional[int], typer.Option(help="Source pieces per batch.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Score translations with sacreBLEU (BLEU, chrF, TER), printing each signature."""
+    from xformer_cli.report import run_evaluate
+
+    run_evaluate(
+        models=[model_ref(m) for m in (model or [None])], revision=revision, src=src, refs=ref or [], hyp=hyp,
+        testsets=testset or [], data_dir=data_dir, list_only=list_testsets,
+        metrics=[m for m, on in (("bleu", bleu), ("chrf", chrf), ("ter", ter)) if on], save_hyp=save_hyp,
+        json_output=json_output, options=dict(beam_size=1 if greedy else beam_size, length_penalty=length_penalty, batch_tokens=batch_tokens),
+        device=device, console=stderr(),
+    )
+
+
+@app.command()
+@user_errors
 def info(model: Annotated[Optional[str], typer.Argument(help="Bundle folder or Hub id [default: the shipped model].")] = None, revision: RevisionOption = None) -> None:
     """Describe a model: config, parameters, vocabulary and the model card's metrics."""
     from rich.table import Table

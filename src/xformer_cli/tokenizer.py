@@ -12,7 +12,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 
-from xformer_cli.errors import ModelLoadError
+from xformer_cli.errors import ConfigError, ModelLoadError
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
@@ -59,6 +59,14 @@ def train_tokenizer(
 ) -> Tokenizer:
     """Train a joint SentencePiece model on `sentences` (source and target lines together)."""
     model = io.BytesIO()
+    try:
+        _train(sentences, model, vocab_size, model_type, max_sentences)
+    except RuntimeError as err:
+        raise ConfigError(f"cannot train the SentencePiece model: {str(err).split('] ')[-1]}") from None
+    return Tokenizer(model.getvalue())
+
+
+def _train(sentences: Iterable[str], model: io.BytesIO, vocab_size: int, model_type: str, max_sentences: int) -> None:
     spm.SentencePieceTrainer.Train(
         sentence_iterator=iter(sentences),
         model_writer=model,
@@ -76,4 +84,3 @@ def train_tokenizer(
         minloglevel=2,
         hard_vocab_limit=False,
     )
-    return Tokenizer(model.getvalue())

@@ -122,7 +122,7 @@ def config_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
     return "; ".join(diffs)
 
 
-def prepare_data(cfg: TrainConfig, run: RunFolder, vocab_size: int, log) -> tuple[Tokenizer, Corpus, tuple[list[str], list[str]] | None]:
+def prepare_data(cfg: TrainConfig, run: RunFolder, vocab_size: int, max_len: int, log) -> tuple[Tokenizer, Corpus, tuple[list[str], list[str]] | None]:
     """Read and filter the corpus; train (or load) the tokenizer."""
     if not cfg.src or not cfg.tgt:
         raise RunError("no training data: give --src and --tgt, or a --config recipe")
@@ -139,7 +139,9 @@ def prepare_data(cfg: TrainConfig, run: RunFolder, vocab_size: int, log) -> tupl
     if run.main and not spm_path.exists():
         tokenizer.save(spm_path)
     src_ids, tgt_ids = tokenizer.encode(src), tokenizer.encode(tgt)
-    kept, report = filter_pairs(src_ids, tgt_ids, cfg.max_tokens_per_sentence, cfg.max_length_ratio)
+    # Room for EOS (source) or BOS (target) within the model's positions.
+    limit = min(cfg.max_tokens_per_sentence, max_len - 1)
+    kept, report = filter_pairs(src_ids, tgt_ids, limit, cfg.max_length_ratio)
     log(f"training data: {report}")
     if not kept:
         raise RunError(f"no training pairs left after filtering ({report})")
@@ -163,7 +165,7 @@ class Trainer:
         self.run_folder = RunFolder(out, self.dist.main)
         self.check_run(out, model_config, resume)
         torch.manual_seed(cfg.seed)
-        self.tokenizer, self.corpus, self.valid = prepare_data(cfg, self.run_folder, model_config.vocab_size, self.log)
+        self.tokenizer, self.corpus, self.valid = prepare_data(cfg, self.run_folder, model_config.vocab_size, model_config.max_len, self.log)
         self.model_config = replace(model_config, vocab_size=self.tokenizer.vocab_size)
         self.model: Transformer = build_model(self.model_config).to(self.device)
         self.ddp_model = self.model
