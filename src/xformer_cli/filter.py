@@ -66,7 +66,12 @@ def run_filter(
         from xformer_cli.errors import DataError
 
         raise DataError(f"cannot read {input_path}: {err.strerror}") from None
-    sink = open(output_path, "w", encoding="utf-8") if output_path else open(sys.stdout.fileno(), "w", encoding="utf-8", closefd=False)
+    if output_path:
+        sink = open(output_path, "w", encoding="utf-8")
+    else:
+        sink = sys.stdout
+        if hasattr(sink, "reconfigure"):
+            sink.reconfigure(encoding="utf-8")
     interactive = stream or (input_path is None and sys.stdin.isatty())
     offset = 0
     try:
@@ -80,7 +85,8 @@ def run_filter(
     finally:
         if input_path:
             source.close()
-        sink.close()
+        if output_path:
+            sink.close()
 
 
 def _shift_line(message: str, base: int) -> str:

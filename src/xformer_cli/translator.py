@@ -36,25 +36,13 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def split_long(ids: list[int], text: str, encode: Callable[[list[str]], list[list[int]]], limit: int) -> list[list[int]]:
-    """Pieces of one over-long input, each at most `limit` ids: whole sentences where they fit,
-    else fixed-size cuts."""
+def split_long(text: str, encode: Callable[[list[str]], list[list[int]]], limit: int) -> list[list[int]]:
+    """Pieces of one over-long input, each at most `limit` ids: one per sentence, and a sentence
+    that alone is too long is cut into `limit`-sized parts."""
     parts: list[list[int]] = []
-    current: list[int] = []
     for sentence_ids in encode(SENTENCE_END.split(text)):
-        while len(sentence_ids) > limit:  # a sentence alone is too long: cut it
-            if current:
-                parts.append(current)
-                current = []
-            parts.append(sentence_ids[:limit])
-            sentence_ids = sentence_ids[limit:]
-        if current and len(current) + len(sentence_ids) > limit:
-            parts.append(current)
-            current = []
-        current = current + sentence_ids
-    if current:
-        parts.append(current)
-    return parts
+        parts.extend(sentence_ids[start : start + limit] for start in range(0, len(sentence_ids), limit))
+    return [p for p in parts if p]
 
 
 class Translator:
@@ -96,7 +84,7 @@ class Translator:
                 continue
             parts = [ids]
             if len(ids) > limit:
-                parts = split_long(ids, text, self.tokenizer.encode, limit)
+                parts = split_long(text, self.tokenizer.encode, limit)
                 if warn:
                     warn(f"line {line + 1}: {len(ids)} pieces is longer than the model's {limit}; translated in {len(parts)} parts")
             segments.extend(parts)

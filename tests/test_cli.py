@@ -1,0 +1,128 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from xformer_cli import __version__
+from xformer_cli.cli import app
+
+runner = CliRunner()
+
+
+def run(*args, input=None):
+    return runner.invoke(app, list(map(str, args)), input=input)
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_version_and_help():
+    assert run("--version").stdout.strip() == f"xformer {__version__}"
+    for flag in ("-h", "--help"):
+        result = run(flag)
+        assert result.exit_code == 0
+        for command in ("train", "translate", "evaluate", "push", "info"):
+            assert command in result.stdout
+
+
+def test_translate_is_a_filter_with_one_line_per_input_line(trained_bundle_dir):
+    result = run("translate", "-m", trained_bundle_dir, "--greedy", input="Ich habe Hunger.\n\nTom ist hier.\n")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.split("\n")
+    assert len(lines) == 4 and lines[3] == ""  # three lines, newline-terminated
+    assert lines[1] == ""  # an empty line gives an empty line
+    assert lines[0] and lines[2]
+    assert "device cpu" in result.stderr
+
+
+def test_translate_files_nbest_and_scores(trained_bundle_dir, tmp_path):
+    source = tmp_path / "in.de"
+    source.write_text("Ich habe Hunger.\nTom ist hier.\n", encoding="utf-8")
+    result = run("translate", "-m", trained_bundle_dir, "-i", source, "-o", tmp_path / "out.en", "-b", "4", "--n-best", "3", "--scores")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    lines = (tmp_path / "out.en").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 6  # 3 per input line, blocks in input order
+    scores = [float(line.split("\t")[1]) for line in lines]
+    assert scores[:3] == sorted(scores[:3], reverse=True) and scores[3:] == sorted(scores[3:], reverse=True)
+
+
+def test_invalid_utf8_is_replaced_with_a_warning(trained_bundle_dir):
+    result = runner.invoke(app, ["translate", "-m", str(trained_bundle_dir), "--greedy"], input=b"gut\n\xff\xfe kaputt\n")
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 2
+    assert "line 2: invalid UTF-8" in result.stderr
+
+
+def test_over_long_line_is_split_with_one_warning_not_cut(trained_bundle_dir):
+    long_line = " ".join(["Ich habe Hunger."] * 40)  # far beyond the tiny model's 64 positions
+    result = run("translate", "-m", trained_bundle_dir, "--greedy", input=f"Tom ist hier.\n{long_line}\n")
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 2
+    assert result.stderr.count("warning") == 1 and "line 2" in result.stderr
+    short = run("translate", "-m", trained_bundle_dir, "--greedy", input="Ich habe Hunger.\n").stdout.strip()
+    assert len(result.stdout.splitlines()[1]) > 10 * len(short)
+
+
+def test_info_shows_parameters_and_vocabulary(bundle_dir, tiny_bundle):
+    from xformer_cli.model.transformer import count_parameters
+
+    result = run("info", bundle_dir)
+    assert result.exit_code == 0, result.output
+    assert f"{count_parameters(tiny_bundle.model):,}" in result.stdout
+    assert f"{tiny_bundle.tokenizer.vocab_size:,} SentencePiece pieces" in result.stdout
+
+
+def test_missing_model_path(tmp_path):
+    assert_one_line_error(run("info", tmp_path / "missing"), "model not found")
+
+
+def test_unknown_hub_id_while_offline(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path))
+    assert_one_line_error(run("translate", "-m", "nobody/no-such-model", input="Hallo\n"), "nobody/no-such-model", "HF_HUB_OFFLINE")
+
+
+def test_corrupt_safetensors_file(bundle_dir, tmp_path):
+    copy = tmp_path / "bad"
+    shutil.copytree(bundle_dir, copy)
+    (copy / "model.safetensors").write_bytes(b"not safetensors at all")
+    assert_one_line_error(run("info", copy), "corrupt weights file")
+
+
+def test_weights_not_matching_the_config(bundle_dir, tmp_path):
+    copy = tmp_path / "mismatch"
+    shutil.copytree(bundle_dir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["model"]["n_decoder_layers"] = 3
+    (copy / "config.json").write_text(json.dumps(config))
+    assert_one_line_error(run("info", copy), "weights do not match the config", "decoder.layers.2")
+
+
+def test_unknown_preset(tiny_corpus, tmp_path):
+    src, tgt = tiny_corpus
+    assert_one_line_error(run("train", "--src", src, "--tgt", tgt, "--preset", "huge", "--out", tmp_path / "run"), "unknown preset 'huge'")
+
+
+def test_as_a_real_process_stdout_has_only_translations(trained_bundle_dir):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "xformer_cli", "translate", "-m", str(trained_bundle_dir), "-b", "2"],
+        input="Ich habe Hunger.\nTom ist hier.\n".encode(), capture_output=True, env=env, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.decode().splitlines()) == 2
+    missing = subprocess.run([sys.executable, "-m", "xformer_cli", "info", "/nonexistent/model"], capture_output=True, env=env, timeout=120)
+    assert missing.returncode == 1
+    assert missing.stderr.decode().strip().startswith("error:") and b"Traceback" not in missing.stderr

@@ -1,0 +1,196 @@
+import fcntl
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from xformer_cli.bundle import load_bundle
+from xformer_cli.checkpoint import average_states
+from xformer_cli.cli import app
+from xformer_cli.train import inverse_sqrt_lr
+
+runner = CliRunner()
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+def tiny_args(src, tgt, out, *extra):
+    return ["train", "--src", str(src), "--tgt", str(tgt), "--out", str(out), "--preset", "tiny", "--vocab-size", "500",
+            "--batch-tokens", "600", "--threads", "1", "--seed", "3", *map(str, extra)]
+
+
+def run(*args):
+    return runner.invoke(app, list(map(str, args)))
+
+
+def losses(out: Path) -> dict[int, float]:
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in records if "loss" in r}
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_schedule_warms_up_linearly_then_decays_with_inverse_square_root():
+    assert inverse_sqrt_lr(50, 1e-3, 100) == pytest.approx(5e-4)
+    assert inverse_sqrt_lr(100, 1e-3, 100) == pytest.approx(1e-3)
+    assert inverse_sqrt_lr(400, 1e-3, 100) == pytest.approx(5e-4)
+
+
+def test_training_ends_with_a_bundle_metrics_curves_and_a_card(tiny_corpus, tmp_path):
+    src, tgt = tiny_corpus
+    out = tmp_path / "run"
+    result = run(*tiny_args(src, tgt, out, "--max-steps", 20, "--valid-every", 10, "--log-every", 5),
+                 "--valid-src", src, "--valid-tgt", tgt)
+    assert result.exit_code == 0, result.output
+    bundle = load_bundle(out / "bundle")
+    assert bundle.model.config.d_model == 32
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "valid_bleu" in r] == [10, 20]
+    assert losses(out)[20] < losses(out)[5]
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    card = (out / "bundle" / "README.md").read_text()
+    assert "library_name: xformer" in card and "nrefs:1|case:mixed" in card
+    assert "dropped 0 empty" in result.stderr
+
+
+def test_killed_run_resumes_on_the_same_loss_trajectory(tiny_corpus, tmp_path):
+    src, tgt = tiny_corpus
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert run(*tiny_args(src, tgt, straight, "--max-steps", 24, "--save-every", 8, "--log-every", 1)).exit_code == 0
+
+    proc = subprocess.Popen([sys.executable, "-m", "xformer_cli", *tiny_args(src, tgt, killed, "--max-steps", 100000, "--save-every", 8, "--log-every", 1)],
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list((killed / "checkpoints").glob("step-0000016*")) and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert list((killed / "checkpoints").glob("step-0000016*")), "no checkpoint before the kill"
+
+    result = run(*tiny_args(src, tgt, killed, "--max-steps", 24, "--save-every", 8, "--log-every", 1), "--resume")
+    assert result.exit_code == 0, result.output
+    assert "resumed from step-" in result.stderr
+    expected, got = losses(straight), losses(killed)
+    assert sorted(got) == list(range(1, 25))
+    for step in range(1, 25):
+        assert got[step] == pytest.approx(expected[step], rel=1e-5, abs=1e-6), step
+
+
+def test_ctrl_c_saves_a_checkpoint(tiny_corpus, tmp_path):
+    src, tgt = tiny_corpus
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "xformer_cli", *tiny_args(src, tgt, out, "--max-steps", 100000, "--log-every", 1)],
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (out / "metrics.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert b"checkpoint saved" in err and b"Traceback" not in err
+    assert list((out / "checkpoints").glob("step-*.safetensors"))
+
+
+def test_two_runs_do_not_share_a_folder(tiny_corpus, tmp_path):
+    src, tgt = tiny_corpus
+    out = tmp_path / "run"
+    out.mkdir()
+    with open(out / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert_one_line_error(run(*tiny_args(src, tgt, out, "--max-steps", 2)), "another training run is using")
+
+
+def test_a_finished_folder_needs_resume(tiny_corpus, tmp_path):
+    src, tgt = tiny_corpus
+    out = tmp_path / "run"
+    assert run(*tiny_args(src, tgt, out, "--max-steps", 2)).exit_code == 0
+    assert_one_line_error(run(*tiny_args(src, tgt, out, "--max-steps", 2)), "already holds checkpoints")
+
+
+def test_resume_with_a_changed_model_config_says_what_differs(tiny_corpus, tmp_path):
+    src, tgt = tiny_corpus
+    out = tmp_path / "run"
+    assert run(*tiny_args(src, tgt, out, "--max-steps", 2)).exit_code == 0
+    assert_one_line_error(run(*tiny_args(src, tgt, out, "--max-steps", 4, "--norm", "rmsnorm"), "--resume"), "norm: 'layernorm' -> 'rmsnorm'")
+
+
+def test_line_counts_differ(tiny_corpus, tmp_path):
+    src, _ = tiny_corpus
+    short = tmp_path / "short.en"
+    short.write_text("one\ntwo\n")
+    assert_one_line_error(run(*tiny_args(src, short, tmp_path / "run")), "line counts differ", "400 in", "2 in", str(short))
+
+
+def test_empty_corpus(tmp_path):
+    empty_src, empty_tgt = tmp_path / "e.de", tmp_path / "e.en"
+    empty_src.write_text("")
+    empty_tgt.write_text("")
+    assert_one_line_error(run(*tiny_args(empty_src, empty_tgt, tmp_path / "run")), "empty corpus")
+
+
+def test_a_line_that_is_not_utf8_is_named(tiny_corpus, tmp_path):
+    src, tgt = tiny_corpus
+    bad = tmp_path / "bad.de.gz"
+    lines = src.read_bytes().split(b"\n")
+    lines[6] = b"kaputt \xff\xfe"
+    bad.write_bytes(gzip.compress(b"\n".join(lines)))
+    assert_one_line_error(run(*tiny_args(bad, tgt, tmp_path / "run")), str(bad), "line 7", "not valid UTF-8")
+
+
+def test_unknown_recipe_key_is_named(tmp_path):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('preset = "tiny"\n[train]\nmax_stepz = 3\n')
+    assert_one_line_error(run("train", "--config", recipe, "--out", tmp_path / "run"), "unknown key 'max_stepz'")
+
+
+def test_unwritable_out(tiny_corpus, tmp_path):
+    src, tgt = tiny_corpus
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert_one_line_error(run(*tiny_args(src, tgt, blocker / "run")), "cannot write to --out")
+
+
+def test_recipe_values_and_flag_overrides(tiny_corpus, tmp_path):
+    src, tgt = tiny_corpus
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'preset = "tiny"\n[model]\nvocab_size = 500\nnorm = "dyt"\n[train]\nsrc = "{src}"\ntgt = "{tgt}"\nmax_steps = 50\nbatch_tokens = 600\nthreads = 1\n')
+    out = tmp_path / "run"
+    result = run("train", "--config", recipe, "--out", out, "--max-steps", 3, "--norm-position", "pre")
+    assert result.exit_code == 0, result.output
+    config = load_bundle(out / "bundle").model.config
+    assert (config.norm, config.norm_position) == ("dyt", "pre")
+    assert "stopped at step 3" in result.stderr
+
+
+def test_checkpoint_average_is_the_mean():
+    a = {"w": torch.tensor([1.0, 2.0])}
+    b = {"w": torch.tensor([3.0, 6.0])}
+    assert torch.equal(average_states([a, b])["w"], torch.tensor([2.0, 4.0]))
+
+
+def test_data_parallel_training_with_torchrun_on_cpu(tiny_corpus, tmp_path):
+    src, tgt = tiny_corpus
+    out = tmp_path / "ddp"
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517", "-m", "xformer_cli",
+         *tiny_args(src, tgt, out, "--max-steps", 6, "--save-every", 3, "--log-every", 3, "--device", "cpu")],
+        env=ENV, capture_output=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert "2 processes" in done.stderr.decode()
+    assert done.stderr.decode().count("stopped at step 6") == 1  # rank 0 alone logs
+    assert sorted(losses(out)) == [3, 6]
+    load_bundle(out / "bundle")
