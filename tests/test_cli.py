@@ -126,3 +126,24 @@ def test_as_a_real_process_stdout_has_only_translations(trained_bundle_dir):
     missing = subprocess.run([sys.executable, "-m", "xformer_cli", "info", "/nonexistent/model"], capture_output=True, env=env, timeout=120)
     assert missing.returncode == 1
     assert missing.stderr.decode().strip().startswith("error:") and b"Traceback" not in missing.stderr
+
+
+def test_attention_plot_and_int8(trained_bundle_dir, tmp_path):
+    plot = tmp_path / "attention.png"
+    result = run("translate", "-m", trained_bundle_dir, "--attention-plot", plot, "--quantize", "int8", input="Ich habe Hunger.\nTom ist hier.\n")
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 2 and "int8" in result.stderr
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cross_attention_rows_are_distributions(trained_bundle_dir):
+    import torch
+
+    from xformer_cli.attention_plot import cross_attention
+    from xformer_cli.bundle import load_bundle
+
+    bundle = load_bundle(trained_bundle_dir)
+    src, tgt = bundle.tokenizer.encode(["Ich habe Hunger.", "I'm hungry."])
+    weights = cross_attention(bundle.model, src, tgt)
+    assert weights.shape == (len(tgt) + 1, len(src) + 1)
+    torch.testing.assert_close(weights.sum(dim=1), torch.ones(len(tgt) + 1))

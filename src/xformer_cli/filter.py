@@ -48,14 +48,19 @@ def run_filter(
     show_scores: bool,
     options: dict[str, Any],
     console,
+    quantize: str | None = None,
+    attention_plot: Path | None = None,
 ) -> None:
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    translator = Translator.load(model, revision, device)
+    translator = Translator.load(model, revision, device, quantize)
     config = translator.config(**options)
-    console.print(f"xformer: model {translator.bundle.path}, device {translator.device}, beam {config.beam_size}", highlight=False)
+    console.print(
+        f"xformer: model {translator.bundle.path}, device {translator.device}{', int8' if quantize else ''}, beam {config.beam_size}",
+        highlight=False,
+    )
 
     def warn(message: str) -> None:
         console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
@@ -77,7 +82,10 @@ def run_filter(
     try:
         for chunk in chunks(decode_lines(source, warn), 1 if interactive else CHUNK_LINES):
             numbered_warn = lambda m, base=offset: warn(_shift_line(m, base))  # noqa: E731
-            for nbest in translator.translate_nbest(chunk, config, numbered_warn):
+            results = translator.translate_nbest(chunk, config, numbered_warn)
+            if attention_plot is not None and offset == 0:
+                draw_attention(translator, chunk[0], results[0][0].text, attention_plot, warn)
+            for nbest in results:
                 for hyp in nbest[: config.n_best]:
                     sink.write(f"{hyp.text}\t{hyp.score:.4f}\n" if show_scores else hyp.text + "\n")
             sink.flush()
@@ -87,6 +95,21 @@ def run_filter(
             source.close()
         if output_path:
             sink.close()
+
+
+def draw_attention(translator: Translator, source: str, translation: str, path: Path, warn) -> None:
+    """Heatmap of the first line's encoder attention (its source and translated pieces)."""
+    from xformer_cli.attention_plot import cross_attention, plot_attention
+
+    tokenizer = translator.tokenizer
+    src_ids, tgt_ids = tokenizer.encode([source, translation])
+    limit = translator.model.config.max_len - 2
+    if not src_ids or len(src_ids) > limit or len(tgt_ids) > limit:
+        warn("line 1 is empty or too long to draw its attention; no plot written")
+        return
+    model = translator.bundle.model  # the float model (weights are recorded on the reference path)
+    weights = cross_attention(model, src_ids, tgt_ids)
+    plot_attention(weights, tokenizer.pieces(src_ids) + ["</s>"], tokenizer.pieces(tgt_ids) + ["</s>"], path)
 
 
 def _shift_line(message: str, base: int) -> str:

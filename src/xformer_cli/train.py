@@ -183,6 +183,7 @@ class Trainer:
         self.best_bleu = -1.0
         self.bad_validations = 0
         self.last_valid: dict[str, Any] = {}
+        self._batches: tuple[int, list[list[int]]] | None = None  # (epoch, batches) cache
         if resume and self.run_folder.checkpoint_paths():
             self.restore(self.run_folder.checkpoint_paths()[-1])
         elif self.dist.main:
@@ -232,6 +233,12 @@ class Trainer:
 
     # ----- the loop -----
     def epoch_batches(self) -> list[list[int]]:
+        """This epoch's batches (this rank's shard), computed once per epoch."""
+        if self._batches is None or self._batches[0] != self.epoch:
+            self._batches = (self.epoch, self.make_epoch_batches())
+        return self._batches[1]
+
+    def make_epoch_batches(self) -> list[list[int]]:
         src_lens = [len(s) + 1 for s in self.corpus.src_ids]
         tgt_lens = [len(t) + 1 for t in self.corpus.tgt_ids]
         batches = make_batches(src_lens, tgt_lens, self.cfg.batch_tokens, self.cfg.seed, self.epoch)

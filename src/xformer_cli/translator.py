@@ -59,8 +59,24 @@ class Translator:
         self.decode_config = bundle.decode
 
     @classmethod
-    def load(cls, ref: str, revision: str | None = None, device: str = "auto") -> "Translator":
-        return cls(load_bundle(ref, revision), device)
+    def load(cls, ref: str, revision: str | None = None, device: str = "auto", quantize: str | None = None) -> "Translator":
+        """A translator for a bundle folder or Hub id; `quantize="int8"` makes linear layers dynamic int8 (CPU)."""
+        translator = cls(load_bundle(ref, revision), device)
+        if quantize is not None:
+            translator.quantize(quantize)
+        return translator
+
+    def quantize(self, kind: str) -> None:
+        """Dynamic int8 quantization of the linear layers (weights int8, activations quantized on the fly)."""
+        if kind != "int8":
+            raise ConfigError(f"unknown quantization {kind!r} (only int8)")
+        if self.device.type != "cpu":
+            raise ConfigError("--quantize int8 runs on the CPU only (use --device cpu)")
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.ao.quantization's notice about moving to torchao
+            self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
 
     def translate(self, texts: Sequence[str], beam_size: int | None = None, **options) -> list[str]:
         """One translation per input text, in order (empty text gives empty text)."""

@@ -1,0 +1,74 @@
+"""Translation speed on Multi30k test2016 (1,000 sentences), without start-up, plus cold start.
+
+    python bench/translate_speed.py [--model models/de-en-small] [--data-dir ../shared/data] [--threads 2]
+
+Prints sentences/s for greedy with batches of 30 sentences, beam 5 with batches of 30, and
+beam 5 one sentence at a time (the three columns of issue 4's baseline table), the BLEU of each
+run as a check that speed did not cost quality, and the whole-process time of
+`echo "Guten Tag" | xformer translate -b 5` next to `python -c "import torch"` (median of 5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from xformer_cli.data import read_lines
+from xformer_cli.defaults import default_model
+from xformer_cli.metrics import corpus_bleu
+from xformer_cli.translator import Translator
+
+
+def timed_translate(translator: Translator, sentences: list[str], beam: int, batch_sentences: int) -> tuple[float, list[str]]:
+    config = replace(translator.config(beam_size=beam), batch_tokens=10**9)  # one batch per chunk
+    started = time.perf_counter()
+    out: list[str] = []
+    for start in range(0, len(sentences), batch_sentences):
+        out += [n[0].text for n in translator.translate_nbest(sentences[start : start + batch_sentences], config)]
+    return len(sentences) / (time.perf_counter() - started), out
+
+
+def process_seconds(command: str, runs: int = 5) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(command, shell=True, check=True, capture_output=True)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=default_model())
+    parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-cold-start", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    data = Path(args.data_dir) / "multi30k"
+    sentences, refs = read_lines(data / "test2016.de"), read_lines(data / "test2016.en")
+    translator = Translator.load(args.model, device="cpu")
+    timed_translate(translator, sentences[:60], 5, 30)  # warm-up
+    results = {}
+    for name, beam, batch in (("greedy_batch30", 1, 30), ("beam5_batch30", 5, 30), ("beam5_batch1", 5, 1)):
+        speed, hyps = timed_translate(translator, sentences, beam, batch)
+        results[name] = {"sentences_per_s": round(speed, 1), "bleu": round(corpus_bleu(hyps, [refs]).score, 2)}
+    if not args.no_cold_start:
+        python = sys.executable
+        results["cold_start_s"] = {
+            "xformer_translate_beam5": round(process_seconds(f'echo "Guten Tag" | {python} -m xformer_cli translate -b 5 -m {args.model}'), 3),
+            "import_torch": round(process_seconds(f'{python} -c "import torch"'), 3),
+        }
+    print(json.dumps({"model": args.model, "threads": args.threads, **results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
