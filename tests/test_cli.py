@@ -147,3 +147,27 @@ def test_cross_attention_rows_are_distributions(trained_bundle_dir):
     weights = cross_attention(bundle.model, src, tgt)
     assert weights.shape == (len(tgt) + 1, len(src) + 1)
     torch.testing.assert_close(weights.sum(dim=1), torch.ones(len(tgt) + 1))
+
+
+def test_push_refuses_a_folder_that_is_not_a_bundle(tmp_path):
+    assert_one_line_error(run("push", tmp_path, "you/model"), "not a model bundle")
+
+
+def test_push_while_offline_is_a_clear_error(bundle_dir, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    assert_one_line_error(run("push", bundle_dir, "you/model"), "cannot push to 'you/model'")
+
+
+def test_control_characters_and_long_runs_do_not_hang(trained_bundle_dir):
+    text = "\x00\x07\x1b[31m rot\n" + "a" * 3000 + "\n" + "!" * 500 + "\n"
+    result = run("translate", "-m", trained_bundle_dir, "-b", "2", input=text)
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.split("\n")) == 4
+
+
+def test_stream_mode_gives_the_same_lines(trained_bundle_dir):
+    text = "Ich habe Hunger.\nTom ist hier.\n\nKomm!\n"
+    batched = run("translate", "-m", trained_bundle_dir, "-b", "3", input=text)
+    streamed = run("translate", "-m", trained_bundle_dir, "-b", "3", "--stream", input=text)
+    assert streamed.exit_code == 0 and streamed.stdout == batched.stdout

@@ -194,3 +194,22 @@ def test_data_parallel_training_with_torchrun_on_cpu(tiny_corpus, tmp_path):
     assert done.stderr.decode().count("stopped at step 6") == 1  # rank 0 alone logs
     assert sorted(losses(out)) == [3, 6]
     load_bundle(out / "bundle")
+
+
+def test_early_stopping_and_checkpoint_averaging(tiny_corpus, tmp_path):
+    from safetensors.torch import load_file
+
+    from xformer_cli.checkpoint import load_checkpoint, model_state
+
+    src, tgt = tiny_corpus
+    out = tmp_path / "run"
+    # Validation BLEU of a barely trained tiny model stays flat: patience 2 stops the run.
+    result = run(*tiny_args(src, tgt, out, "--max-steps", 100, "--valid-every", 2, "--save-every", 2, "--patience", 2,
+                            "--average-last", 3, "--accumulate", 2), "--valid-src", src, "--valid-tgt", tgt)
+    assert result.exit_code == 0, result.output
+    assert "no better validation BLEU in 2 validations" in result.stderr
+    paths = sorted((out / "checkpoints").glob("step-*.safetensors"))[-3:]
+    expected = average_states([model_state(load_checkpoint(p)[0]) for p in paths])
+    bundled = load_file(str(out / "bundle" / "model.safetensors"))
+    for name, tensor in expected.items():
+        torch.testing.assert_close(bundled[name], tensor)

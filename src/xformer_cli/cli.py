@@ -86,6 +86,9 @@ def train(
     max_time: Annotated[Optional[float], typer.Option(help="Stop after this many seconds of training.")] = None,
     batch_tokens: Annotated[Optional[int], typer.Option(help="Tokens per batch.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
+    accumulate: Annotated[Optional[int], typer.Option(help="Batches per optimizer update (gradient accumulation).")] = None,
+    patience: Annotated[Optional[int], typer.Option(help="Stop after this many validations without a better BLEU.")] = None,
+    average_last: Annotated[Optional[int], typer.Option(help="Bundle the average of the last N checkpoints instead of the best.")] = None,
     valid_every: Annotated[Optional[int], typer.Option(help="Steps between validations.")] = None,
     save_every: Annotated[Optional[int], typer.Option(help="Steps between checkpoints.")] = None,
     log_every: Annotated[Optional[int], typer.Option(help="Steps between log lines.")] = None,
@@ -115,6 +118,7 @@ def train(
     train_values = {
         "src": src, "tgt": tgt, "valid_src": valid_src, "valid_tgt": valid_tgt, "max_steps": max_steps,
         "max_epochs": max_epochs, "max_time": max_time, "batch_tokens": batch_tokens, "lr": lr,
+        "accumulate": accumulate, "patience": patience, "average_last": average_last,
         "valid_every": valid_every, "save_every": save_every, "log_every": log_every, "seed": seed,
         "device": device, "threads": threads,
     }

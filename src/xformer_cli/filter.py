@@ -79,6 +79,13 @@ def run_filter(
             sink.reconfigure(encoding="utf-8")
     interactive = stream or (input_path is None and sys.stdin.isatty())
     offset = 0
+    progress = None
+    if not interactive and console.is_terminal:  # a bar for long inputs, on stderr only
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        progress = Progress(SpinnerColumn(), TextColumn("{task.completed} lines translated"), TimeElapsedColumn(), console=console, transient=True)
+        task = progress.add_task("translate", total=None)
+        progress.start()
     try:
         for chunk in chunks(decode_lines(source, warn), 1 if interactive else CHUNK_LINES):
             numbered_warn = lambda m, base=offset: warn(_shift_line(m, base))  # noqa: E731
@@ -90,7 +97,11 @@ def run_filter(
                     sink.write(f"{hyp.text}\t{hyp.score:.4f}\n" if show_scores else hyp.text + "\n")
             sink.flush()
             offset += len(chunk)
+            if progress is not None:
+                progress.update(task, completed=offset)
     finally:
+        if progress is not None:
+            progress.stop()
         if input_path:
             source.close()
         if output_path:
