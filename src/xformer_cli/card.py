@@ -60,7 +60,7 @@ def metadata_yaml(info: CardInfo) -> str:
 
 def render_card(info: CardInfo) -> str:
     rows = "\n".join(
-        f"| {s.testset} | {s.metric} | {s.value:.1f} | `{s.signature}` |" for s in info.scores
+        f"| {s.testset} | {s.metric} | {s.value:.1f} | `{s.signature.replace('|', chr(92) + '|')}` |" for s in info.scores
     )
     commands = "\n".join(f"    {s.command}" for s in info.scores if s.command)
     scores = (
@@ -78,7 +78,7 @@ def render_card(info: CardInfo) -> str:
 A {info.src_lang}→{info.tgt_lang} Transformer trained from scratch with
 xformer ({info.parameters:,} parameters).
 
-    echo "Guten Tag" | xformer translate --model {info.name}
+    echo "Guten Tag" | xformer translate --model path/to/{info.name}
 
 ## Scores
 
