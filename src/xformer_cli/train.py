@@ -283,6 +283,18 @@ class Trainer:
         return total_loss / max(total_tokens, 1), total_tokens
 
     def should_stop(self) -> str | None:
+        """Why to stop now, or None. Under DDP all processes stop together (their clocks differ)."""
+        reason = self.stop_reason()
+        if self.dist.world > 1:
+            import torch.distributed as dist
+
+            flag = torch.tensor([0.0 if reason is None else 1.0])
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            if flag.item() and reason is None:
+                reason = "another process reached its limit"
+        return reason
+
+    def stop_reason(self) -> str | None:
         if self.step >= self.cfg.max_steps:
             return f"reached --max-steps {self.cfg.max_steps}"
         if self.cfg.max_epochs and self.epoch >= self.cfg.max_epochs:
