@@ -22,6 +22,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(1)  # tiny models: one thread is fastest and leaves a core free
 
 
+def assert_one_line_error(result, *fragments: str) -> str:
+    """A CLI result that failed with status 1 and one `error:` line on stderr holding each fragment."""
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus() -> tuple[Path, Path]:
     return FIXTURES / "tiny.de", FIXTURES / "tiny.en"

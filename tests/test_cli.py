@@ -10,20 +10,13 @@ from typer.testing import CliRunner
 from xformer_cli import __version__
 from xformer_cli.cli import app
 
+from conftest import assert_one_line_error
+
 runner = CliRunner()
 
 
 def run(*args, input=None):
     return runner.invoke(app, list(map(str, args)), input=input)
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def test_version_and_help():

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from xformer_cli.cli import app
 from xformer_cli.metrics import STANDARD_TESTSETS, available_testsets
 
-from conftest import FIXTURES
+from conftest import FIXTURES, assert_one_line_error
 
 runner = CliRunner()
 HYP, REF, REF2 = FIXTURES / "hyp.en", FIXTURES / "ref.en", FIXTURES / "ref2.en"
@@ -70,11 +70,7 @@ def test_named_test_sets_from_a_data_folder(tmp_path):
 
 
 def one_line_error(*args):
-    result = runner.invoke(app, ["evaluate", *map(str, args)])
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:")
-    return lines[0]
+    return assert_one_line_error(runner.invoke(app, ["evaluate", *map(str, args)]))
 
 
 def test_counts_differ(tmp_path):

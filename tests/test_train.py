@@ -17,6 +17,8 @@ from xformer_cli.checkpoint import average_states
 from xformer_cli.cli import app
 from xformer_cli.train import inverse_sqrt_lr
 
+from conftest import assert_one_line_error
+
 runner = CliRunner()
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
@@ -33,14 +35,6 @@ def run(*args):
 def losses(out: Path) -> dict[int, float]:
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     return {r["step"]: r["loss"] for r in records if "loss" in r}
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code == 1, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_schedule_warms_up_linearly_then_decays_with_inverse_square_root():
