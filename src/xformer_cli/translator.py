@@ -106,16 +106,18 @@ class Translator:
             segments.extend(parts)
             owner.extend([line] * len(parts))
         hyps = self.search_ids(segments, config)
+        # One SentencePiece call for every hypothesis of every segment.
+        texts_out = iter(self.tokenizer.decode([h.tokens for nbest in hyps for h in nbest]))
+        decoded = [[Translation(next(texts_out), h.score) for h in nbest] for nbest in hyps]
         results: list[list[Translation]] = [[Translation("", 0.0)] * config.n_best for _ in texts]
-        grouped: dict[int, list[list[Hypothesis]]] = {}
-        for line, nbest in zip(owner, hyps):
+        grouped: dict[int, list[list[Translation]]] = {}
+        for line, nbest in zip(owner, decoded):
             grouped.setdefault(line, []).append(nbest)
         for line, parts in grouped.items():
             if len(parts) == 1:
-                results[line] = [Translation(t, h.score) for t, h in zip(self.tokenizer.decode([h.tokens for h in parts[0]]), parts[0])]
+                results[line] = parts[0]
             else:  # a split line: join the best translation of each part
-                texts_ = self.tokenizer.decode([p[0].tokens for p in parts])
-                results[line] = [Translation(" ".join(texts_), sum(p[0].score for p in parts) / len(parts))]
+                results[line] = [Translation(" ".join(p[0].text for p in parts), sum(p[0].score for p in parts) / len(parts))]
         # Exactly n_best entries per input (a split line or a tiny vocabulary can give fewer).
         return [r + [r[-1]] * (config.n_best - len(r)) for r in results]
 
