@@ -1,0 +1,52 @@
+"""The shipped model: a fresh install translates German offline, with no --model."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from xformer_cli.bundle import load_bundle
+from xformer_cli.cli import app
+from xformer_cli.defaults import default_model, default_recipe
+from xformer_cli.metrics import find_testset
+
+runner = CliRunner()
+
+
+def test_the_default_model_ships_in_the_package_and_is_small():
+    folder = Path(default_model())
+    assert {p.name for p in folder.iterdir()} == {"config.json", "model.safetensors", "spm.model", "README.md"}
+    assert sum(p.stat().st_size for p in folder.iterdir()) < 25_000_000
+    bundle = load_bundle(folder)
+    assert bundle.model.config.d_model == 256 and bundle.decode.beam_size == 5
+    assert default_recipe().exists()
+
+
+def test_echo_guten_tag_gives_an_english_greeting(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "xformer_cli", "translate"], input=b"Guten Tag\n", capture_output=True,
+                          cwd=tmp_path, timeout=120, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    greeting = done.stdout.decode().strip()
+    assert any(word in greeting for word in ("Hello", "Good afternoon", "Good day", "Good morning", "Hi")), greeting
+
+
+def test_simple_sentences_are_translated_well():
+    result = runner.invoke(app, ["translate"], input="Ich habe Hunger.\nWo ist der Bahnhof?\nDas Wetter ist heute schön.\n")
+    assert result.exit_code == 0, result.output
+    hungry, station, weather = result.stdout.splitlines()
+    assert "hungry" in hungry
+    assert "station" in station
+    assert "weather" in weather
+
+
+def test_info_describes_it_with_the_cards_scores():
+    result = runner.invoke(app, ["info"])
+    assert result.exit_code == 0, result.output
+    assert "7,578,624" in result.stdout and "8,000 SentencePiece pieces" in result.stdout
+    assert "tatoeba/test: bleu" in result.stdout
+
+
+def test_the_tatoeba_test_split_ships_as_the_default_test_set():
+    source, reference = find_testset("tatoeba/test")
+    assert len(source.read_text(encoding="utf-8").splitlines()) == 2477
