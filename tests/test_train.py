@@ -207,3 +207,14 @@ def test_early_stopping_and_checkpoint_averaging(tiny_corpus, tmp_path):
     bundled = load_file(str(out / "bundle" / "model.safetensors"))
     for name, tensor in expected.items():
         torch.testing.assert_close(bundled[name], tensor)
+
+
+def test_resuming_a_finished_run_does_not_validate_the_same_step_twice(tiny_corpus, tmp_path):
+    src, tgt = tiny_corpus
+    out = tmp_path / "run"
+    args = tiny_args(src, tgt, out, "--max-steps", 4, "--valid-every", 4, "--save-every", 4) + ["--valid-src", str(src), "--valid-tgt", str(tgt)]
+    assert run(*args).exit_code == 0
+    result = run(*args, "--resume")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "valid_bleu" in r] == [4]

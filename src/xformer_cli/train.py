@@ -109,6 +109,10 @@ class RunFolder:
             with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(record) + "\n")
 
+    def records(self) -> list[dict[str, Any]]:
+        path = self.out / "metrics.jsonl"
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line] if path.exists() else []
+
     def truncate_metrics(self, step: int) -> None:
         """Forget records after `step` (written by a run that died before its next checkpoint)."""
         path = self.out / "metrics.jsonl"
@@ -219,6 +223,8 @@ class Trainer:
         for key in ("step", "epoch", "batch_index", "elapsed", "best_bleu", "bad_validations"):
             setattr(self, key, meta[key])
         self.run_folder.truncate_metrics(self.step)
+        valid = [r for r in self.run_folder.records() if "valid_bleu" in r and r["step"] == self.step]
+        self.last_valid = valid[-1] if valid else {}  # no second validation of the same step
         self.log(f"resumed from {path.name}: step {self.step}, epoch {self.epoch + 1}, batch {self.batch_index}")
 
     # ----- checkpoints -----
