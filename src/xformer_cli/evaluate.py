@@ -30,6 +30,10 @@ class Report:
     decoding: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
+    @property
+    def sentences_per_second(self) -> float | None:
+        return self.sentences / self.seconds if self.seconds else None
+
     def to_json(self) -> dict[str, Any]:
         return {
             "model": self.model,
@@ -39,7 +43,7 @@ class Report:
             "signatures": {r.name: r.signature for r in self.results},
             "decoding": self.decoding,
             "seconds": round(self.seconds, 3),
-            "sentences_per_second": round(self.sentences / self.seconds, 2) if self.seconds else None,
+            "sentences_per_second": round(self.sentences_per_second, 2) if self.sentences_per_second else None,
         }
 
 

@@ -32,7 +32,7 @@ def print_table(reports: list[Report], metrics: list[str], console) -> None:
     for column in ("model", "test set", "sentences", *[m.upper() if m != "chrf" else "chrF" for m in metrics], "sent/s"):
         table.add_column(column, justify="right" if column not in ("model", "test set") else "left")
     for r in reports:
-        speed = f"{r.sentences / r.seconds:.1f}" if r.seconds else "-"
+        speed = f"{r.sentences_per_second:.1f}" if r.sentences_per_second else "-"
         table.add_row(r.model, r.testset, str(r.sentences), *[f"{x.score:.2f}" for x in r.results], speed)
     console.print(table)
     signatures = {x.signature for r in reports for x in r.results}

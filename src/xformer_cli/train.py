@@ -40,6 +40,7 @@ from xformer_cli.config import DecodeConfig, ModelConfig, TrainConfig, to_dict
 from xformer_cli.data import collate, filter_pairs, make_batches, read_parallel
 from xformer_cli.errors import RunError, XformerError
 from xformer_cli.model.transformer import Transformer, build_model, count_parameters
+from xformer_cli.plot import read_metrics
 from xformer_cli.tokenizer import Tokenizer, train_tokenizer
 from xformer_cli.translator import Translator, resolve_device
 
@@ -111,14 +112,14 @@ class RunFolder:
 
     def records(self) -> list[dict[str, Any]]:
         path = self.out / "metrics.jsonl"
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line] if path.exists() else []
+        return read_metrics(path) if path.exists() else []
 
     def truncate_metrics(self, step: int) -> None:
         """Forget records after `step` (written by a run that died before its next checkpoint)."""
         path = self.out / "metrics.jsonl"
         if self.main and path.exists():
-            keep = [line for line in path.read_text(encoding="utf-8").splitlines() if line and json.loads(line)["step"] <= step]
-            atomic_write(path, lambda tmp: Path(tmp).write_text("".join(k + "\n" for k in keep), encoding="utf-8"))
+            keep = [json.dumps(r) + "\n" for r in self.records() if r["step"] <= step]
+            atomic_write(path, lambda tmp: Path(tmp).write_text("".join(keep), encoding="utf-8"))
 
 
 def config_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
