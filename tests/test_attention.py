@@ -37,3 +37,21 @@ def test_causal_mask_with_offset():
     expected = torch.tensor([[False, False, False, False, True], [False] * 5])
     assert torch.equal(causal_mask(2, offset=3), expected)
     assert torch.equal(causal_mask(3), torch.ones(3, 3, dtype=torch.bool).triu(1))
+
+
+def test_beams_share_their_sentence_keys_and_values():
+    """Query rows b*g .. b*g+g-1 attending over row b of k, v equals repeating k, v g times."""
+    from xformer_cli.model.multi_head import MultiHeadAttention
+
+    torch.manual_seed(0)
+    attention = MultiHeadAttention(d_model=16, h=4).double().eval()
+    g, memory = 3, torch.randn(2, 7, 16, dtype=torch.float64)
+    mask = torch.tensor([[False] * 7, [False] * 4 + [True] * 3])[:, None, None, :]  # (B, 1, 1, S)
+    query = torch.randn(2 * g, 2, 16, dtype=torch.float64)
+    k, v = attention.project_kv(memory)
+    for fused in (False, True):
+        attention.fused = fused
+        shared = attention.attend(query, k, v, mask)
+        repeated = attention.attend(query, k.repeat_interleave(g, 0), v.repeat_interleave(g, 0), mask.repeat_interleave(g, 0))
+        assert shared.shape == (2 * g, 2, 16)
+        torch.testing.assert_close(shared, repeated)

@@ -4,7 +4,7 @@ import torch
 from xformer_cli.bundle import load_bundle
 from xformer_cli.config import DecodeConfig
 from xformer_cli.data import pad
-from xformer_cli.search import beam_search, greedy_search
+from xformer_cli.search import beam_search, greedy_search, search
 from xformer_cli.translator import Translator
 
 SENTENCES = ["Ich habe Hunger.", "Tom ist hier.", "Wo ist der Bahnhof?", "Das ist gut.", "Ich bin müde.", "Komm!"]
@@ -36,7 +36,8 @@ def test_results_do_not_depend_on_batch_size_or_order(translator, beam_size):
     together = translator.translate(SENTENCES, beam_size=beam_size)
     reversed_ = translator.translate(SENTENCES[::-1], beam_size=beam_size)[::-1]
     small_batches = translator.translate(SENTENCES, beam_size=beam_size, batch_tokens=12)
-    assert together == alone == reversed_ == small_batches
+    pairs = translator.translate(SENTENCES, beam_size=beam_size, batch_size=2)
+    assert together == alone == reversed_ == small_batches == pairs
 
 
 def test_nbest_lists_are_distinct_and_start_with_the_one_best(translator):
@@ -73,3 +74,19 @@ def test_golden_ids_and_scores(translator):
 
 # greedy for both sentences, then beam 3 (which finds a better first translation than greedy)
 GOLDEN = [((274, 461, 436, 448), -1.9879), ((279, 448), -1.5639), ((274, 461, 448), -1.9502), ((279, 448), -1.5639)]
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_fast_paths_decode_like_the_plain_model(trained_bundle_dir, beam_size):
+    """Translator.load's CPU settings (written-out attention, packed output projection) find the
+    same hypotheses, with the same scores, as the fused model with F.linear."""
+    fast = Translator.load(str(trained_bundle_dir), device="cpu")
+    plain = load_bundle(trained_bundle_dir).model.eval()
+    plain.set_fused_attention(True)
+    src = source_batch(fast, SENTENCES)
+    config = DecodeConfig(beam_size=beam_size, n_best=beam_size, max_len_a=1.5, max_len_b=5)
+    got = search(fast.model, src, config, fast.project)
+    want = search(plain, src, config)
+    assert [[h.tokens for h in n] for n in got] == [[h.tokens for h in n] for n in want]
+    for g, w in zip(got, want):
+        assert [h.score for h in g] == pytest.approx([h.score for h in w], abs=1e-5)

@@ -144,6 +144,7 @@ def translate(
     n_best: Annotated[Optional[int], typer.Option("--n-best", help="Print the K best translations per line, best first.")] = None,
     scores: Annotated[bool, typer.Option("--scores", help="Add a tab-separated score column.")] = False,
     batch_tokens: Annotated[Optional[int], typer.Option(help="Source pieces per batch.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="At most this many sentences per batch [default: no limit but --batch-tokens].")] = None,
     stream: Annotated[bool, typer.Option("--stream", help="Translate and flush each line as it arrives.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="CPU threads.")] = None,
@@ -156,7 +157,7 @@ def translate(
     run_filter(
         model_ref(model), revision, input, output, stream=stream, device=device, threads=threads, show_scores=scores,
         options=dict(beam_size=1 if greedy else beam_size, length_penalty=length_penalty, max_len_a=max_len_a,
-                     max_len_b=max_len_b, n_best=n_best, batch_tokens=batch_tokens),
+                     max_len_b=max_len_b, n_best=n_best, batch_tokens=batch_tokens, batch_size=batch_size),
         console=stderr(), quantize=quantize, attention_plot=attention_plot,
     )
 

@@ -80,8 +80,11 @@ class DecodeConfig:
     max_len_b: int = 10
     n_best: int = 1  # hypotheses returned per input, best first
     batch_tokens: int = 4000  # source pieces per batch when translating many lines
+    batch_size: int = 0  # at most this many sentences per batch (0: only batch_tokens limits)
 
     def __post_init__(self) -> None:
+        if self.batch_size < 0:
+            raise ConfigError(f"batch size must be 0 (no limit) or positive (got {self.batch_size})")
         if self.beam_size < 1:
             raise ConfigError(f"beam size must be at least 1 (got {self.beam_size})")
         if not 1 <= self.n_best <= self.beam_size:

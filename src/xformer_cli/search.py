@@ -7,14 +7,18 @@ beam; the cache is reordered with the beam; finished sentences leave the batch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from xformer_cli.config import DecodeConfig
+from xformer_cli.model.decoder import DecoderState
 from xformer_cli.model.transformer import Transformer
 from xformer_cli.penalties import length_normalized, max_output_length
+
+Projection = Callable[[Tensor], Tensor]  # decoder states (B, d_model) -> logits (B, V)
 
 
 @dataclass(frozen=True)
@@ -26,15 +30,23 @@ class Hypothesis:
     log_prob: float
 
 
-def _banned(model: Transformer) -> list[int]:
+def _banned(model: Transformer, device: torch.device) -> Tensor:
+    """Ids never chosen: padding, BOS and UNK."""
     c = model.config
-    return [c.pad_id, c.bos_id, c.unk_id]
+    return torch.tensor([c.pad_id, c.bos_id, c.unk_id], device=device)
 
 
-def _step_log_probs(model: Transformer, tokens: Tensor, state) -> Tensor:
+def _eos_only(model: Transformer, vocab: int, device: torch.device) -> Tensor:
+    """Added to the log-probabilities of a row at its maximum length: only EOS stays finite. Shape (V,)."""
+    eos_only = torch.full((vocab,), float("-inf"), device=device)
+    eos_only[model.config.eos_id] = 0.0
+    return eos_only
+
+
+def _step_log_probs(model: Transformer, project: Projection, tokens: Tensor, state: DecoderState) -> Tensor:
     """Log-probabilities of the next token after `tokens` (B, 1). Shape -> (B, V)."""
-    hidden = model.decode(tokens, state, incremental=True)  # (B, 1, d_model)
-    return model.project(hidden)[:, -1].float().log_softmax(dim=-1)  # (B, V)
+    hidden = model.decode(tokens, state, incremental=True)[:, -1]  # (B, d_model)
+    return project(hidden).float().log_softmax(dim=-1)  # (B, V)
 
 
 def _max_lengths(model: Transformer, src: Tensor, config: DecodeConfig) -> list[int]:
@@ -43,31 +55,31 @@ def _max_lengths(model: Transformer, src: Tensor, config: DecodeConfig) -> list[
 
 
 @torch.inference_mode()
-def greedy_search(model: Transformer, src: Tensor, config: DecodeConfig) -> list[list[Hypothesis]]:
-    """The most probable next token at every step. src: (B, S) ids ending in EOS, padded."""
+def greedy_search(model: Transformer, src: Tensor, config: DecodeConfig, project: Projection | None = None) -> list[list[Hypothesis]]:
+    """The most probable next token at every step. src: (B, S) ids ending in EOS, padded.
+    `project` maps decoder states to logits (default `model.project`)."""
+    project = project or model.project
     c = model.config
-    batch = src.size(0)
+    batch, device, vocab = src.size(0), src.device, c.vocab_size
     memory, src_mask = model.encode(src)
     state = model.init_state(memory, src_mask)
-    max_lens = torch.tensor(_max_lengths(model, src, config), device=src.device)
-    alive = torch.arange(batch, device=src.device)  # original row of each batch row
-    tokens = torch.full((batch, 1), c.bos_id, dtype=torch.long, device=src.device)
+    max_lens = torch.tensor(_max_lengths(model, src, config), device=device)
+    banned, eos_only = _banned(model, device), _eos_only(model, vocab, device)
+    alive = torch.arange(batch, device=device)  # original row of each batch row
+    tokens = torch.full((batch, 1), c.bos_id, dtype=torch.long, device=device)
     outputs: list[list[int]] = [[] for _ in range(batch)]
     log_probs = [0.0] * batch
     results: list[list[Hypothesis]] = [[] for _ in range(batch)]
-    banned = _banned(model)
     step = 0
     while alive.numel():
-        lp = _step_log_probs(model, tokens, state)  # (B_alive, V)
-        lp[:, banned] = float("-inf")
+        lp = _step_log_probs(model, project, tokens, state).index_fill_(1, banned, float("-inf"))  # (B_alive, V)
         step += 1
-        force_eos = max_lens[alive] <= step
-        lp[force_eos] = torch.where(
-            torch.arange(lp.size(1), device=lp.device) == c.eos_id, lp[force_eos], torch.tensor(float("-inf"))
-        )
+        at_max = max_lens[alive] <= step
+        if at_max.any():
+            lp[at_max] += eos_only
         best_lp, best = lp.max(dim=-1)  # (B_alive,)
         finished = best == c.eos_id
-        for row, (orig, tok, tok_lp, done) in enumerate(zip(alive.tolist(), best.tolist(), best_lp.tolist(), finished.tolist())):
+        for orig, tok, tok_lp, done in zip(alive.tolist(), best.tolist(), best_lp.tolist(), finished.tolist()):
             log_probs[orig] += tok_lp
             if done:
                 n = len(outputs[orig]) + 1
@@ -76,7 +88,7 @@ def greedy_search(model: Transformer, src: Tensor, config: DecodeConfig) -> list
                 outputs[orig].append(tok)
         keep = (~finished).nonzero().squeeze(1)
         if keep.numel() < finished.numel():
-            state = state.select(keep)
+            state = state.select(keep, keep)
             alive = alive[keep]
             best = best[keep]
         tokens = best.unsqueeze(1)
@@ -84,50 +96,50 @@ def greedy_search(model: Transformer, src: Tensor, config: DecodeConfig) -> list
 
 
 @torch.inference_mode()
-def beam_search(model: Transformer, src: Tensor, config: DecodeConfig) -> list[list[Hypothesis]]:
-    """The `n_best` best hypotheses of each sentence, best first. src: (B, S) ids ending in EOS, padded."""
+def beam_search(model: Transformer, src: Tensor, config: DecodeConfig, project: Projection | None = None) -> list[list[Hypothesis]]:
+    """The `n_best` best hypotheses of each sentence, best first. src: (B, S) ids ending in EOS, padded.
+    `project` maps decoder states to logits (default `model.project`)."""
+    project = project or model.project
     c = model.config
     k = config.beam_size
-    batch, device = src.size(0), src.device
+    batch, device, vocab = src.size(0), src.device, c.vocab_size
     memory, src_mask = model.encode(src)
-    state = model.init_state(memory, src_mask).select(torch.arange(batch, device=device).repeat_interleave(k))
+    state = model.init_state(memory, src_mask)  # k decoder rows per sentence share its encoder keys/values
     max_lens = torch.tensor(_max_lengths(model, src, config), device=device)
+    banned, eos_only = _banned(model, device), _eos_only(model, vocab, device)
     alive = torch.arange(batch, device=device)  # original sentence of each alive row group
     scores = torch.full((batch, k), float("-inf"), device=device)  # cumulative log-probs (B, k)
     scores[:, 0] = 0.0  # all beams start equal: keep one so the first step has no duplicates
     prefixes = torch.full((batch, k, 1), c.bos_id, dtype=torch.long, device=device)  # (B, k, T)
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
-    banned = _banned(model)
     cand_pos = torch.arange(2 * k, device=device)
     step = 0
     while alive.numel():
         n_alive = alive.numel()
-        lp = _step_log_probs(model, prefixes[:, :, -1].reshape(-1, 1), state)  # (B*k, V)
-        vocab = lp.size(1)
-        lp[:, banned] = float("-inf")
+        lp = _step_log_probs(model, project, prefixes[:, :, -1].reshape(-1, 1), state).index_fill_(1, banned, float("-inf"))
+        lp = lp.view(n_alive, k, vocab)
         step += 1
-        force_eos = (max_lens[alive] <= step).repeat_interleave(k)  # (B*k,)
-        if force_eos.any():
-            eos_only = torch.full_like(lp[0], float("-inf"))
-            eos_only[c.eos_id] = 0.0
-            lp[force_eos] = lp[force_eos] + eos_only
-        cand = (scores.unsqueeze(2) + lp.view(n_alive, k, vocab)).view(n_alive, k * vocab)
+        at_max = max_lens[alive] <= step  # (B_alive,)
+        if at_max.any():
+            lp[at_max] += eos_only
+        cand = lp.add_(scores.unsqueeze(2)).view(n_alive, k * vocab)  # cumulative scores of every extension
         cand_scores, cand_idx = cand.topk(min(2 * k, k * vocab), dim=1)  # (B, 2k): 2k so EOS can't starve the beam
         cand_beam, cand_tok = cand_idx // vocab, cand_idx % vocab
         is_eos = (cand_tok == c.eos_id) & torch.isfinite(cand_scores)
 
-        # Finalize EOS candidates that rank within the top k.
-        done = torch.zeros(n_alive, dtype=torch.bool, device=device)
-        for row, pos in (is_eos[:, :k]).nonzero().tolist():
-            orig = int(alive[row])
-            if len(finished[orig]) < k:
-                beam = int(cand_beam[row, pos])
-                tokens = tuple(prefixes[row, beam, 1:].tolist())
-                lp_sum = float(cand_scores[row, pos])
-                finished[orig].append(Hypothesis(tokens, length_normalized(lp_sum, len(tokens) + 1, config.length_penalty), lp_sum))
-        for row in range(n_alive):
-            orig = int(alive[row])
-            done[row] = len(finished[orig]) >= k or bool(max_lens[orig] <= step)
+        # Finalize EOS candidates that rank within the top k; a sentence is done with k of them
+        # or at its maximum length.
+        done = at_max
+        eos_top = is_eos[:, :k].nonzero().tolist()
+        if eos_top:
+            alive_rows = alive.tolist()
+            for row, pos in eos_top:
+                orig = alive_rows[row]
+                if len(finished[orig]) < k:
+                    tokens = tuple(prefixes[row, int(cand_beam[row, pos]), 1:].tolist())
+                    lp_sum = float(cand_scores[row, pos])
+                    finished[orig].append(Hypothesis(tokens, length_normalized(lp_sum, len(tokens) + 1, config.length_penalty), lp_sum))
+            done = done | torch.tensor([len(finished[orig]) >= k for orig in alive_rows], device=device)
 
         # Continue with the k best candidates that are not EOS.
         order = (is_eos | ~torch.isfinite(cand_scores)).long() * (2 * k) + cand_pos  # non-EOS first, by rank
@@ -138,16 +150,19 @@ def beam_search(model: Transformer, src: Tensor, config: DecodeConfig) -> list[l
         new_tok = cand_tok.gather(1, keep_pos)
         prefixes = torch.cat([prefixes.gather(1, new_beam.unsqueeze(2).expand(-1, -1, prefixes.size(2))), new_tok.unsqueeze(2)], dim=2)
         scores = new_scores
-        reorder = (torch.arange(n_alive, device=device).unsqueeze(1) * k + new_beam).view(-1)  # (B*k,) rows of the cache
+        rows = (torch.arange(n_alive, device=device).unsqueeze(1) * k + new_beam).view(-1)  # (B*k,) rows of the cache
 
         keep = (~done).nonzero().squeeze(1)
         if keep.numel() < n_alive:
-            reorder = reorder.view(n_alive, k)[keep].view(-1)
+            rows = rows.view(n_alive, k)[keep].view(-1)
             alive, scores, prefixes = alive[keep], scores[keep], prefixes[keep]
-        state = state.select(reorder)
+            state = state.select(rows, keep)
+        else:
+            state = state.select(rows)
     return [sorted(hyps, key=lambda h: -h.score)[: config.n_best] for hyps in finished]
 
 
-def search(model: Transformer, src: Tensor, config: DecodeConfig) -> list[list[Hypothesis]]:
+def search(model: Transformer, src: Tensor, config: DecodeConfig, project: Projection | None = None) -> list[list[Hypothesis]]:
     """Greedy search for beam size 1, beam search otherwise."""
-    return greedy_search(model, src, config) if config.beam_size == 1 else beam_search(model, src, config)
+    decoder = greedy_search if config.beam_size == 1 else beam_search
+    return decoder(model, src, config, project)

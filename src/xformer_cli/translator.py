@@ -12,6 +12,7 @@ from xformer_cli.bundle import Bundle, load_bundle
 from xformer_cli.config import DecodeConfig
 from xformer_cli.data import pad
 from xformer_cli.errors import ConfigError
+from xformer_cli.model.packed import output_projection
 from xformer_cli.search import Hypothesis, search
 
 SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
@@ -55,6 +56,7 @@ class Translator:
         self.bundle = bundle
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.model = bundle.model.to(self.device).eval()
+        self.project = output_projection(self.model.output_weight)  # packed for oneDNN on CPU
         self.tokenizer = bundle.tokenizer
         self.decode_config = bundle.decode
 
@@ -62,6 +64,8 @@ class Translator:
     def load(cls, ref: str, revision: str | None = None, device: str = "auto", quantize: str | None = None) -> "Translator":
         """A translator for a bundle folder or Hub id; `quantize="int8"` makes linear layers dynamic int8 (CPU)."""
         translator = cls(load_bundle(ref, revision), device)
+        if translator.device.type == "cpu":  # one-query decoding steps run faster written out than fused on CPU
+            translator.model.set_fused_attention(False)
         if quantize is not None:
             translator.quantize(quantize)
         return translator
@@ -129,11 +133,15 @@ class Translator:
         start = 0
         while start < len(order):
             end = start + 1
-            while end < len(order) and (end - start + 1) * (len(segments[order[end]]) + 1) <= config.batch_tokens:
+            while (
+                end < len(order)
+                and (end - start + 1) * (len(segments[order[end]]) + 1) <= config.batch_tokens
+                and (config.batch_size == 0 or end - start < config.batch_size)
+            ):
                 end += 1
             rows = order[start:end]
             src = pad([segments[i] + [eos] for i in rows], pad_id).to(self.device)
-            for i, nbest in zip(rows, search(self.model, src, config)):
+            for i, nbest in zip(rows, search(self.model, src, config, self.project)):
                 results[i] = nbest
             start = end
         return results

@@ -17,10 +17,13 @@ from xformer_cli.model.norms import make_norm
 class DecoderState:
     """What incremental decoding keeps between steps.
 
-    self_attn[i]: layer i's self-attention cache {"k", "v"}, each (B, h, T_past, d_k)
+    self_attn[i]: layer i's self-attention cache {"k", "v"}, each (B * g, h, T_past, d_k)
     encoder_kv[i]: layer i's keys and values of the encoder output, computed once, each (B, h, S, d_k)
     memory_mask: (B, 1, 1, S), True at source padding
     offset: number of target positions already decoded
+
+    The decoder may run g rows per source sentence (g beams): row r reads sentence r // g, so the
+    encoder's keys and values are stored once per sentence, not once per beam.
     """
 
     encoder_kv: list[tuple[Tensor, Tensor]]
@@ -28,12 +31,20 @@ class DecoderState:
     self_attn: list[dict[str, Tensor]] = field(default_factory=list)
     offset: int = 0
 
-    def select(self, index: Tensor) -> "DecoderState":
-        """Keep (and reorder) batch rows: beam reordering and dropping finished sentences."""
+    def select(self, rows: Tensor, sentences: Tensor | None = None) -> "DecoderState":
+        """Keep (and reorder) decoder rows, and keep the source `sentences` (None keeps all).
+
+        Beam search reorders rows within each sentence at every step, and drops sentences (and
+        their rows) once they are finished.
+        """
+        encoder_kv, memory_mask = self.encoder_kv, self.memory_mask
+        if sentences is not None:
+            encoder_kv = [(k.index_select(0, sentences), v.index_select(0, sentences)) for k, v in encoder_kv]
+            memory_mask = None if memory_mask is None else memory_mask.index_select(0, sentences)
         return DecoderState(
-            encoder_kv=[(k.index_select(0, index), v.index_select(0, index)) for k, v in self.encoder_kv],
-            memory_mask=None if self.memory_mask is None else self.memory_mask.index_select(0, index),
-            self_attn=[{name: t.index_select(0, index) for name, t in c.items()} for c in self.self_attn],
+            encoder_kv=encoder_kv,
+            memory_mask=memory_mask,
+            self_attn=[{name: t.index_select(0, rows) for name, t in c.items()} for c in self.self_attn],
             offset=self.offset,
         )
 

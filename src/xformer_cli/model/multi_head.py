@@ -38,8 +38,14 @@ class MultiHeadAttention(nn.Module):
         return self.split_heads(self.k_proj(key_value)), self.split_heads(self.v_proj(key_value))
 
     def attend(self, query: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
-        """Attention of `query` (B, T_q, d_model) over projected heads k, v; returns (B, T_q, d_model)."""
-        q = self.split_heads(self.q_proj(query))  # (B, h, T_q, d_k)
+        """Attention of `query` (B * g, T_q, d_model) over projected heads k, v (B, h, T_k, d_k);
+        returns (B * g, T_q, d_model). With g > 1 (beams), query rows b*g .. b*g+g-1 share row b of
+        k, v and mask: they are stacked along the query axis so each sentence's keys are read once."""
+        rows, t_q = query.size(0), query.size(1)
+        g = rows // k.size(0)
+        q = self.split_heads(self.q_proj(query))  # (B * g, h, T_q, d_k)
+        if g > 1:
+            q = q.view(-1, g, self.h, t_q, self.d_k).transpose(1, 2).reshape(-1, self.h, g * t_q, self.d_k)  # (B, h, g * T_q, d_k)
         p = self.dropout if self.training else 0.0
         if self.fused and not self.record_weights:
             out = fused_attention(q, k, v, mask, p)
@@ -47,7 +53,10 @@ class MultiHeadAttention(nn.Module):
             out, weights = scaled_dot_product_attention(q, k, v, mask, p)
             if self.record_weights:
                 self.last_weights = weights
-        out = out.transpose(1, 2).reshape(query.size(0), query.size(1), -1)  # (B, T_q, d_model)
+        if g > 1:
+            out = out.view(-1, self.h, g, t_q, self.d_k).transpose(1, 2)  # (B, g, h, T_q, d_k)
+            out = out.reshape(rows, self.h, t_q, self.d_k)
+        out = out.transpose(1, 2).reshape(rows, t_q, -1)  # (B * g, T_q, d_model)
         return self.out_proj(out)
 
     def forward(self, query: Tensor, key_value: Tensor, mask: Tensor | None = None) -> Tensor:

@@ -80,10 +80,14 @@ class Transformer(nn.Module):
         offset = state.offset if incremental else 0
         return self.decoder(self.embed(tgt, table, offset), state, incremental)
 
+    @property
+    def output_weight(self) -> Tensor:
+        """The output projection's matrix (V, d_model): the embedding when tied."""
+        return self.embedding.weight if self.config.tie_embeddings else self.output_projection.weight
+
     def project(self, hidden: Tensor) -> Tensor:
         """Output projection to vocabulary logits. Shape: (B, T, d_model) -> (B, T, V)."""
-        weight = self.embedding.weight if self.config.tie_embeddings else self.output_projection.weight
-        return F.linear(hidden, weight)
+        return F.linear(hidden, self.output_weight)
 
     def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
         """Logits of each next target token given the source and the target prefix (teacher forcing).

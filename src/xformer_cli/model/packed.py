@@ -1,0 +1,42 @@
+"""A CPU fast path for decoding: the output projection with its weight packed once for oneDNN.
+
+At each decoding step a few rows (the beams) meet the 8,000-row output matrix. PyTorch's default
+CPU matrix product is slow for that shape; oneDNN's kernels on a weight packed ahead of time are
+several times faster there, and equal to `F.linear` up to float32 rounding (tests/test_packed.py).
+Inference only: the packed copy does not follow later changes to the weight and has no gradient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def packable(weight: Tensor) -> bool:
+    """True where oneDNN can serve this weight: a float32 CPU tensor and a build with oneDNN."""
+    return (
+        weight.device.type == "cpu"
+        and weight.dtype == torch.float32
+        and torch.backends.mkldnn.is_available()
+        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    )
+
+
+class PackedLinear:
+    """x -> x Wᵀ with W packed once. Shape: (..., d_in) -> (..., d_out)."""
+
+    def __init__(self, weight: Tensor) -> None:
+        self.weight = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), None)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, self.weight, None, "none", [], "")
+
+
+def output_projection(weight: Tensor, packed: bool = True) -> Callable[[Tensor], Tensor]:
+    """The projection to vocabulary logits for decoding: packed where possible, else `F.linear`."""
+    if packed and packable(weight):
+        return PackedLinear(weight)
+    return lambda x: F.linear(x, weight)
