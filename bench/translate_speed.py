@@ -1,6 +1,6 @@
 """Translation speed on Multi30k test2016 (1,000 sentences), without start-up, plus cold start.
 
-    python bench/translate_speed.py [--model models/de-en-small] [--data-dir ../shared/data] [--threads 2]
+    python bench/translate_speed.py [--model models/de-en-small] [--data-dir ../shared/data] [--threads 2] [--int8]
 
 Prints sentences/s for greedy with batches of 30 sentences, beam 5 with batches of 30, and
 beam 5 one sentence at a time (the three columns of issue 4's baseline table). Sentences are
@@ -52,16 +52,19 @@ def main() -> None:
     parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-cold-start", action="store_true")
+    parser.add_argument("--int8", action="store_true", help="also time --quantize int8")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = Path(args.data_dir) / "multi30k"
     sentences, refs = read_lines(data / "test2016.de"), read_lines(data / "test2016.en")
-    translator = Translator.load(args.model, device="cpu")  # as `xformer translate` loads it
-    timed_translate(translator, sentences[:60], 5, 30)  # warm-up
     results = {}
-    for name, beam, batch in (("greedy_batch30", 1, 30), ("beam5_batch30", 5, 30), ("beam5_batch1", 5, 1)):
-        speed, hyps = timed_translate(translator, sentences, beam, batch)
-        results[name] = {"sentences_per_s": round(speed, 1), "bleu": round(corpus_bleu(hyps, [refs]).score, 2)}
+    for quantize in (None, "int8") if args.int8 else (None,):
+        translator = Translator.load(args.model, device="cpu", quantize=quantize)  # as `xformer translate` loads it
+        timed_translate(translator, sentences[:60], 5, 30)  # warm-up
+        for name, beam, batch in (("greedy_batch30", 1, 30), ("beam5_batch30", 5, 30), ("beam5_batch1", 5, 1)):
+            speed, hyps = timed_translate(translator, sentences, beam, batch)
+            key = f"{name}_int8" if quantize else name
+            results[key] = {"sentences_per_s": round(speed, 1), "bleu": round(corpus_bleu(hyps, [refs]).score, 2)}
     if not args.no_cold_start:
         python = sys.executable
         results["cold_start_s"] = {

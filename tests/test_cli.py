@@ -50,6 +50,15 @@ def test_translate_files_nbest_and_scores(trained_bundle_dir, tmp_path):
     assert scores[:3] == sorted(scores[:3], reverse=True) and scores[3:] == sorted(scores[3:], reverse=True)
 
 
+def test_batch_size_caps_sentences_without_changing_output(trained_bundle_dir):
+    text = "Ich habe Hunger.\nTom ist hier.\nWo ist der Bahnhof?\n"
+    whole = run("translate", "-m", trained_bundle_dir, input=text)
+    ones = run("translate", "-m", trained_bundle_dir, "--batch-size", "1", input=text)
+    assert whole.exit_code == ones.exit_code == 0
+    assert ones.stdout == whole.stdout and len(ones.stdout.splitlines()) == 3
+    assert_one_line_error(run("translate", "-m", trained_bundle_dir, "--batch-size", "-1", input=text), "batch size must be 0")
+
+
 def test_invalid_utf8_is_replaced_with_a_warning(trained_bundle_dir):
     result = runner.invoke(app, ["translate", "-m", str(trained_bundle_dir), "--greedy"], input=b"gut\n\xff\xfe kaputt\n")
     assert result.exit_code == 0, result.output
