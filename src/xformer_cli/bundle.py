@@ -146,7 +146,7 @@ def load_bundle(ref: str | Path, revision: str | None = None) -> Bundle:
         raise ModelLoadError(
             f"tokenizer and model disagree: {tokenizer.vocab_size} pieces in {SPM_FILE}, vocab_size {model_config.vocab_size} in {CONFIG_FILE}"
         )
-    model = build_model(model_config)
+    model = build_model(model_config, initialize=False)  # every weight is loaded below
     load_weights(model, directory / WEIGHTS_FILE)
     model.eval()
     known = {"format_version", "library_name", "src_lang", "tgt_lang", "model", "decode"}

@@ -22,7 +22,7 @@ class Transformer(nn.Module):
     projection (section 3.4), and the state dict holds it once, as `embedding.weight`.
     """
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, initialize: bool = True) -> None:
         super().__init__()
         self.config = config
         c = config
@@ -34,7 +34,8 @@ class Transformer(nn.Module):
         self.positional = PositionalEncoding(c.d_model, c.max_len)
         self.encoder = Encoder(c.n_encoder_layers, c.d_model, c.h, c.d_ff, c.dropout, c.attention_dropout, c.activation_dropout, c.norm, pre_norm)
         self.decoder = Decoder(c.n_decoder_layers, c.d_model, c.h, c.d_ff, c.dropout, c.attention_dropout, c.activation_dropout, c.norm, pre_norm)
-        self.reset_parameters()
+        if initialize:  # skipped when weights are loaded next (a faster start)
+            self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """Xavier-uniform linear layers; embeddings N(0, d_model^-1/2), so scaled by sqrt(d_model) they have unit variance."""
@@ -98,9 +99,10 @@ class Transformer(nn.Module):
         return self.project(self.decode(tgt_in, self.init_state(memory, src_mask)))
 
 
-def build_model(config: ModelConfig) -> Transformer:
-    """The model of `config` (see `ModelConfig` for the paper's defaults)."""
-    return Transformer(config)
+def build_model(config: ModelConfig, initialize: bool = True) -> Transformer:
+    """The model of `config` (see `ModelConfig` for the paper's defaults); `initialize=False` leaves
+    PyTorch's default initialization, for weights about to be loaded."""
+    return Transformer(config, initialize)
 
 
 def count_parameters(model: nn.Module) -> int:
