@@ -53,12 +53,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-cold-start", action="store_true")
     parser.add_argument("--int8", action="store_true", help="also time --quantize int8")
+    parser.add_argument("--cold-start-only", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = Path(args.data_dir) / "multi30k"
     sentences, refs = read_lines(data / "test2016.de"), read_lines(data / "test2016.en")
     results = {}
-    for quantize in (None, "int8") if args.int8 else (None,):
+    for quantize in () if args.cold_start_only else (None, "int8") if args.int8 else (None,):
         translator = Translator.load(args.model, device="cpu", quantize=quantize)  # as `xformer translate` loads it
         timed_translate(translator, sentences[:60], 5, 30)  # warm-up
         for name, beam, batch in (("greedy_batch30", 1, 30), ("beam5_batch30", 5, 30), ("beam5_batch1", 5, 1)):
