@@ -147,7 +147,9 @@ def write_report(plan: list[tuple[str, str, float, int]], args: argparse.Namespa
         f"variant at the recipe's learning rate, then {args.probe_steps} updates at {args.high_lr:g} to probe stability. "
         "Test BLEU is sacreBLEU on test2016 with beam 5; valid loss is the per-token NLL on the whole valid set, "
         f"every 100 updates. 'Stability' reads the training loss after step 100: a rise of more than 0.5 nats above its "
-        "running minimum is a spike; a final loss more than 1 nat above the best, or NaN, is divergence.\n\n"
+        "running minimum is a spike; a final loss more than 1 nat above the best, or NaN, is divergence. "
+        "Tokens/s is the median over 50-update windows of runs made as two one-thread processes side by side "
+        "(`--shard`): it compares the variants with each other, not with other tables.\n\n"
         f"| run | updates | test2016 BLEU | best valid loss | updates to valid loss {args.target_loss:g} | tokens/s | stability |\n"
         f"|---|---:|---:|---:|---:|---:|---|\n{table}\n{note}\n![training and validation curves](norms.png)\n",
         encoding="utf-8",
