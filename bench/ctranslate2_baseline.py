@@ -63,28 +63,21 @@ def build_spec(bundle: Path) -> transformer_spec.TransformerSpec:
         for embeddings in side.embeddings if isinstance(side.embeddings, list) else [side.embeddings]:
             embeddings.weight = embedding
         side.position_encodings.encodings = table
-    norm(spec.encoder.layer_norm, w, "encoder.layer_norm")
-    for i, layer in enumerate(spec.encoder.layer):
-        p = f"encoder.layers.{i}"
-        linear(layer.self_attention.linear[0], w, f"{p}.self_attn.q_proj", f"{p}.self_attn.k_proj", f"{p}.self_attn.v_proj")
-        linear(layer.self_attention.linear[1], w, f"{p}.self_attn.out_proj")
-        norm(layer.self_attention.layer_norm, w, f"{p}.self_attn_layer_norm")
-        linear(layer.ffn.linear_0, w, f"{p}.ffn.fc1")
-        linear(layer.ffn.linear_1, w, f"{p}.ffn.fc2")
-        norm(layer.ffn.layer_norm, w, f"{p}.final_layer_norm")
-    norm(spec.decoder.layer_norm, w, "decoder.layer_norm")
-    for i, layer in enumerate(spec.decoder.layer):
-        p = f"decoder.layers.{i}"
-        linear(layer.self_attention.linear[0], w, f"{p}.self_attn.q_proj", f"{p}.self_attn.k_proj", f"{p}.self_attn.v_proj")
-        linear(layer.self_attention.linear[1], w, f"{p}.self_attn.out_proj")
-        norm(layer.self_attention.layer_norm, w, f"{p}.self_attn_layer_norm")
-        linear(layer.attention.linear[0], w, f"{p}.encoder_attn.q_proj")
-        linear(layer.attention.linear[1], w, f"{p}.encoder_attn.k_proj", f"{p}.encoder_attn.v_proj")
-        linear(layer.attention.linear[2], w, f"{p}.encoder_attn.out_proj")
-        norm(layer.attention.layer_norm, w, f"{p}.encoder_attn_layer_norm")
-        linear(layer.ffn.linear_0, w, f"{p}.ffn.fc1")
-        linear(layer.ffn.linear_1, w, f"{p}.ffn.fc2")
-        norm(layer.ffn.layer_norm, w, f"{p}.final_layer_norm")
+    for side, name in ((spec.encoder, "encoder"), (spec.decoder, "decoder")):
+        norm(side.layer_norm, w, f"{name}.layer_norm")
+        for i, layer in enumerate(side.layer):
+            p = f"{name}.layers.{i}"
+            linear(layer.self_attention.linear[0], w, f"{p}.self_attn.q_proj", f"{p}.self_attn.k_proj", f"{p}.self_attn.v_proj")
+            linear(layer.self_attention.linear[1], w, f"{p}.self_attn.out_proj")
+            norm(layer.self_attention.layer_norm, w, f"{p}.self_attn_layer_norm")
+            linear(layer.ffn.linear_0, w, f"{p}.ffn.fc1")
+            linear(layer.ffn.linear_1, w, f"{p}.ffn.fc2")
+            norm(layer.ffn.layer_norm, w, f"{p}.final_layer_norm")
+            if name == "decoder":
+                linear(layer.attention.linear[0], w, f"{p}.encoder_attn.q_proj")
+                linear(layer.attention.linear[1], w, f"{p}.encoder_attn.k_proj", f"{p}.encoder_attn.v_proj")
+                linear(layer.attention.linear[2], w, f"{p}.encoder_attn.out_proj")
+                norm(layer.attention.layer_norm, w, f"{p}.encoder_attn_layer_norm")
     spec.decoder.projection.weight = embedding
     spec.decoder.projection.bias = np.zeros(embedding.shape[0], dtype=np.float32)
     sp = sentencepiece.SentencePieceProcessor(model_file=str(bundle / "spm.model"))
