@@ -4,7 +4,6 @@ import shutil
 import subprocess
 import sys
 
-import pytest
 from typer.testing import CliRunner
 
 from xformer_cli import __version__

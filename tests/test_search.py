@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 from xformer_cli.bundle import load_bundle
 from xformer_cli.config import DecodeConfig
@@ -56,8 +55,8 @@ def test_output_never_has_special_ids_and_respects_the_length_cap(translator):
     src = source_batch(translator, SENTENCES + ["a " * 30])
     config = DecodeConfig(beam_size=3, max_len_a=0.5, max_len_b=2)
     src_lens = (src != c.pad_id).sum(1) - 1
-    for search in (greedy_search, beam_search):
-        for hyps, n in zip(search(translator.model, src, config), src_lens.tolist()):
+    for decoder in (greedy_search, beam_search):
+        for hyps, n in zip(decoder(translator.model, src, config), src_lens.tolist()):
             for h in hyps:
                 assert not {c.pad_id, c.bos_id, c.unk_id, c.eos_id} & set(h.tokens)
                 assert len(h.tokens) + 1 <= int(0.5 * n + 2)  # EOS forced at the cap

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -101,7 +100,7 @@ def train(
     from dataclasses import replace
 
     from xformer_cli.config import Recipe, from_dict, load_recipe, preset as make_preset, to_dict
-    from xformer_cli.config import ModelConfig, TrainConfig
+    from xformer_cli.config import ModelConfig
     from xformer_cli.defaults import default_recipe
     from xformer_cli.train import Trainer
 

@@ -36,9 +36,9 @@ def _banned(model: Transformer, device: torch.device) -> Tensor:
     return torch.tensor([c.pad_id, c.bos_id, c.unk_id], device=device)
 
 
-def _eos_only(model: Transformer, vocab: int, device: torch.device) -> Tensor:
+def _eos_only(model: Transformer, device: torch.device) -> Tensor:
     """Added to the log-probabilities of a row at its maximum length: only EOS stays finite. Shape (V,)."""
-    eos_only = torch.full((vocab,), float("-inf"), device=device)
+    eos_only = torch.full((model.config.vocab_size,), float("-inf"), device=device)
     eos_only[model.config.eos_id] = 0.0
     return eos_only
 
@@ -60,11 +60,11 @@ def greedy_search(model: Transformer, src: Tensor, config: DecodeConfig, project
     `project` maps decoder states to logits (default `model.project`)."""
     project = project or model.project
     c = model.config
-    batch, device, vocab = src.size(0), src.device, c.vocab_size
+    batch, device = src.size(0), src.device
     memory, src_mask = model.encode(src)
     state = model.init_state(memory, src_mask)
     max_lens = torch.tensor(_max_lengths(model, src, config), device=device)
-    banned, eos_only = _banned(model, device), _eos_only(model, vocab, device)
+    banned, eos_only = _banned(model, device), _eos_only(model, device)
     alive = torch.arange(batch, device=device)  # original row of each batch row
     tokens = torch.full((batch, 1), c.bos_id, dtype=torch.long, device=device)
     outputs: list[list[int]] = [[] for _ in range(batch)]
@@ -106,7 +106,7 @@ def beam_search(model: Transformer, src: Tensor, config: DecodeConfig, project: 
     memory, src_mask = model.encode(src)
     state = model.init_state(memory, src_mask)  # k decoder rows per sentence share its encoder keys/values
     max_lens = torch.tensor(_max_lengths(model, src, config), device=device)
-    banned, eos_only = _banned(model, device), _eos_only(model, vocab, device)
+    banned, eos_only = _banned(model, device), _eos_only(model, device)
     alive = torch.arange(batch, device=device)  # original sentence of each alive row group
     scores = torch.full((batch, k), float("-inf"), device=device)  # cumulative log-probs (B, k)
     scores[:, 0] = 0.0  # all beams start equal: keep one so the first step has no duplicates
