@@ -16,7 +16,9 @@ About 36 minutes per 800-update run that way: the 16 runs take about six hours. 
 checkpoints every 100 steps and resumes where it stopped, so the study can be spread over
 several sessions; the report is rewritten after each run, listing the runs still missing.
 
-Writes docs/norms.md (the table) and docs/norms.png (training and validation curves).
+Writes docs/norms.md (the table) and docs/norms.png (training and validation curves). A section
+of docs/norms.md that starts with the heading "## Reading" is written by hand and kept as it is
+when the script rewrites the table.
 """
 
 from __future__ import annotations
@@ -141,7 +143,9 @@ def write_report(plan: list[tuple[str, str, float, int]], args: argparse.Namespa
         for name, r in rows
     )
     note = f"\nRuns not finished yet: {', '.join(missing)}.\n" if missing else ""
-    (ROOT / "docs" / "norms.md").write_text(
+    report = ROOT / "docs" / "norms.md"
+    reading = kept_reading(report)
+    report.write_text(
         "# Normalization study (table and figure written by bench/norms.py)\n\n"
         f"`small` preset on Multi30k (models/multi30k.toml, seed 1): {args.max_steps} updates of 2,048-token batches per "
         f"variant at the recipe's learning rate, then {args.probe_steps} updates at {args.high_lr:g} to probe stability. "
@@ -151,9 +155,17 @@ def write_report(plan: list[tuple[str, str, float, int]], args: argparse.Namespa
         "Tokens/s is the median over 50-update windows of runs made as two one-thread processes side by side "
         "(`--shard`): it compares the variants with each other, not with other tables.\n\n"
         f"| run | updates | test2016 BLEU | best valid loss | updates to valid loss {args.target_loss:g} | tokens/s | stability |\n"
-        f"|---|---:|---:|---:|---:|---:|---|\n{table}\n{note}\n![training and validation curves](norms.png)\n",
+        f"|---|---:|---:|---:|---:|---:|---|\n{table}\n{note}\n![training and validation curves](norms.png)\n"
+        + reading,
         encoding="utf-8",
     )
+
+
+def kept_reading(report: Path) -> str:
+    """The hand-written "## Reading" section of the current report, or "" where there is none."""
+    text = report.read_text(encoding="utf-8") if report.exists() else ""
+    start = text.find("\n## Reading")
+    return text[start:] if start >= 0 else ""
 
 
 def plot(rows: list[tuple[str, dict]], out: Path) -> None:
