@@ -106,7 +106,7 @@ def main() -> None:
         spec.save(tmp)
         translator = ctranslate2.Translator(tmp, device="cpu", inter_threads=1, intra_threads=args.threads)
         results = {"model": str(bundle), "ctranslate2": ctranslate2.__version__, "threads": args.threads}
-        options = dict(length_penalty=1.0, disable_unk=True, max_decoding_length=256)
+        options = {"length_penalty": 1.0, "disable_unk": True, "max_decoding_length": 256}
         translator.translate_batch(tokens[:60], max_batch_size=30, beam_size=5, **options)  # warm-up
         for name, beam, batch in (("greedy_batch30", 1, 30), ("beam5_batch30", 5, 30), ("beam5_batch1", 5, 1)):
             started = time.perf_counter()

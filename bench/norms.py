@@ -75,6 +75,8 @@ def summarize(run: Path, test_src: list[str], test_ref: list[str]) -> dict:
     final, best = losses[-1], min(losses)
     if not math.isfinite(spike) or final > best + 1.0:
         stability = "diverged"
+    elif max(v["valid_bleu"] for v in valid) < 1.0:
+        stability = "stalled (valid BLEU < 1)"
     elif spike > 0.5:
         stability = f"spiked {spike:.1f}, recovered"
     else:
@@ -151,7 +153,8 @@ def write_report(plan: list[tuple[str, str, float, int]], args: argparse.Namespa
         f"variant at the recipe's learning rate, then {args.probe_steps} updates at {args.high_lr:g} to probe stability. "
         "Test BLEU is sacreBLEU on test2016 with beam 5; valid loss is the per-token NLL on the whole valid set, "
         f"every 100 updates. 'Stability' reads the training loss after step 100: a rise of more than 0.5 nats above its "
-        "running minimum is a spike; a final loss more than 1 nat above the best, or NaN, is divergence. "
+        "running minimum is a spike; a final loss more than 1 nat above the best, or NaN, is divergence; a run "
+        "that never reaches a valid BLEU of 1 has stalled (it did not learn to translate). "
         "Tokens/s is the median over 50-update windows of runs made as two one-thread processes side by side "
         "(`--shard`): it compares the variants with each other, not with other tables.\n\n"
         f"| run | updates | test2016 BLEU | best valid loss | updates to valid loss {args.target_loss:g} | tokens/s | stability |\n"
