@@ -138,7 +138,7 @@ def write_report(plan: list[tuple[str, str, float, int]], args: argparse.Namespa
             missing.append(name)
     if not rows:
         return
-    plot(rows, ROOT / "docs" / "norms.png")
+    plot(rows, sorted({lr for _, _, lr, _ in plan}), ROOT / "docs" / "norms.png")
     table = "\n".join(
         f"| {name} | {r['steps']} | {r['bleu']:.1f} | {r['best_valid_loss']:.3f} | "
         f"{steps_to(r['valid'], args.target_loss) or '—'} | {r['tokens_per_s']:.0f} | {r['stability']} |"
@@ -171,31 +171,35 @@ def kept_reading(report: Path) -> str:
     return text[start:] if start >= 0 else ""
 
 
-def plot(rows: list[tuple[str, dict]], out: Path) -> None:
+def plot(rows: list[tuple[str, dict]], lrs: list[float], out: Path) -> None:
+    """Training and validation loss of every run: one row of two panels per learning rate."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_train, ax_valid) = plt.subplots(1, 2, figsize=(13, 5))
+    fig, axes = plt.subplots(len(lrs), 2, figsize=(13, 4.5 * len(lrs)), squeeze=False)
     colors = dict(zip(NORMS, ("tab:blue", "tab:orange", "tab:green", "tab:red")))
-    for name, r in rows:
-        color = colors[name.split("-")[0]]
-        style = ("-" if "-pre-" in name else "--") if "lr0.00156" in name else ":"
-        train = [x for x in r["history"] if "loss" in x]
-        ax_train.plot([x["step"] for x in train], [x["loss"] for x in train], style, color=color, label=name)
-        ax_valid.plot([x["step"] for x in r["valid"]], [x["valid_loss"] for x in r["valid"]], style, color=color, label=name)
-    ax_train.set_title("training loss (label-smoothed)")
-    ax_valid.set_title("validation loss (NLL per token)")
-    for ax in (ax_train, ax_valid):
-        ax.set_xlabel("update")
-        ax.set_ylim(top=8)
-        ax.grid(alpha=0.3)
-    ax_valid.legend(fontsize=7)
+    for (ax_train, ax_valid), lr in zip(axes, lrs):
+        for name, r in rows:
+            if not name.endswith(f"-lr{lr:g}"):
+                continue
+            norm, position = name.split("-")[:2]
+            style = "-" if position == "pre" else "--"
+            train = [x for x in r["history"] if "loss" in x]
+            ax_train.plot([x["step"] for x in train], [x["loss"] for x in train], style, color=colors[norm], label=name)
+            ax_valid.plot([x["step"] for x in r["valid"]], [x["valid_loss"] for x in r["valid"]], style, color=colors[norm], label=name)
+        ax_train.set_title(f"training loss (label-smoothed), lr {lr:g}")
+        ax_valid.set_title(f"validation loss (NLL per token), lr {lr:g}")
+        for ax in (ax_train, ax_valid):
+            ax.set_xlabel("update")
+            ax.set_ylim(top=8)
+            ax.grid(alpha=0.3)
+        if ax_valid.lines:
+            ax_valid.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
-
 
 if __name__ == "__main__":
     main()
