@@ -145,6 +145,7 @@ def write_report(plan: list[tuple[str, str, float, int]], args: argparse.Namespa
         for name, r in rows
     )
     note = f"\nRuns not finished yet: {', '.join(missing)}.\n" if missing else ""
+    probes = probe_table(dict(rows), plan[0][2], args)
     report = ROOT / "docs" / "norms.md"
     reading = kept_reading(report)
     report.write_text(
@@ -158,9 +159,30 @@ def write_report(plan: list[tuple[str, str, float, int]], args: argparse.Namespa
         "Tokens/s is the median over 50-update windows of runs made as two one-thread processes side by side "
         "(`--shard`): it compares the variants with each other, not with other tables.\n\n"
         f"| run | updates | test2016 BLEU | best valid loss | updates to valid loss {args.target_loss:g} | tokens/s | stability |\n"
-        f"|---|---:|---:|---:|---:|---:|---|\n{table}\n{note}\n![training and validation curves](norms.png)\n"
+        f"|---|---:|---:|---:|---:|---:|---|\n{table}\n{note}{probes}\n![training and validation curves](norms.png)\n"
         + reading,
         encoding="utf-8",
+    )
+
+
+def probe_table(rows: dict[str, dict], base_lr: float, args: argparse.Namespace) -> str:
+    """Valid loss of each variant at the last update of its probe, at both learning rates."""
+    lines = []
+    for norm in NORMS:
+        for position in POSITIONS:
+            base = rows.get(run_name(norm, position, base_lr))
+            probe = rows.get(run_name(norm, position, args.high_lr))
+            if base is None or probe is None:
+                continue
+            at = {lr: next((v["valid_loss"] for v in r["valid"] if v["step"] == args.probe_steps), math.nan)
+                  for lr, r in ((base_lr, base), (args.high_lr, probe))}
+            lines.append(f"| {norm}-{position} | {at[base_lr]:.3f} | {at[args.high_lr]:.3f} | {at[args.high_lr] - at[base_lr]:+.3f} |")
+    if not lines:
+        return ""
+    return (
+        f"\nValid loss after {args.probe_steps} updates at the recipe's learning rate and at {args.high_lr:g} "
+        "(same seed, same batches; lower is better):\n\n"
+        f"| variant | lr {base_lr:g} | lr {args.high_lr:g} | change |\n|---|---:|---:|---:|\n" + "\n".join(lines) + "\n"
     )
 
 
