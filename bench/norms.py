@@ -145,7 +145,7 @@ def write_report(plan: list[tuple[str, str, float, int]], args: argparse.Namespa
         for name, r in rows
     )
     note = f"\nRuns not finished yet: {', '.join(missing)}.\n" if missing else ""
-    probes = probe_table(dict(rows), plan[0][2], args)
+    probes = probe_table(dict(rows), plan[0][2], args)  # plan[0][2]: the recipe's learning rate
     report = ROOT / "docs" / "norms.md"
     reading = kept_reading(report)
     report.write_text(
@@ -222,6 +222,7 @@ def plot(rows: list[tuple[str, dict]], lrs: list[float], out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
+
 
 if __name__ == "__main__":
     main()
