@@ -12,7 +12,7 @@ one process of two threads, so the study runs as two shards side by side:
 
     python bench/norms.py --shard 0/2 --threads 1 &  python bench/norms.py --shard 1/2 --threads 1
 
-About 36 minutes per 800-update run that way: the 16 runs take about six hours. Each run
+About 36 minutes per 800-update run and 20 per probe that way: the 16 runs take about four hours. Each run
 checkpoints every 100 steps and resumes where it stopped, so the study can be spread over
 several sessions; the report is rewritten after each run, listing the runs still missing.
 
