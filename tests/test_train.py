@@ -57,6 +57,7 @@ def test_training_ends_with_a_bundle_metrics_curves_and_a_card(tiny_corpus, tmp_
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
     card = (out / "bundle" / "README.md").read_text()
     assert "library_name: xformer" in card and "nrefs:1" in card and "tok:13a" in card
+    assert f"greedy on all {len(src.read_text().splitlines())} valid sentences" in card
     assert "dropped 0 empty" in result.stderr
 
 

@@ -418,6 +418,15 @@ class Trainer:
         self.model.train()
         return {"valid_loss": round(total / max(tokens, 1), 5), "valid_bleu": round(bleu.score, 2), "bleu_signature": bleu.signature}
 
+    def valid_bleu_scope(self) -> str:
+        """The model card's sentence on what validation BLEU was computed over ("" without a valid set)."""
+        if not self.valid:
+            return ""
+        total = len(self.valid[0])
+        n = min(self.cfg.valid_bleu_sentences or total, total)
+        which = f"all {total}" if n == total else f"the first {n} of {total}"
+        return f" Validation BLEU is greedy on {which} valid sentences."
+
     # ----- the end -----
     def final_weights(self) -> tuple[dict[str, torch.Tensor], str]:
         if self.cfg.average_last > 1:
@@ -450,7 +459,7 @@ class Trainer:
                 tgt_lang=self.cfg.tgt_lang,
                 parameters=count_parameters(self.model),
                 data=f"- source: `{self.cfg.src}`\n- target: `{self.cfg.tgt}`\n- {len(self.corpus.src_ids)} pairs after filtering",
-                training=f"{self.step} steps, {self.elapsed / 60:.1f} minutes; weights: {which}. Validation BLEU is greedy on the first {self.cfg.valid_bleu_sentences} valid sentences.",
+                training=f"{self.step} steps, {self.elapsed / 60:.1f} minutes; weights: {which}.{self.valid_bleu_scope()}",
                 recipe=self.recipe_text or json.dumps({"model": to_dict(self.model_config), "train": to_dict(self.cfg)}, indent=2),
                 scores=scores,
             )
