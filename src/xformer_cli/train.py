@@ -411,19 +411,23 @@ class Trainer:
                 logits = self.model(batch.src, batch.tgt_in)
             total += float(F.cross_entropy(logits.float().view(-1, logits.size(-1)), batch.tgt_out.view(-1), ignore_index=c.pad_id, reduction="sum"))
             tokens += batch.n_tokens
-        n = self.cfg.valid_bleu_sentences or len(src)
+        n = self.valid_bleu_size()
         translator = Translator(Bundle(self.model, self.tokenizer, DecodeConfig(beam_size=1)), self.device)
         hyps = translator.translate(src[:n])
         bleu = corpus_bleu(hyps, [tgt[:n]])
         self.model.train()
         return {"valid_loss": round(total / max(tokens, 1), 5), "valid_bleu": round(bleu.score, 2), "bleu_signature": bleu.signature}
 
+    def valid_bleu_size(self) -> int:
+        """How many valid sentences (the first ones) greedy BLEU is computed on: 0 in the recipe means all."""
+        total = len(self.valid[0])
+        return min(self.cfg.valid_bleu_sentences or total, total)
+
     def valid_bleu_scope(self) -> str:
         """The model card's sentence on what validation BLEU was computed over ("" without a valid set)."""
         if not self.valid:
             return ""
-        total = len(self.valid[0])
-        n = min(self.cfg.valid_bleu_sentences or total, total)
+        n, total = self.valid_bleu_size(), len(self.valid[0])
         which = f"all {total}" if n == total else f"the first {n} of {total}"
         return f" Validation BLEU is greedy on {which} valid sentences."
 
