@@ -87,8 +87,11 @@ def test_killed_run_resumes_on_the_same_loss_trajectory(tiny_corpus, tmp_path):
 def test_ctrl_c_saves_a_checkpoint(tiny_corpus, tmp_path):
     src, tgt = tiny_corpus
     out = tmp_path / "run"
+    # A shell starts background jobs with SIGINT ignored, and children inherit that: give the
+    # trainer the default disposition, as a command run in a terminal has, so Ctrl-C reaches it.
     proc = subprocess.Popen([sys.executable, "-m", "xformer_cli", *tiny_args(src, tgt, out, "--max-steps", 100000, "--log-every", 1)],
-                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (out / "metrics.jsonl").exists() and time.time() < deadline:
         time.sleep(0.05)
