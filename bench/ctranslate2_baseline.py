@@ -1,13 +1,14 @@
 """The same model in CTranslate2: a same-machine baseline for bench/translate_speed.py.
 
     pip install ctranslate2 sentencepiece safetensors sacrebleu numpy   # a separate venv is fine
-    python bench/ctranslate2_baseline.py --model runs/multi30k/bundle [--threads 2] [--data-dir ../shared/data]
+    python bench/ctranslate2_baseline.py --model runs/multi30k/bundle [--threads 2] [--inter-threads 1 2] [--data-dir ../shared/data]
 
 Builds a CTranslate2 model from an xformer bundle (pre-norm, LayerNorm, ReLU, sinusoidal
 positions, tied embeddings: the `small` Multi30k model), then translates Multi30k test2016
 with the columns of issue 4 (greedy with batches of 30, beam 5 with batches of 30, beam 5 one
-sentence at a time), sorted by length as CTranslate2 does with max_batch_size. Prints
-sentences/s and BLEU, to set against `python bench/translate_speed.py --model DIR` run on the
+sentence at a time), sorted by length as CTranslate2 does with max_batch_size, with one worker
+on all threads (inter_threads=1) and with two of threads/2 each (keys ending in `_inter2`, to set
+against `--workers 2`). Prints sentences/s and BLEU, to set against `python bench/translate_speed.py --model DIR` run on the
 same machine. Needs neither torch nor xformer.
 """
 
@@ -92,6 +93,7 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="an xformer bundle folder")
     parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--inter-threads", type=int, nargs="+", default=[1, 2], help="batches at once (each on threads/inter threads)")
     args = parser.parse_args()
     bundle = Path(args.model)
     data = Path(args.data_dir) / "multi30k"
@@ -104,16 +106,18 @@ def main() -> None:
         spec.validate()
         spec.optimize(quantization="float32")
         spec.save(tmp)
-        translator = ctranslate2.Translator(tmp, device="cpu", inter_threads=1, intra_threads=args.threads)
         results = {"model": str(bundle), "ctranslate2": ctranslate2.__version__, "threads": args.threads}
         options = {"length_penalty": 1.0, "disable_unk": True, "max_decoding_length": 256}
-        translator.translate_batch(tokens[:60], max_batch_size=30, beam_size=5, **options)  # warm-up
-        for name, beam, batch in (("greedy_batch30", 1, 30), ("beam5_batch30", 5, 30), ("beam5_batch1", 5, 1)):
-            started = time.perf_counter()
-            out = translator.translate_batch(tokens, max_batch_size=batch, beam_size=beam, **options)
-            speed = len(tokens) / (time.perf_counter() - started)
-            hyps = [sp.decode(r.hypotheses[0]) for r in out]
-            results[name] = {"sentences_per_s": round(speed, 1), "bleu": round(sacrebleu.corpus_bleu(hyps, [refs]).score, 2)}
+        for inter in args.inter_threads:
+            translator = ctranslate2.Translator(tmp, device="cpu", inter_threads=inter, intra_threads=max(1, args.threads // inter))
+            translator.translate_batch(tokens[:60], max_batch_size=30, beam_size=5, **options)  # warm-up
+            for name, beam, batch in (("greedy_batch30", 1, 30), ("beam5_batch30", 5, 30), ("beam5_batch1", 5, 1)):
+                started = time.perf_counter()
+                out = translator.translate_batch(tokens, max_batch_size=batch, beam_size=beam, **options)
+                speed = len(tokens) / (time.perf_counter() - started)
+                hyps = [sp.decode(r.hypotheses[0]) for r in out]
+                key = name + (f"_inter{inter}" if inter > 1 else "")
+                results[key] = {"sentences_per_s": round(speed, 1), "bleu": round(sacrebleu.corpus_bleu(hyps, [refs]).score, 2)}
     print(json.dumps(results, indent=1))
 
 

@@ -1,9 +1,11 @@
 """Translation speed on Multi30k test2016 (1,000 sentences), without start-up, plus cold start.
 
-    python bench/translate_speed.py [--model models/de-en-small] [--data-dir ../shared/data] [--threads 2] [--int8]
+    python bench/translate_speed.py [--model models/de-en-small] [--data-dir ../shared/data] [--threads 2] [--workers 1 2] [--int8]
 
 Prints sentences/s for greedy with batches of 30 sentences, beam 5 with batches of 30, and
-beam 5 one sentence at a time (the three columns of issue 4's baseline table). Sentences are
+beam 5 one sentence at a time (the three columns of issue 4's baseline table), with one worker
+on all threads and with two workers of threads/2 each (keys ending in `_workers2`: two batches
+translated at once; for `beam5_batch1`, two single sentences at once). Sentences are
 sorted by length before batching, as `xformer translate --batch-size 30` does (and CTranslate2
 with max_batch_size). Also prints the BLEU of each
 run as a check that speed did not cost quality, and the whole-process time of
@@ -54,18 +56,22 @@ def main() -> None:
     parser.add_argument("--no-cold-start", action="store_true")
     parser.add_argument("--int8", action="store_true", help="also time --quantize int8")
     parser.add_argument("--cold-start-only", action="store_true")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="batches at once (each on threads/workers threads)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     data = Path(args.data_dir) / "multi30k"
     sentences, refs = read_lines(data / "test2016.de"), read_lines(data / "test2016.en")
     results = {}
     for quantize in () if args.cold_start_only else (None, "int8") if args.int8 else (None,):
-        translator = Translator.load(args.model, device="cpu", quantize=quantize)  # as `xformer translate` loads it
-        timed_translate(translator, sentences[:60], 5, 30)  # warm-up
-        for name, beam, batch in (("greedy_batch30", 1, 30), ("beam5_batch30", 5, 30), ("beam5_batch1", 5, 1)):
-            speed, hyps = timed_translate(translator, sentences, beam, batch)
-            key = f"{name}_int8" if quantize else name
-            results[key] = {"sentences_per_s": round(speed, 1), "bleu": round(corpus_bleu(hyps, [refs]).score, 2)}
+        for workers in args.workers:
+            torch.set_num_threads(max(1, args.threads // workers))  # as `xformer translate --threads --workers` sets it
+            translator = Translator.load(args.model, device="cpu", quantize=quantize, workers=workers)  # as the CLI loads it
+            timed_translate(translator, sentences[:60], 5, 30)  # warm-up
+            for name, beam, batch in (("greedy_batch30", 1, 30), ("beam5_batch30", 5, 30), ("beam5_batch1", 5, 1)):
+                speed, hyps = timed_translate(translator, sentences, beam, batch)
+                key = name + ("_int8" if quantize else "") + (f"_workers{workers}" if workers > 1 else "")
+                results[key] = {"sentences_per_s": round(speed, 1), "bleu": round(corpus_bleu(hyps, [refs]).score, 2)}
+                print(json.dumps({key: results[key]}), file=sys.stderr, flush=True)
+    torch.set_num_threads(args.threads)
     if not args.no_cold_start:
         python = sys.executable
         results["cold_start_s"] = {

@@ -58,6 +58,16 @@ def test_batch_size_caps_sentences_without_changing_output(trained_bundle_dir):
     assert_one_line_error(run("translate", "-m", trained_bundle_dir, "--batch-size", "-1", input=text), "batch size must be 0")
 
 
+def test_workers_translate_batches_at_once_without_changing_output(trained_bundle_dir):
+    text = "".join(f"{s}\n" for s in ["Ich habe Hunger.", "Tom ist hier.", "", "Wo ist der Bahnhof?", "Komm!"] * 3)
+    one = run("translate", "-m", trained_bundle_dir, "--batch-size", "2", input=text)
+    two = run("translate", "-m", trained_bundle_dir, "--batch-size", "2", "--workers", "2", "--threads", "2", input=text)
+    assert two.exit_code == 0, two.output
+    assert two.stdout == one.stdout and len(two.stdout.splitlines()) == 15
+    assert "2 workers of 1 threads" in two.stderr
+    assert_one_line_error(run("translate", "-m", trained_bundle_dir, "--workers", "0", "--threads", "2", input=text), "workers must be at least 1")
+
+
 def test_invalid_utf8_is_replaced_with_a_warning(trained_bundle_dir):
     result = runner.invoke(app, ["translate", "-m", str(trained_bundle_dir), "--greedy"], input=b"gut\n\xff\xfe kaputt\n")
     assert result.exit_code == 0, result.output

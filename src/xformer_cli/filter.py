@@ -46,6 +46,7 @@ def run_filter(
     device: str,
     threads: int | None,
     show_scores: bool,
+    workers: int = 1,
     options: dict[str, Any],
     console,
     quantize: str | None = None,
@@ -53,12 +54,15 @@ def run_filter(
 ) -> None:
     import torch
 
-    if threads:
-        torch.set_num_threads(threads)
-    translator = Translator.load(model, revision, device, quantize)
+    interactive = stream or (input_path is None and sys.stdin.isatty())
+    translator = Translator.load(model, revision, device, quantize, workers)
+    parallel = 1 if interactive else workers  # streaming goes one line at a time: nothing to share out
+    if threads or parallel > 1:
+        torch.set_num_threads(max(1, (threads or torch.get_num_threads()) // parallel))  # threads per worker
     config = translator.config(**options)
     console.print(
-        f"xformer: model {translator.bundle.path}, device {translator.device}{', int8' if quantize else ''}, beam {config.beam_size}",
+        f"xformer: model {translator.bundle.path}, device {translator.device}{', int8' if quantize else ''}, beam {config.beam_size}"
+        + (f", {parallel} workers of {torch.get_num_threads()} threads" if parallel > 1 else ""),
         highlight=False,
     )
 
@@ -77,7 +81,6 @@ def run_filter(
         sink = sys.stdout
         if hasattr(sink, "reconfigure"):
             sink.reconfigure(encoding="utf-8")
-    interactive = stream or (input_path is None and sys.stdin.isatty())
     offset = 0
     progress = None
     if not interactive and console.is_terminal:  # a bar for long inputs, on stderr only

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import torch
@@ -52,18 +53,28 @@ class Translator:
     >>> Translator.load("models/de-en-small").translate(["Guten Tag"])
     """
 
-    def __init__(self, bundle: Bundle, device: str | torch.device = "cpu") -> None:
+    def __init__(self, bundle: Bundle, device: str | torch.device = "cpu", workers: int = 1) -> None:
+        if workers < 1:
+            raise ConfigError(f"workers must be at least 1 (got {workers})")
         self.bundle = bundle
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.model = bundle.model.to(self.device).eval()
         self.project = output_projection(self.model.output_weight)  # packed for oneDNN on CPU
         self.tokenizer = bundle.tokenizer
         self.decode_config = bundle.decode
+        self.workers = workers  # batches searched at once, each in its own thread
 
     @classmethod
-    def load(cls, ref: str, revision: str | None = None, device: str = "auto", quantize: str | None = None) -> "Translator":
-        """A translator for a bundle folder or Hub id; `quantize="int8"` makes linear layers dynamic int8 (CPU)."""
-        translator = cls(load_bundle(ref, revision), device)
+    def load(
+        cls, ref: str, revision: str | None = None, device: str = "auto", quantize: str | None = None, workers: int = 1
+    ) -> "Translator":
+        """A translator for a bundle folder or Hub id; `quantize="int8"` makes linear layers dynamic int8 (CPU).
+
+        `workers` > 1 searches that many batches at once, in threads that share the model (what
+        CTranslate2 calls inter_threads and Marian's --cpu-threads do). Each worker's operations
+        still use `torch.get_num_threads()` threads, so on the CPU set that to cores // workers.
+        """
+        translator = cls(load_bundle(ref, revision), device, workers)
         if translator.device.type == "cpu":  # one-query decoding steps run faster written out than fused on CPU
             translator.model.set_fused_attention(False)
         if quantize is not None:
@@ -128,20 +139,38 @@ class Translator:
     def search_ids(self, segments: Sequence[list[int]], config: DecodeConfig) -> list[list[Hypothesis]]:
         """Search every segment, in token-budget batches of similar length; results in input order."""
         eos, pad_id = self.model.config.eos_id, self.model.config.pad_id
-        order = sorted(range(len(segments)), key=lambda i: len(segments[i]))
-        results: list[list[Hypothesis]] = [[] for _ in segments]
-        start = 0
-        while start < len(order):
-            end = start + 1
-            while (
-                end < len(order)
-                and (end - start + 1) * (len(segments[order[end]]) + 1) <= config.batch_tokens
-                and (config.batch_size == 0 or end - start < config.batch_size)
-            ):
-                end += 1
-            rows = order[start:end]
+        batches = length_batches([len(s) + 1 for s in segments], config.batch_tokens, config.batch_size)
+
+        def search_batch(rows: list[int]) -> list[list[Hypothesis]]:
             src = pad([segments[i] + [eos] for i in rows], pad_id).to(self.device)
-            for i, nbest in zip(rows, search(self.model, src, config, self.project)):
+            return search(self.model, src, config, self.project)
+
+        results: list[list[Hypothesis]] = [[] for _ in segments]
+        for rows, hyps in zip(batches, self._map(search_batch, batches)):
+            for i, nbest in zip(rows, hyps):
                 results[i] = nbest
-            start = end
         return results
+
+    def _map(self, function: Callable[[list[int]], list[list[Hypothesis]]], batches: list[list[int]]) -> list[list[list[Hypothesis]]]:
+        """`function` over the batches, in order; with several workers, that many batches at a time."""
+        if self.workers == 1 or len(batches) == 1:
+            return [function(rows) for rows in batches]
+        pool = ThreadPoolExecutor(self.workers)
+        try:
+            return list(pool.map(function, batches))
+        finally:  # on Ctrl-C, don't wait for the batches not yet started
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def length_batches(lengths: Sequence[int], batch_tokens: int, batch_size: int = 0) -> list[list[int]]:
+    """Indices of `lengths` sorted by length and cut into batches of at most `batch_tokens` tokens
+    (rows × longest row, as padded) and, unless 0, at most `batch_size` rows. A row longer than
+    the budget gets a batch of its own."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and (len(batches[-1]) + 1) * lengths[i] <= batch_tokens and (batch_size == 0 or len(batches[-1]) < batch_size):
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
