@@ -4,7 +4,7 @@ from xformer_cli.bundle import load_bundle
 from xformer_cli.config import DecodeConfig
 from xformer_cli.data import pad
 from xformer_cli.search import beam_search, greedy_search, search
-from xformer_cli.translator import Translator, length_batches
+from xformer_cli.translator import Translator
 
 SENTENCES = ["Ich habe Hunger.", "Tom ist hier.", "Wo ist der Bahnhof?", "Das ist gut.", "Ich bin müde.", "Komm!"]
 
@@ -46,19 +46,6 @@ def test_workers_search_batches_in_parallel_with_the_same_results(trained_bundle
     ids = one.tokenizer.encode(SENTENCES)
     assert one.search_ids(ids, config) == two.search_ids(ids, config)
     assert two.translate(SENTENCES[::-1], beam_size=beam_size, batch_size=1) == one.translate(SENTENCES, beam_size=beam_size)[::-1]
-
-
-def test_length_batches_sort_and_respect_both_limits():
-    lengths = [5, 1, 9, 3, 3, 30, 2]
-    batches = length_batches(lengths, batch_tokens=12, batch_size=3)
-    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))  # each row once
-    flat = [lengths[i] for b in batches for i in b]
-    assert flat == sorted(flat)  # by length
-    for b in batches:
-        assert len(b) <= 3
-        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 12  # a lone row may exceed the budget
-    assert [lengths[i] for i in batches[-1]] == [30]
-    assert length_batches(lengths, batch_tokens=10**6) == [sorted(range(7), key=lambda i: lengths[i])]
 
 
 def test_nbest_lists_are_distinct_and_start_with_the_one_best(translator):

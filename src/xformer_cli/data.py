@@ -88,20 +88,25 @@ def make_batches(src_lens: Sequence[int], tgt_lens: Sequence[int], batch_tokens:
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
     tie = torch.randperm(len(src_lens), generator=g).tolist()
     order = sorted(range(len(src_lens)), key=lambda i: (tgt_lens[i], src_lens[i], tie[i]))
-    batches: list[list[int]] = []
-    current: list[int] = []
-    longest = 0
-    for i in order:
-        size = max(src_lens[i], tgt_lens[i])
-        if current and max(longest, size) * (len(current) + 1) > batch_tokens:
-            batches.append(current)
-            current, longest = [], 0
-        current.append(i)
-        longest = max(longest, size)
-    if current:
-        batches.append(current)
+    batches = cut_batches(order, [max(s, t) for s, t in zip(src_lens, tgt_lens)], batch_tokens)
     perm = torch.randperm(len(batches), generator=g).tolist()
     return [batches[p] for p in perm]
+
+
+def cut_batches(order: Sequence[int], sizes: Sequence[int], batch_tokens: int, batch_size: int = 0) -> list[list[int]]:
+    """`order` cut into consecutive batches whose padded size (rows × largest size) stays within
+    `batch_tokens` and, unless 0, whose rows number at most `batch_size`. An item larger than the
+    budget gets a batch of its own."""
+    batches: list[list[int]] = []
+    longest = 0
+    for i in order:
+        if batches and max(longest, sizes[i]) * (len(batches[-1]) + 1) <= batch_tokens and (batch_size == 0 or len(batches[-1]) < batch_size):
+            batches[-1].append(i)
+            longest = max(longest, sizes[i])
+        else:
+            batches.append([i])
+            longest = sizes[i]
+    return batches
 
 
 def pad(seqs: Sequence[Sequence[int]], pad_id: int) -> Tensor:

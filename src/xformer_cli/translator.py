@@ -11,7 +11,7 @@ import torch
 
 from xformer_cli.bundle import Bundle, load_bundle
 from xformer_cli.config import DecodeConfig
-from xformer_cli.data import pad
+from xformer_cli.data import cut_batches, pad
 from xformer_cli.errors import ConfigError
 from xformer_cli.model.packed import output_projection
 from xformer_cli.search import Hypothesis, search
@@ -139,7 +139,8 @@ class Translator:
     def search_ids(self, segments: Sequence[list[int]], config: DecodeConfig) -> list[list[Hypothesis]]:
         """Search every segment, in token-budget batches of similar length; results in input order."""
         eos, pad_id = self.model.config.eos_id, self.model.config.pad_id
-        batches = length_batches([len(s) + 1 for s in segments], config.batch_tokens, config.batch_size)
+        lengths = [len(s) + 1 for s in segments]  # with EOS
+        batches = cut_batches(sorted(range(len(segments)), key=lambda i: lengths[i]), lengths, config.batch_tokens, config.batch_size)
 
         def search_batch(rows: list[int]) -> list[list[Hypothesis]]:
             src = pad([segments[i] + [eos] for i in rows], pad_id).to(self.device)
@@ -160,17 +161,3 @@ class Translator:
             return list(pool.map(function, batches))
         finally:  # on Ctrl-C, don't wait for the batches not yet started
             pool.shutdown(wait=False, cancel_futures=True)
-
-
-def length_batches(lengths: Sequence[int], batch_tokens: int, batch_size: int = 0) -> list[list[int]]:
-    """Indices of `lengths` sorted by length and cut into batches of at most `batch_tokens` tokens
-    (rows × longest row, as padded) and, unless 0, at most `batch_size` rows. A row longer than
-    the budget gets a batch of its own."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    batches: list[list[int]] = []
-    for i in order:
-        if batches and (len(batches[-1]) + 1) * lengths[i] <= batch_tokens and (batch_size == 0 or len(batches[-1]) < batch_size):
-            batches[-1].append(i)
-        else:
-            batches.append([i])
-    return batches
