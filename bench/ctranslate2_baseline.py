@@ -7,9 +7,10 @@ Builds a CTranslate2 model from an xformer bundle (pre-norm, LayerNorm, ReLU, si
 positions, tied embeddings: the `small` Multi30k model), then translates Multi30k test2016
 with the columns of issue 4 (greedy with batches of 30, beam 5 with batches of 30, beam 5 one
 sentence at a time), sorted by length as CTranslate2 does with max_batch_size, with one worker
-on all threads (inter_threads=1) and with two of threads/2 each (keys ending in `_inter2`, to set
-against `--workers 2`). Prints sentences/s and BLEU, to set against `python bench/translate_speed.py --model DIR` run on the
-same machine. Needs neither torch nor xformer.
+on all threads (inter_threads=1) and with two of threads/2 each (keys ending in `_inter2`, to
+set against `--workers 2`). Prints sentences/s and BLEU, to set against
+`python bench/translate_speed.py --model DIR` run on the same machine. Needs neither torch nor
+xformer.
 """
 
 from __future__ import annotations

@@ -71,7 +71,6 @@ def main() -> None:
                 key = name + ("_int8" if quantize else "") + (f"_workers{workers}" if workers > 1 else "")
                 results[key] = {"sentences_per_s": round(speed, 1), "bleu": round(corpus_bleu(hyps, [refs]).score, 2)}
                 print(json.dumps({key: results[key]}), file=sys.stderr, flush=True)
-    torch.set_num_threads(args.threads)
     if not args.no_cold_start:
         python = sys.executable
         results["cold_start_s"] = {

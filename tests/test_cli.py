@@ -64,7 +64,7 @@ def test_workers_translate_batches_at_once_without_changing_output(trained_bundl
     two = run("translate", "-m", trained_bundle_dir, "--batch-size", "2", "--workers", "2", "--threads", "2", input=text)
     assert two.exit_code == 0, two.output
     assert two.stdout == one.stdout and len(two.stdout.splitlines()) == 15
-    assert "2 workers of 1 threads" in two.stderr
+    assert "2 workers x 1 thread(s)" in two.stderr
     assert_one_line_error(run("translate", "-m", trained_bundle_dir, "--workers", "0", "--threads", "2", input=text), "workers must be at least 1")
 
 

@@ -62,7 +62,7 @@ def run_filter(
     config = translator.config(**options)
     console.print(
         f"xformer: model {translator.bundle.path}, device {translator.device}{', int8' if quantize else ''}, beam {config.beam_size}"
-        + (f", {parallel} workers of {torch.get_num_threads()} threads" if parallel > 1 else ""),
+        + (f", {parallel} workers x {torch.get_num_threads()} thread(s)" if parallel > 1 else ""),
         highlight=False,
     )
 
