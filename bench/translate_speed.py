@@ -9,7 +9,8 @@ translated at once; for `beam5_batch1`, two single sentences at once). Sentences
 sorted by length before batching, as `xformer translate --batch-size 30` does (and CTranslate2
 with max_batch_size). Also prints the BLEU of each
 run as a check that speed did not cost quality, and the whole-process time of
-`echo "Guten Tag" | xformer translate -b 5` next to `python -c "import torch"` (median of 5).
+`echo "Guten Tag" | xformer translate -b 5` next to `python -c "import torch"` (ten runs of
+each in turn: medians and the median ratio of the pairs).
 """
 
 from __future__ import annotations
@@ -39,13 +40,21 @@ def timed_translate(translator: Translator, sentences: list[str], beam: int, bat
     return len(sentences) / (time.perf_counter() - started), out
 
 
-def process_seconds(command: str, runs: int = 5) -> float:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        subprocess.run(command, shell=True, check=True, capture_output=True)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+def cold_start(translate: str, baseline: str, runs: int = 10) -> dict[str, float]:
+    """Whole-process seconds of two shell commands run in turn (A B A B ...): the median of each,
+    and the median ratio of the pairs, which holds when the machine's speed drifts."""
+    times: dict[str, list[float]] = {translate: [], baseline: []}
+    for _ in range(runs + 1):  # the first pair warms the file cache and is not counted
+        for command in (translate, baseline):
+            started = time.perf_counter()
+            subprocess.run(command, shell=True, check=True, capture_output=True)
+            times[command].append(time.perf_counter() - started)
+    a, b = times[translate][1:], times[baseline][1:]
+    return {
+        "xformer_translate_beam5": round(statistics.median(a), 3),
+        "import_torch": round(statistics.median(b), 3),
+        "median_ratio": round(statistics.median(x / y for x, y in zip(a, b)), 3),
+    }
 
 
 def main() -> None:
@@ -73,10 +82,7 @@ def main() -> None:
                 print(json.dumps({key: results[key]}), file=sys.stderr, flush=True)
     if not args.no_cold_start:
         python = sys.executable
-        results["cold_start_s"] = {
-            "xformer_translate_beam5": round(process_seconds(f'echo "Guten Tag" | {python} -m xformer_cli translate -b 5 -m {args.model}'), 3),
-            "import_torch": round(process_seconds(f'{python} -c "import torch"'), 3),
-        }
+        results["cold_start_s"] = cold_start(f'echo "Guten Tag" | {python} -m xformer_cli translate -b 5 -m {args.model}', f'{python} -c "import torch"')
     print(json.dumps({"model": args.model, "threads": args.threads, **results}, indent=1))
 
 
