@@ -15,7 +15,6 @@ xformer.
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
@@ -27,6 +26,8 @@ import sacrebleu
 import sentencepiece
 from ctranslate2.specs import common_spec, transformer_spec
 from safetensors.numpy import load_file
+
+from translate_columns import COLUMNS, baseline_arguments, test2016
 
 
 def linear(spec, weights: dict, *names: str) -> None:
@@ -90,16 +91,11 @@ def build_spec(bundle: Path) -> transformer_spec.TransformerSpec:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="an xformer bundle folder")
-    parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-    parser.add_argument("--threads", type=int, default=2)
+    parser = baseline_arguments(__doc__.splitlines()[0])
     parser.add_argument("--inter-threads", type=int, nargs="+", default=[1, 2], help="batches at once (each on threads/inter threads)")
     args = parser.parse_args()
     bundle = Path(args.model)
-    data = Path(args.data_dir) / "multi30k"
-    sources = (data / "test2016.de").read_text(encoding="utf-8").splitlines()
-    refs = (data / "test2016.en").read_text(encoding="utf-8").splitlines()
+    sources, refs = test2016(args.data_dir)
     sp = sentencepiece.SentencePieceProcessor(model_file=str(bundle / "spm.model"))
     tokens = [sp.encode(s, out_type=str) for s in sources]
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,7 +108,7 @@ def main() -> None:
         for inter in args.inter_threads:
             translator = ctranslate2.Translator(tmp, device="cpu", inter_threads=inter, intra_threads=max(1, args.threads // inter))
             translator.translate_batch(tokens[:60], max_batch_size=30, beam_size=5, **options)  # warm-up
-            for name, beam, batch in (("greedy_batch30", 1, 30), ("beam5_batch30", 5, 30), ("beam5_batch1", 5, 1)):
+            for name, beam, batch in COLUMNS:
                 started = time.perf_counter()
                 out = translator.translate_batch(tokens, max_batch_size=batch, beam_size=beam, **options)
                 speed = len(tokens) / (time.perf_counter() - started)

@@ -40,6 +40,8 @@ from onmt.model_builder import build_base_model
 from onmt.utils.parse import ArgumentParser
 from safetensors.torch import load_file
 
+from translate_columns import COLUMNS, baseline_arguments, test2016
+
 
 def model_options(config: dict) -> argparse.Namespace:
     """OpenNMT-py's training options for a model of our config."""
@@ -131,7 +133,7 @@ def build_checkpoint(bundle: Path) -> dict:
     }
 
 
-def translate_options(checkpoint: Path, src: Path, output: Path, beam: int, batch: int, threads: int) -> argparse.Namespace:
+def translate_options(checkpoint: Path, src: Path, output: Path, beam: int, batch: int) -> argparse.Namespace:
     parser = ArgumentParser()
     opts.translate_opts(parser)
     args = ["-model", str(checkpoint), "-src", str(src), "-output", str(output), "-beam_size", str(beam)]
@@ -145,30 +147,23 @@ def translate_options(checkpoint: Path, src: Path, output: Path, beam: int, batc
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True, help="an xformer bundle folder")
-    parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args()
+    args = baseline_arguments(__doc__.splitlines()[0]).parse_args()
     torch.set_num_threads(args.threads)
     logging.disable(logging.INFO)  # OpenNMT-py logs every batch at INFO
     bundle = Path(args.model)
-    data = Path(args.data_dir) / "multi30k"
-    sources = (data / "test2016.de").read_text(encoding="utf-8").splitlines()
-    refs = (data / "test2016.en").read_text(encoding="utf-8").splitlines()
+    sources, refs = test2016(args.data_dir)
     sp = sentencepiece.SentencePieceProcessor(model_file=str(bundle / "spm.model"))
     results = {"model": str(bundle), "threads": args.threads}
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = Path(tmp) / "model.pt"
         torch.save(build_checkpoint(bundle), checkpoint)
-        src = Path(tmp) / "test2016.pieces"
-        src.write_text("".join(" ".join(sp.encode(s, out_type=str) + ["</s>"]) + "\n" for s in sources), encoding="utf-8")
-        warmup = Path(tmp) / "warmup.pieces"
-        warmup.write_text("".join(src.read_text(encoding="utf-8").splitlines(keepends=True)[:60]), encoding="utf-8")
-        output = Path(tmp) / "hyp.pieces"
-        for name, beam, batch in (("greedy_batch30", 1, 30), ("beam5_batch30", 5, 30), ("beam5_batch1", 5, 1)):
-            InferenceEnginePY(translate_options(checkpoint, warmup, output, beam, batch, args.threads)).infer_file()
-            engine = InferenceEnginePY(translate_options(checkpoint, src, output, beam, batch, args.threads))
+        lines = [" ".join(sp.encode(s, out_type=str) + ["</s>"]) + "\n" for s in sources]  # EOS ends each source, as ours
+        src, warmup, output = (Path(tmp) / name for name in ("test2016.pieces", "warmup.pieces", "hyp.pieces"))
+        src.write_text("".join(lines), encoding="utf-8")
+        warmup.write_text("".join(lines[:60]), encoding="utf-8")
+        for name, beam, batch in COLUMNS:
+            InferenceEnginePY(translate_options(checkpoint, warmup, output, beam, batch)).infer_file()
+            engine = InferenceEnginePY(translate_options(checkpoint, src, output, beam, batch))
             started = time.perf_counter()
             engine.infer_file()
             speed = len(sources) / (time.perf_counter() - started)
@@ -176,7 +171,6 @@ def main() -> None:
             results[name] = {"sentences_per_s": round(speed, 1), "bleu": round(sacrebleu.corpus_bleu(hyps, [refs]).score, 2)}
             print(json.dumps({name: results[name]}), flush=True)
     print(json.dumps(results, indent=1))
-
 
 if __name__ == "__main__":
     main()

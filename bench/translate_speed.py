@@ -22,14 +22,14 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 
-from xformer_cli.data import read_lines
 from xformer_cli.defaults import default_model
 from xformer_cli.metrics import corpus_bleu
 from xformer_cli.translator import Translator
+
+from translate_columns import COLUMNS, DATA_DIR, test2016
 
 
 def timed_translate(translator: Translator, sentences: list[str], beam: int, batch_sentences: int) -> tuple[float, list[str]]:
@@ -60,22 +60,21 @@ def cold_start(translate: str, baseline: str, runs: int = 10) -> dict[str, float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=default_model())
-    parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    parser.add_argument("--data-dir", default=DATA_DIR)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-cold-start", action="store_true")
     parser.add_argument("--int8", action="store_true", help="also time --quantize int8")
     parser.add_argument("--cold-start-only", action="store_true")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="batches at once (each on threads/workers threads)")
     args = parser.parse_args()
-    data = Path(args.data_dir) / "multi30k"
-    sentences, refs = read_lines(data / "test2016.de"), read_lines(data / "test2016.en")
+    sentences, refs = test2016(args.data_dir)
     results = {}
     for quantize in () if args.cold_start_only else (None, "int8") if args.int8 else (None,):
         for workers in args.workers:
             torch.set_num_threads(max(1, args.threads // workers))  # as `xformer translate --threads --workers` sets it
             translator = Translator.load(args.model, device="cpu", quantize=quantize, workers=workers)  # as the CLI loads it
             timed_translate(translator, sentences[:60], 5, 30)  # warm-up
-            for name, beam, batch in (("greedy_batch30", 1, 30), ("beam5_batch30", 5, 30), ("beam5_batch1", 5, 1)):
+            for name, beam, batch in COLUMNS:
                 speed, hyps = timed_translate(translator, sentences, beam, batch)
                 key = name + ("_int8" if quantize else "") + (f"_workers{workers}" if workers > 1 else "")
                 results[key] = {"sentences_per_s": round(speed, 1), "bleu": round(corpus_bleu(hyps, [refs]).score, 2)}
