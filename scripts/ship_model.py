@@ -74,6 +74,8 @@ def main() -> None:
         CardInfo(
             name="de-en-small",
             parameters=count_parameters(bundle.model),
+            license="cc-by-2.0",
+            datasets=["tatoeba"],
             data=DATA,
             training=(
                 f"`xformer train` with the recipe below (the `small` preset, pre-norm LayerNorm, a joint 8,000-piece "

@@ -21,7 +21,8 @@ class CardInfo:
     name: str
     src_lang: str = "de"
     tgt_lang: str = "en"
-    license: str = "cc-by-2.0"
+    license: str = ""  # Hub license id of the weights' training data; left out of the card when unknown
+    datasets: list[str] = field(default_factory=list)  # names of the training corpora; left out when unknown
     parameters: int = 0
     data: str = ""  # training data, attribution and licenses (markdown)
     recipe: str = ""  # the recipe text (TOML)
@@ -47,7 +48,8 @@ def metadata_yaml(info: CardInfo) -> str:
     ]
     data = ModelCardData(
         language=[info.src_lang, info.tgt_lang],
-        license=info.license,
+        license=info.license or None,
+        datasets=list(info.datasets) or None,
         library_name="xformer",
         tags=["translation", "transformer", f"{info.src_lang}-{info.tgt_lang}"],
         pipeline_tag="translation",

@@ -8,9 +8,10 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from xformer_cli import __version__
-from xformer_cli.errors import XformerError
+from xformer_cli.errors import Interrupted, XformerError
 
 app = typer.Typer(
     help="German→English translation with a Transformer written from scratch.",
@@ -22,7 +23,8 @@ app = typer.Typer(
 
 
 def stderr() -> Console:
-    return Console(stderr=True)
+    """The console for talk: stderr, and a message stays one line however long (no hard wrap)."""
+    return Console(stderr=True, soft_wrap=True)
 
 
 def user_errors(command):
@@ -33,9 +35,7 @@ def user_errors(command):
         try:
             return command(*args, **kwargs)
         except XformerError as err:
-            stderr().print(f"[red]error:[/red] {err}", highlight=False, markup=True, soft_wrap=True)
-            from xformer_cli.train import Interrupted
-
+            stderr().print(f"[red]error:[/red] {escape(str(err))}", highlight=False, markup=True, soft_wrap=True)
             raise typer.Exit(130 if isinstance(err, Interrupted) else 1) from None
         except KeyboardInterrupt:
             stderr().print("[red]interrupted[/red]")
@@ -76,7 +76,7 @@ def train(
     valid_tgt: Annotated[Optional[Path], typer.Option(help="Validation target file.")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoints, metrics, final bundle).")] = Path("runs/default"),
     config: Annotated[Optional[Path], typer.Option("--config", "-c", help="Recipe (TOML); flags override it. Default: the shipped model's recipe.")] = None,
-    preset: Annotated[Optional[str], typer.Option(help="Model size: tiny, small, base or big.")] = None,
+    preset: Annotated[Optional[str], typer.Option(help="Model size: tiny, small, base or big. Sets only the size fields; the recipe's other model settings stay.")] = None,
     norm: Annotated[Optional[str], typer.Option(help="layernorm, rmsnorm, dyt or derf.")] = None,
     norm_position: Annotated[Optional[str], typer.Option(help="post (the paper) or pre.")] = None,
     vocab_size: Annotated[Optional[int], typer.Option(help="SentencePiece vocabulary size.")] = None,
@@ -95,35 +95,34 @@ def train(
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
+    license: Annotated[Optional[str], typer.Option("--license", help="License of the training data, for the model card (e.g. cc-by-4.0) [default: the recipe's, else none].")] = None,
+    dataset: Annotated[Optional[list[str]], typer.Option("--dataset", help="Name of a training corpus, for the model card; repeat for several [default: the recipe's, else none].")] = None,
 ) -> None:
     """Train a model; the run folder ends with a bundle."""
-    from dataclasses import replace
-
-    from xformer_cli.config import Recipe, from_dict, load_recipe, preset as make_preset, to_dict
-    from xformer_cli.config import ModelConfig
+    from xformer_cli.config import Recipe, apply_flags, load_recipe
     from xformer_cli.defaults import default_recipe
-    from xformer_cli.train import Trainer
 
     console = stderr()
     recipe_path = config if config is not None else (default_recipe() if src is None else None)
     recipe = load_recipe(recipe_path) if recipe_path is not None else Recipe()
-    model_values = to_dict(recipe.model)
-    if preset is not None:
-        model_values.update(to_dict(make_preset(preset)))
-    for key, value in {"norm": norm, "norm_position": norm_position, "vocab_size": vocab_size}.items():
-        if value is not None:
-            model_values[key] = value
-    model_config = from_dict(ModelConfig, model_values, "command line")
-    train_values = {
-        "src": src, "tgt": tgt, "valid_src": valid_src, "valid_tgt": valid_tgt, "max_steps": max_steps,
-        "max_epochs": max_epochs, "max_time": max_time, "batch_tokens": batch_tokens, "lr": lr,
-        "accumulate": accumulate, "patience": patience, "average_last": average_last,
-        "valid_every": valid_every, "save_every": save_every, "log_every": log_every, "seed": seed,
-        "device": device, "threads": threads,
-    }
-    train_config = replace(recipe.train, **{k: str(v) if isinstance(v, Path) else v for k, v in train_values.items() if v is not None})
+    recipe = apply_flags(
+        recipe,
+        preset=preset,
+        model={"norm": norm, "norm_position": norm_position, "vocab_size": vocab_size},
+        train={
+            **{k: str(v) for k, v in {"src": src, "tgt": tgt, "valid_src": valid_src, "valid_tgt": valid_tgt}.items() if v is not None},
+            "max_steps": max_steps,
+            "max_epochs": max_epochs, "max_time": max_time, "batch_tokens": batch_tokens, "lr": lr,
+            "accumulate": accumulate, "patience": patience, "average_last": average_last,
+            "valid_every": valid_every, "save_every": save_every, "log_every": log_every, "seed": seed,
+            "device": device, "threads": threads, "license": license, "datasets": dataset or None,
+        },
+    )
     recipe_text = Path(recipe_path).read_text(encoding="utf-8") if recipe_path is not None else ""
-    trainer = Trainer(model_config, train_config, out, resume=resume, decode=recipe.decode, recipe_text=recipe_text, console=console)
+
+    from xformer_cli.train import Trainer  # after the configs are known good: a bad flag is a quick error
+
+    trainer = Trainer(recipe.model, recipe.train, out, resume=resume, decode=recipe.decode, recipe_text=recipe_text, console=console)
     bundle = trainer.run()
     console.print(f"done: {bundle}", highlight=False)
 

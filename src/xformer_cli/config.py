@@ -11,6 +11,7 @@ A recipe (`models/*.toml`) maps one to one onto these dataclasses:
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,14 @@ class ModelConfig:
         for name in ("vocab_size", "d_model", "h", "d_ff", "n_encoder_layers", "n_decoder_layers", "max_len"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive (got {getattr(self, name)})")
+        if self.max_len < 2:
+            raise ConfigError(f"max_len must be at least 2, for BOS or EOS and one piece (got {self.max_len})")
+
+    @property
+    def max_pieces(self) -> int:
+        """The most pieces one sentence may have, BOS/EOS not counted: the source gets an EOS and
+        the target a BOS (as decoder input) or an EOS (as output), so each side needs one position."""
+        return self.max_len - 1
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -65,9 +74,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def preset(name: str, **overrides: Any) -> ModelConfig:
     """The ModelConfig of a named size preset, with fields overridden."""
-    if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r} (choose from {', '.join(PRESETS)})")
-    return ModelConfig(**{**PRESETS[name], **overrides})
+    return ModelConfig(**{**preset_values(name), **overrides})
 
 
 @dataclass(frozen=True)
@@ -127,6 +134,9 @@ class TrainConfig:
     patience: int = 0  # stop after this many validations without a better BLEU; 0: never
     average_last: int = 0  # bundle the average of the last N checkpoints instead of the best
     log_every: int = 50
+    spm_sample: int = 2_000_000  # sentences SentencePiece learns from; larger corpora are sampled (seeded)
+    license: str = ""  # license of the training data, for the model card (e.g. "cc-by-2.0"); omitted when empty
+    datasets: tuple[str, ...] = ()  # names of the training corpora, for the model card; omitted when empty
 
     def __post_init__(self) -> None:
         if self.accumulate < 1:
@@ -141,18 +151,51 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def from_dict(cls: type, values: dict[str, Any], where: str = "config") -> Any:
-    """Build a config dataclass, naming any unknown key."""
+    """Build a config dataclass from JSON or TOML values, naming any unknown or mistyped key."""
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"unknown key {unknown[0]!r} in {where}")
-    values = dict(values)
-    if "adam_betas" in values:
-        values["adam_betas"] = tuple(values["adam_betas"])
+    types = typing.get_type_hints(cls)
+    checked = {key: typed_value(key, value, types[key], where) for key, value in values.items()}
     try:
-        return cls(**values)
+        return cls(**checked)
     except TypeError as err:
         raise ConfigError(f"bad {where}: {err}") from None
+
+
+def typed_value(key: str, value: Any, expected: Any, where: str) -> Any:
+    """`value` as the field's type (an int where a float is expected becomes a float, a list a
+    tuple), or a ConfigError naming the key, the type it needs and where it came from."""
+    def wrong(kind: str) -> ConfigError:
+        return ConfigError(f"{key} in {where} must be {kind} (got {value!r})")
+
+    if expected is bool:
+        if not isinstance(value, bool):
+            raise wrong("true or false")
+        return value
+    if expected is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong("an integer")
+        return value
+    if expected is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise wrong("a number")
+        return float(value)
+    if expected is str:
+        if not isinstance(value, str):
+            raise wrong("a string")
+        return value
+    if typing.get_origin(expected) is tuple:
+        args = typing.get_args(expected)
+        if not isinstance(value, (list, tuple)):
+            raise wrong("a list")
+        if args[-1] is Ellipsis:  # tuple[T, ...]
+            return tuple(typed_value(key, v, args[0], where) for v in value)
+        if len(value) != len(args):
+            raise wrong(f"a list of {len(args)}")
+        return tuple(typed_value(key, v, t, where) for v, t in zip(value, args))
+    return value
 
 
 @dataclass(frozen=True)
@@ -166,7 +209,10 @@ class Recipe:
 
 
 def load_recipe(path: str | Path) -> Recipe:
-    """Read a TOML recipe; relative data paths are resolved against the recipe's folder."""
+    """Read a TOML recipe; relative data paths are resolved against the recipe's folder.
+
+    The model section starts from the recipe's `preset` (if any); its own keys override that.
+    """
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
@@ -182,13 +228,14 @@ def load_recipe(path: str | Path) -> Recipe:
     unknown = sorted(set(raw) - {"preset", "model", "train", "decode"})
     if unknown:
         raise ConfigError(f"unknown key {unknown[0]!r} in recipe {path}")
-    model_values = dict(PRESETS[raw["preset"]]) if "preset" in raw and raw["preset"] in PRESETS else {}
-    if "preset" in raw and raw["preset"] not in PRESETS:
-        raise ConfigError(f"unknown preset {raw['preset']!r} (choose from {', '.join(PRESETS)})")
+    for section in ("model", "train", "decode"):
+        if not isinstance(raw.get(section, {}), dict):
+            raise ConfigError(f"{section} in recipe {path} must be a [{section}] table")
+    model_values = preset_values(raw["preset"], f"recipe {path}") if "preset" in raw else {}
     model_values.update(raw.get("model", {}))
     train_values = dict(raw.get("train", {}))
     for key in ("src", "tgt", "valid_src", "valid_tgt", "spm_model"):
-        if train_values.get(key):
+        if isinstance(train_values.get(key), str) and train_values[key]:
             train_values[key] = str((path.parent / train_values[key]).resolve())
     return Recipe(
         model=from_dict(ModelConfig, model_values, f"[model] of {path}"),
@@ -196,3 +243,41 @@ def load_recipe(path: str | Path) -> Recipe:
         decode=from_dict(DecodeConfig, raw.get("decode", {}), f"[decode] of {path}"),
         path=str(path),
     )
+
+
+def preset_values(name: Any, where: str = "") -> dict[str, Any]:
+    """The ModelConfig fields a size preset sets (and only those)."""
+    if not isinstance(name, str) or name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}{' in ' + where if where else ''} (choose from {', '.join(PRESETS)})")
+    return dict(PRESETS[name])
+
+
+def apply_flags(
+    recipe: Recipe,
+    preset: str | None = None,
+    model: dict[str, Any] | None = None,
+    train: dict[str, Any] | None = None,
+    decode: dict[str, Any] | None = None,
+) -> Recipe:
+    """The recipe with command-line flags applied, in this order: recipe < --preset < other flags.
+
+    Each flag overrides only the field it names (None means the flag was not given); `--preset`
+    names the size fields of its preset (width, heads, layers and, for `big`, dropout) and
+    leaves every other field of the recipe (norm, norm position, vocabulary, ...) as it was.
+    """
+    model_values = preset_values(preset) if preset is not None else {}
+    model_values.update(given(model))
+
+    def merged(config: Any, values: dict[str, Any]) -> Any:
+        return from_dict(type(config), {**to_dict(config), **values}, "the command line") if values else config
+
+    return Recipe(
+        model=merged(recipe.model, model_values),
+        train=merged(recipe.train, given(train)),
+        decode=merged(recipe.decode, given(decode)),
+        path=recipe.path,
+    )
+
+
+def given(values: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: v for k, v in (values or {}).items() if v is not None}

@@ -23,3 +23,7 @@ class DataError(XformerError):
 
 class RunError(XformerError):
     """A training run that cannot start or resume (locked, unwritable, changed config)."""
+
+
+class Interrupted(XformerError):
+    """Work stopped by Ctrl-C after saving what it had (the CLI exits with status 130)."""

@@ -1,0 +1,89 @@
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from xformer_cli.bundle import load_bundle
+from xformer_cli.cli import app
+from xformer_cli.config import PRESETS, Recipe, apply_flags, load_recipe, preset
+from xformer_cli.errors import ConfigError
+
+from conftest import assert_one_line_error
+
+DEFAULT_RECIPE = Path(__file__).parents[1] / "models" / "de-en-small.toml"
+
+
+def write_recipe(tmp_path, text: str) -> Path:
+    path = tmp_path / "recipe.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_preset_flag_sets_only_the_size_fields_and_keeps_the_recipe():
+    recipe = load_recipe(DEFAULT_RECIPE)  # small, pre-norm, 8k vocabulary
+    tiny = apply_flags(recipe, preset="tiny").model
+    for key, value in PRESETS["tiny"].items():
+        assert getattr(tiny, key) == value
+    assert (tiny.norm_position, tiny.norm, tiny.vocab_size, tiny.dropout) == ("pre", "layernorm", 8000, recipe.model.dropout)
+    assert apply_flags(recipe, preset="big").model.dropout == 0.3  # big's preset names its dropout
+    assert apply_flags(recipe).model == recipe.model
+
+
+def test_precedence_is_recipe_then_preset_flag_then_other_flags(tmp_path):
+    recipe = load_recipe(write_recipe(tmp_path, 'preset = "small"\n[model]\nd_model = 128\nnorm = "rmsnorm"\n'))
+    assert (recipe.model.d_model, recipe.model.h, recipe.model.norm) == (128, 4, "rmsnorm")  # [model] over its preset
+    merged = apply_flags(recipe, preset="tiny", model={"norm": None, "norm_position": "pre", "vocab_size": 500},
+                         train={"lr": 1e-3, "max_steps": None})
+    assert (merged.model.d_model, merged.model.norm, merged.model.norm_position, merged.model.vocab_size) == (32, "rmsnorm", "pre", 500)
+    assert merged.train.lr == 1e-3 and merged.train.max_steps == recipe.train.max_steps
+
+
+def test_train_preset_tiny_keeps_the_recipes_norm_position(tiny_corpus, tmp_path):
+    src, tgt = tiny_corpus
+    recipe = write_recipe(tmp_path, f'preset = "small"\n[model]\nvocab_size = 500\nnorm_position = "pre"\n[train]\nsrc = "{src}"\ntgt = "{tgt}"\nbatch_tokens = 600\nthreads = 1\n')
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "--config", str(recipe), "--preset", "tiny", "--max-steps", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    config = load_bundle(out / "bundle").model.config
+    assert (config.d_model, config.norm_position) == (32, "pre")
+
+
+@pytest.mark.parametrize(
+    "line, fragments",
+    [
+        ('[train]\nlr = "fast"', ["lr", "must be a number", "'fast'"]),
+        ("[train]\nmax_steps = 2.5", ["max_steps", "must be an integer", "2.5"]),
+        ("[train]\nmax_steps = true", ["max_steps", "must be an integer"]),
+        ('[model]\nnorm = 3', ["norm", "must be a string"]),
+        ("[train]\nadam_betas = [0.9]", ["adam_betas", "must be a list of 2"]),
+        ('[train]\nbf16 = "yes"', ["bf16", "must be true or false"]),
+        ('[train]\ndatasets = "tatoeba"', ["datasets", "must be a list"]),
+        ("model = 3", ["model", "must be a [model] table"]),
+        ("preset = 3", ["unknown preset 3"]),
+    ],
+)
+def test_a_mistyped_recipe_value_names_the_key_the_type_and_the_file(tmp_path, line, fragments):
+    path = write_recipe(tmp_path, line + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_recipe(path)
+    for fragment in [*fragments, str(path)]:
+        assert fragment in str(caught.value)
+
+
+def test_a_mistyped_recipe_is_a_one_line_error(tmp_path):
+    path = write_recipe(tmp_path, '[train]\nlr = "fast"\n')
+    result = CliRunner().invoke(app, ["train", "--config", str(path), "--out", str(tmp_path / "run")])
+    assert_one_line_error(result, "lr in [train] of", str(path), "must be a number (got 'fast')")
+
+
+def test_numbers_convert_where_the_type_allows(tmp_path):
+    recipe = load_recipe(write_recipe(tmp_path, '[train]\nlr = 1\nadam_betas = [0.9, 1]\ndatasets = ["a", "b"]\n'))
+    assert recipe.train.lr == 1.0 and isinstance(recipe.train.lr, float)
+    assert recipe.train.adam_betas == (0.9, 1.0) and recipe.train.datasets == ("a", "b")
+
+
+def test_max_pieces_leaves_room_for_bos_or_eos():
+    assert preset("tiny", max_len=64).max_pieces == 63
+    with pytest.raises(ConfigError, match="max_len must be at least 2"):
+        preset("tiny", max_len=1)
+    assert Recipe().model.max_pieces == Recipe().model.max_len - 1
