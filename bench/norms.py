@@ -32,7 +32,7 @@ from pathlib import Path
 from xformer_cli.config import load_recipe
 from xformer_cli.data import read_lines
 from xformer_cli.metrics import corpus_bleu
-from xformer_cli.plot import read_metrics
+from xformer_cli.run_folder import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 NORMS = ("layernorm", "rmsnorm", "dyt", "derf")

@@ -1,5 +1,5 @@
-import fcntl
 import gzip
+import hashlib
 import json
 import os
 import signal
@@ -15,7 +15,11 @@ from typer.testing import CliRunner
 from xformer_cli.bundle import load_bundle
 from xformer_cli.checkpoint import average_states
 from xformer_cli.cli import app
-from xformer_cli.train import inverse_sqrt_lr
+from xformer_cli.config import preset
+from xformer_cli.data import collate, read_lines
+from xformer_cli.model import build_model
+from xformer_cli.tokenizer import train_tokenizer
+from xformer_cli.train import Distributed, backward_accumulated, inverse_sqrt_lr
 
 from conftest import assert_one_line_error
 
@@ -103,12 +107,14 @@ def test_ctrl_c_saves_a_checkpoint(tiny_corpus, tmp_path):
 
 
 def test_two_runs_do_not_share_a_folder(tiny_corpus, tmp_path):
+    from filelock import FileLock
+
     src, tgt = tiny_corpus
     out = tmp_path / "run"
     out.mkdir()
-    with open(out / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    with FileLock(out / ".lock", timeout=0):  # a portable lock, as the trainer takes it
         assert_one_line_error(run(*tiny_args(src, tgt, out, "--max-steps", 2)), "another training run is using")
+    assert run(*tiny_args(src, tgt, out, "--max-steps", 2)).exit_code == 0  # free again
 
 
 def test_a_finished_folder_needs_resume(tiny_corpus, tmp_path):
@@ -194,21 +200,32 @@ def test_data_parallel_training_with_torchrun_on_cpu(tiny_corpus, tmp_path):
     load_bundle(out / "bundle")
 
 
-def test_early_stopping_and_checkpoint_averaging(tiny_corpus, tmp_path):
+def test_early_stopping_after_patience_validations_without_a_better_bleu(tiny_corpus, tmp_path):
+    src, tgt = tiny_corpus
+    out = tmp_path / "run"
+    # With a learning rate of 0 the weights never change, so validation BLEU is the same at every
+    # validation on any CPU: the first sets the best, the next two are not better, patience 2 stops.
+    result = run(*tiny_args(src, tgt, out, "--max-steps", 100, "--lr", 0, "--valid-every", 2, "--save-every", 2, "--patience", 2),
+                 "--valid-src", src, "--valid-tgt", tgt)
+    assert result.exit_code == 0, result.output
+    assert "stopped at step 6: no better validation BLEU in 2 validations" in result.stderr
+
+
+def test_checkpoint_averaging_bundles_the_mean_of_the_last_checkpoints(tiny_corpus, tmp_path):
     from safetensors.torch import load_file
 
     from xformer_cli.checkpoint import load_checkpoint, model_state
 
     src, tgt = tiny_corpus
     out = tmp_path / "run"
-    # Validation BLEU of a barely trained tiny model stays flat: patience 2 stops the run.
-    result = run(*tiny_args(src, tgt, out, "--max-steps", 100, "--valid-every", 2, "--save-every", 2, "--patience", 2,
-                            "--average-last", 3, "--accumulate", 2), "--valid-src", src, "--valid-tgt", tgt)
+    result = run(*tiny_args(src, tgt, out, "--max-steps", 8, "--save-every", 2, "--average-last", 3, "--accumulate", 2))
     assert result.exit_code == 0, result.output
-    assert "no better validation BLEU in 2 validations" in result.stderr
     paths = sorted((out / "checkpoints").glob("step-*.safetensors"))[-3:]
-    expected = average_states([model_state(load_checkpoint(p)[0]) for p in paths])
+    assert [p.stem for p in paths] == ["step-0000004", "step-0000006", "step-0000008"]
+    states = [model_state(load_checkpoint(p)[0]) for p in paths]
+    expected = average_states(states)
     bundled = load_file(str(out / "bundle" / "model.safetensors"))
+    assert not torch.equal(states[0]["embedding.weight"], states[2]["embedding.weight"])  # they differ
     for name, tensor in expected.items():
         torch.testing.assert_close(bundled[name], tensor)
 
@@ -222,3 +239,73 @@ def test_resuming_a_finished_run_does_not_validate_the_same_step_twice(tiny_corp
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "valid_bleu" in r] == [4]
+
+
+def test_a_user_error_does_not_import_the_training_code(tmp_path):
+    """The error path stands alone: a bad model or a bad recipe is reported without loading training."""
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[train]\nlr = "fast"\n')
+    probe = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from xformer_cli.cli import app\n"
+        f"a = CliRunner().invoke(app, ['translate', '-m', {str(tmp_path / 'missing')!r}], input='Hallo\\n')\n"
+        f"b = CliRunner().invoke(app, ['train', '--config', {str(recipe)!r}, '--out', {str(tmp_path / 'run')!r}])\n"
+        "print(a.exit_code, b.exit_code, 'xformer_cli.train' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.stdout.split() == ["1", "1", "False"], done.stdout + done.stderr
+
+
+def test_one_update_of_2b_equals_two_accumulated_micro_batches_of_b(tokenizer, tiny_corpus):
+    """fairseq's rule: the loss is normalized by the target tokens of the whole update, so the
+    micro-batches' different token counts do not weigh their tokens differently."""
+    src, tgt = (read_lines(p)[:12] for p in tiny_corpus)
+    c = preset("tiny", vocab_size=tokenizer.vocab_size, dropout=0.0)
+    s_ids, t_ids = tokenizer.encode(src), tokenizer.encode(tgt)
+    torch.manual_seed(0)
+    one, two = build_model(c), build_model(c)
+    two.load_state_dict(one.state_dict())
+    batch = lambda rows: collate([s_ids[i] for i in rows], [t_ids[i] for i in rows], c.pad_id, c.bos_id, c.eos_id)
+    halves = [batch(range(0, 6)), batch(range(6, 12))]
+    assert halves[0].n_tokens != halves[1].n_tokens  # otherwise per-micro-batch normalization would pass too
+    loss_one, tokens_one = backward_accumulated(one, [batch(range(12))], c.pad_id, 0.1, Distributed())
+    loss_two, tokens_two = backward_accumulated(two, halves, c.pad_id, 0.1, Distributed())
+    assert tokens_one == tokens_two and loss_one == pytest.approx(loss_two, rel=1e-5)
+    # Float32 sums in other batch shapes differ by ~1e-8 here (measured: at most 4e-8 against
+    # gradients up to 0.16); 1e-6 is far above that and far below a normalization error.
+    for p1, p2 in zip(one.parameters(), two.parameters()):
+        torch.testing.assert_close(p1.grad, p2.grad, atol=1e-6, rtol=0)
+
+
+def test_ddp_shares_one_seeded_tokenizer_and_reduces_gradients_once_per_update(tiny_corpus, tmp_path):
+    """Two processes on gloo (tests/ddp_probe.py): only rank 0 trains SentencePiece, on a sample of
+    the corpus fixed by the seed; rank 1 loads the same file. Accumulated gradients equal one
+    process's gradient of the global batch, with one all-reduce per update (no_sync before)."""
+    src, tgt = tiny_corpus
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29519",
+         str(Path(__file__).parent / "ddp_probe.py"), str(src), str(tgt), str(tmp_path / "run")],
+        env=ENV, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    ranks = {r["rank"]: r for r in (json.loads(line) for line in done.stdout.splitlines() if line.startswith("{"))}
+    assert sorted(ranks) == [0, 1]
+    assert ranks[0]["trained_tokenizer"] and not ranks[1]["trained_tokenizer"]
+    expected = train_tokenizer([*read_lines(src), *read_lines(tgt)], 400, max_sentences=300, seed=5)  # this process: same seed, same model
+    assert ranks[0]["tokenizer_sha"] == ranks[1]["tokenizer_sha"] == hashlib.sha256(expected.model_proto).hexdigest()
+    for r in ranks.values():
+        assert r["grad_diff"] <= 1e-6 < r["grad_size"]  # the tolerance of the single-process test above
+        assert r["reductions_two_micro_batches"] == r["reductions_one_micro_batch"] >= 1
+
+
+def test_the_model_card_states_only_the_license_and_data_it_was_given(tiny_corpus, tmp_path):
+    src, tgt = tiny_corpus
+    unknown, known = tmp_path / "unknown", tmp_path / "known"
+    assert run(*tiny_args(src, tgt, unknown, "--max-steps", 1)).exit_code == 0
+    card = (unknown / "bundle" / "README.md").read_text()
+    assert "license:" not in card and "datasets:" not in card
+    result = run(*tiny_args(src, tgt, known, "--max-steps", 1, "--license", "cc-by-2.0", "--dataset", "tatoeba", "--dataset", "tiny-sample"))
+    assert result.exit_code == 0, result.output
+    card = (known / "bundle" / "README.md").read_text()
+    assert "license: cc-by-2.0" in card and "datasets:\n- tatoeba\n- tiny-sample" in card

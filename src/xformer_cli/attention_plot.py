@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from xformer_cli.data import pad_with_eos
 from xformer_cli.errors import XformerError
 from xformer_cli.model.transformer import Transformer
 
@@ -20,7 +21,7 @@ def cross_attention(model: Transformer, src_ids: list[int], tgt_ids: list[int], 
     and EOS, columns are source pieces and EOS.
     """
     c = model.config
-    src = torch.tensor([src_ids + [c.eos_id]])
+    src = pad_with_eos([src_ids], c.eos_id, c.pad_id)  # (1, S)
     tgt = torch.tensor([[c.bos_id] + tgt_ids])
     attention = model.decoder.layers[layer].encoder_attn
     attention.record_weights = True

@@ -134,9 +134,15 @@ class Batch:
         return Batch(self.src.to(device), self.tgt_in.to(device), self.tgt_out.to(device))
 
 
+def pad_with_eos(seqs: Sequence[Sequence[int]], eos_id: int, pad_id: int) -> Tensor:
+    """Each sequence with EOS appended, right-padded: a source batch, or the targets the model
+    must predict. Shape (len(seqs), longest + 1)."""
+    return pad([[*s, eos_id] for s in seqs], pad_id)
+
+
 def collate(src_ids: Sequence[Sequence[int]], tgt_ids: Sequence[Sequence[int]], pad_id: int, bos_id: int, eos_id: int) -> Batch:
     return Batch(
-        src=pad([list(s) + [eos_id] for s in src_ids], pad_id),
-        tgt_in=pad([[bos_id] + list(t) for t in tgt_ids], pad_id),
-        tgt_out=pad([list(t) + [eos_id] for t in tgt_ids], pad_id),
+        src=pad_with_eos(src_ids, eos_id, pad_id),
+        tgt_in=pad([[bos_id, *t] for t in tgt_ids], pad_id),
+        tgt_out=pad_with_eos(tgt_ids, eos_id, pad_id),
     )

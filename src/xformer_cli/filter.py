@@ -117,7 +117,7 @@ def draw_attention(translator: Translator, source: str, translation: str, path: 
 
     tokenizer = translator.tokenizer
     src_ids, tgt_ids = tokenizer.encode([source, translation])
-    limit = translator.model.config.max_len - 2
+    limit = translator.model.config.max_pieces
     if not src_ids or len(src_ids) > limit or len(tgt_ids) > limit:
         warn("line 1 is empty or too long to draw its attention; no plot written")
         return

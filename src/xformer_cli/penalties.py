@@ -9,7 +9,7 @@ def length_normalized(log_prob: float, length: int, alpha: float) -> float:
     return log_prob / (max(length, 1) ** alpha)
 
 
-def max_output_length(src_len: int, a: float, b: int, model_max_len: int) -> int:
+def max_output_length(src_len: int, a: float, b: int, max_pieces: int) -> int:
     """Most target pieces (EOS included) a source of `src_len` pieces may get: a*src_len + b,
-    capped by the model's positional table (which also holds the BOS)."""
-    return max(1, min(int(a * src_len + b), model_max_len - 1))
+    capped by the model's `max_pieces` (its positional table also holds the BOS)."""
+    return max(1, min(int(a * src_len + b), max_pieces))

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-
-def read_metrics(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+from xformer_cli.run_folder import read_metrics
 
 
 def plot_curves(metrics_path: Path, out: Path, log=print) -> bool:

@@ -51,7 +51,7 @@ def _step_log_probs(model: Transformer, project: Projection, tokens: Tensor, sta
 
 def _max_lengths(model: Transformer, src: Tensor, config: DecodeConfig) -> list[int]:
     src_lens = (src != model.config.pad_id).sum(dim=1).tolist()
-    return [max_output_length(n - 1, config.max_len_a, config.max_len_b, model.config.max_len) for n in src_lens]
+    return [max_output_length(n - 1, config.max_len_a, config.max_len_b, model.config.max_pieces) for n in src_lens]
 
 
 @torch.inference_mode()

@@ -7,6 +7,7 @@ outside the vocabulary becomes byte pieces and `<unk>` never reaches the output.
 from __future__ import annotations
 
 import io
+import random
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -55,18 +56,25 @@ class Tokenizer:
 
 
 def train_tokenizer(
-    sentences: Iterable[str], vocab_size: int = 8000, model_type: str = "bpe", max_sentences: int = 2_000_000
+    sentences: Iterable[str], vocab_size: int = 8000, model_type: str = "bpe", max_sentences: int = 2_000_000, seed: int = 1
 ) -> Tokenizer:
-    """Train a joint SentencePiece model on `sentences` (source and target lines together)."""
+    """Train a joint SentencePiece model on `sentences` (source and target lines together).
+
+    With more than `max_sentences` sentences SentencePiece learns from a random sample of them;
+    `seed` fixes that sample, so the same text always gives the same model.
+    """
+    text = list(sentences)
+    if len(text) > max_sentences:  # our own seeded sample: SentencePiece's own is not reproducible
+        text = random.Random(seed).sample(text, max_sentences)
     model = io.BytesIO()
     try:
-        _train(sentences, model, vocab_size, model_type, max_sentences)
+        _train(text, model, vocab_size, model_type)
     except RuntimeError as err:
         raise ConfigError(f"cannot train the SentencePiece model: {str(err).split('] ')[-1]}") from None
     return Tokenizer(model.getvalue())
 
 
-def _train(sentences: Iterable[str], model: io.BytesIO, vocab_size: int, model_type: str, max_sentences: int) -> None:
+def _train(sentences: list[str], model: io.BytesIO, vocab_size: int, model_type: str) -> None:
     spm.SentencePieceTrainer.Train(
         sentence_iterator=iter(sentences),
         model_writer=model,
@@ -78,8 +86,7 @@ def _train(sentences: Iterable[str], model: io.BytesIO, vocab_size: int, model_t
         unk_id=UNK_ID,
         bos_id=BOS_ID,
         eos_id=EOS_ID,
-        input_sentence_size=max_sentences,
-        shuffle_input_sentence=True,
+        input_sentence_size=0,  # all of them (already sampled)
         num_threads=2,
         minloglevel=2,
         hard_vocab_limit=False,

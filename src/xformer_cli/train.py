@@ -1,19 +1,11 @@
 """The training loop: label-smoothed cross-entropy, Adam with inverse-square-root warmup, token
 batches, validation BLEU, atomic checkpoints, exact resume, Ctrl-C safety and DDP.
 
-Run folder (`--out`):
-    run.json            model and training config of the run
-    spm.model           the tokenizer
-    checkpoints/        step-NNNNNNN.safetensors, the last K (model, optimizer, RNG, data position)
-    best.safetensors    model weights with the best validation BLEU
-    metrics.jsonl       one JSON object per log line and per validation
-    curves.png          training and validation curves
-    bundle/             the final model bundle
+The run folder's layout is described in `run_folder.py`.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 import os
@@ -37,16 +29,13 @@ from xformer_cli.checkpoint import (
     save_checkpoint,
 )
 from xformer_cli.config import DecodeConfig, ModelConfig, TrainConfig, to_dict
-from xformer_cli.data import collate, filter_pairs, make_batches, read_parallel
-from xformer_cli.errors import RunError, XformerError
+from xformer_cli.data import Batch, collate, filter_pairs, make_batches, read_parallel
+from xformer_cli.devices import resolve_device
+from xformer_cli.errors import Interrupted, RunError
 from xformer_cli.model.transformer import Transformer, build_model, count_parameters
-from xformer_cli.plot import read_metrics
+from xformer_cli.run_folder import RunFolder
 from xformer_cli.tokenizer import Tokenizer, train_tokenizer
-from xformer_cli.translator import Translator, resolve_device
-
-
-class Interrupted(XformerError):
-    """Training stopped by Ctrl-C after saving a checkpoint."""
+from xformer_cli.translator import Translator
 
 
 def inverse_sqrt_lr(step: int, peak: float, warmup: int) -> float:
@@ -70,6 +59,23 @@ class Distributed:
     def main(self) -> bool:
         return self.rank == 0
 
+    def barrier(self) -> None:
+        """Wait until every process gets here (nothing to wait for in a single process)."""
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def all_sum(self, value: int) -> int:
+        """The sum of `value` over all processes."""
+        if self.world == 1:
+            return value
+        import torch.distributed as dist
+
+        total = torch.tensor([value], dtype=torch.long)
+        dist.all_reduce(total)
+        return int(total)
+
 
 def setup_distributed(device: torch.device) -> Distributed:
     """Join the process group when started by torchrun (WORLD_SIZE > 1)."""
@@ -83,74 +89,78 @@ def setup_distributed(device: torch.device) -> Distributed:
     return Distributed(dist.get_rank(), dist.get_world_size())
 
 
-class RunFolder:
-    """The run folder and its lock: two runs on one folder refuse to clobber each other."""
-
-    def __init__(self, out: Path, main: bool) -> None:
-        self.out = out
-        self.main = main
-        self.checkpoints = out / "checkpoints"
-        self.lock_file = None
-        if main:
-            try:
-                self.checkpoints.mkdir(parents=True, exist_ok=True)
-                self.lock_file = open(out / ".lock", "w")
-            except OSError as err:
-                raise RunError(f"cannot write to --out {out}: {err.strerror or err}") from None
-            try:
-                fcntl.flock(self.lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RunError(f"another training run is using {out}; choose another --out") from None
-
-    def checkpoint_paths(self) -> list[Path]:
-        return sorted(self.checkpoints.glob("step-*.safetensors"))
-
-    def metrics(self, record: dict[str, Any]) -> None:
-        if self.main:
-            with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
-
-    def records(self) -> list[dict[str, Any]]:
-        path = self.out / "metrics.jsonl"
-        return read_metrics(path) if path.exists() else []
-
-    def truncate_metrics(self, step: int) -> None:
-        """Forget records after `step` (written by a run that died before its next checkpoint)."""
-        path = self.out / "metrics.jsonl"
-        if self.main and path.exists():
-            keep = [json.dumps(r) + "\n" for r in self.records() if r["step"] <= step]
-            atomic_write(path, lambda tmp: Path(tmp).write_text("".join(keep), encoding="utf-8"))
-
-
 def config_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
     diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
     return "; ".join(diffs)
 
 
-def prepare_data(cfg: TrainConfig, run: RunFolder, vocab_size: int, max_len: int, log) -> tuple[Tokenizer, Corpus, tuple[list[str], list[str]] | None]:
+def token_loss(logits: torch.Tensor, target: torch.Tensor, pad_id: int, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Summed cross-entropy of the target tokens, padding excluded (label-smoothed for training,
+    plain for validation). Shapes: logits (B, T, V), target (B, T) -> a scalar."""
+    return F.cross_entropy(
+        logits.float().view(-1, logits.size(-1)),  # (B*T, V)
+        target.reshape(-1),  # (B*T,)
+        ignore_index=pad_id,
+        label_smoothing=label_smoothing,
+        reduction="sum",
+    )
+
+
+def prepare_tokenizer(cfg: TrainConfig, run: RunFolder, dist: Distributed, vocab_size: int, sentences, log) -> Tokenizer:
+    """The run's tokenizer, made once: rank 0 trains SentencePiece (seeded) or copies
+    `cfg.spm_model` into the run folder, atomically; every other rank waits for the file and loads it.
+
+    `sentences` is called (on rank 0 only) for the text to learn from.
+    """
+    spm_path = run.out / "spm.model"
+    if dist.main and not spm_path.exists():
+        if cfg.spm_model:
+            tokenizer = Tokenizer.load(cfg.spm_model)
+        else:
+            text = sentences()
+            log(f"training a {vocab_size}-piece SentencePiece model on {len(text)} sentences")
+            tokenizer = train_tokenizer(text, vocab_size, max_sentences=cfg.spm_sample, seed=cfg.seed)
+        atomic_write(spm_path, tokenizer.save)
+    dist.barrier()
+    return Tokenizer.load(spm_path)
+
+
+def prepare_data(cfg: TrainConfig, run: RunFolder, dist: Distributed, vocab_size: int, max_pieces: int, log) -> tuple[Tokenizer, Corpus, tuple[list[str], list[str]] | None]:
     """Read and filter the corpus; train (or load) the tokenizer."""
     if not cfg.src or not cfg.tgt:
         raise RunError("no training data: give --src and --tgt, or a --config recipe")
     src, tgt = read_parallel(cfg.src, cfg.tgt)
     valid = read_parallel(cfg.valid_src, cfg.valid_tgt) if cfg.valid_src else None
-    spm_path = run.out / "spm.model"
-    if spm_path.exists():
-        tokenizer = Tokenizer.load(spm_path)
-    elif cfg.spm_model:
-        tokenizer = Tokenizer.load(cfg.spm_model)
-    else:
-        log(f"training a {vocab_size}-piece SentencePiece model on {len(src)} pairs")
-        tokenizer = train_tokenizer([*src, *tgt], vocab_size)
-    if run.main and not spm_path.exists():
-        tokenizer.save(spm_path)
+    tokenizer = prepare_tokenizer(cfg, run, dist, vocab_size, lambda: [*src, *tgt], log)
     src_ids, tgt_ids = tokenizer.encode(src), tokenizer.encode(tgt)
-    # Room for EOS (source) or BOS (target) within the model's positions.
-    limit = min(cfg.max_tokens_per_sentence, max_len - 1)
-    kept, report = filter_pairs(src_ids, tgt_ids, limit, cfg.max_length_ratio)
+    kept, report = filter_pairs(src_ids, tgt_ids, min(cfg.max_tokens_per_sentence, max_pieces), cfg.max_length_ratio)
     log(f"training data: {report}")
     if not kept:
         raise RunError(f"no training pairs left after filtering ({report})")
     return tokenizer, Corpus([src_ids[i] for i in kept], [tgt_ids[i] for i in kept]), valid
+
+
+def backward_accumulated(model: torch.nn.Module, batches: list[Batch], pad_id: int, label_smoothing: float, dist: Distributed, autocast=nullcontext) -> tuple[float, int]:
+    """Forward and backward over the micro-batches of one update; returns the summed loss and the
+    target tokens of this process.
+
+    The loss is normalized by the target tokens of the whole update, over every micro-batch of
+    every process (fairseq's rule), so accumulating micro-batches of B gives the gradient of one
+    batch of 2B. Under DDP, which averages gradients over processes, each process scales by
+    world / tokens, and the all-reduce runs once, after the last micro-batch (`no_sync` before it).
+    """
+    tokens = sum(b.n_tokens for b in batches)
+    scale = dist.world / max(dist.all_sum(tokens), 1)
+    total = 0.0
+    for i, batch in enumerate(batches):
+        last = i == len(batches) - 1
+        with nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync():
+            with autocast():
+                logits = model(batch.src, batch.tgt_in)  # (B, T, V)
+            loss = token_loss(logits, batch.tgt_out, pad_id, label_smoothing)
+            (loss * scale).backward()
+        total += float(loss.detach())
+    return total, tokens
 
 
 class Trainer:
@@ -168,9 +178,18 @@ class Trainer:
         if self.dist.world > 1 and self.device.type == "cuda":
             self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         self.run_folder = RunFolder(out, self.dist.main)
+        try:
+            self.setup(model_config, out, resume)
+        except BaseException:
+            self.run_folder.release()
+            raise
+
+    def setup(self, model_config: ModelConfig, out: Path, resume: bool) -> None:
+        """Check the folder, prepare the data, build the model and optimizer, restore a checkpoint."""
+        cfg = self.cfg
         self.check_run(out, model_config, resume)
         torch.manual_seed(cfg.seed)
-        self.tokenizer, self.corpus, self.valid = prepare_data(cfg, self.run_folder, model_config.vocab_size, model_config.max_len, self.log)
+        self.tokenizer, self.corpus, self.valid = prepare_data(cfg, self.run_folder, self.dist, model_config.vocab_size, model_config.max_pieces, self.log)
         self.model_config = replace(model_config, vocab_size=self.tokenizer.vocab_size)
         self.model: Transformer = build_model(self.model_config).to(self.device)
         self.ddp_model = self.model
@@ -231,7 +250,7 @@ class Trainer:
 
     # ----- checkpoints -----
     def save(self) -> Path:
-        path = self.run_folder.checkpoints / f"step-{self.step:07d}.safetensors"
+        path = self.run_folder.checkpoint_path(self.step)
         meta = {k: getattr(self, k) for k in ("step", "epoch", "batch_index", "elapsed", "best_bleu", "bad_validations")}
         save_checkpoint(path, self.model.state_dict(), self.optimizer, meta)
         keep = max(self.cfg.keep_last, self.cfg.average_last, 1)
@@ -265,22 +284,8 @@ class Trainer:
         c = self.model_config
         self.ddp_model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        total_loss, total_tokens = 0.0, 0
-        for micro in batches:
-            batch = collate([self.corpus.src_ids[i] for i in micro], [self.corpus.tgt_ids[i] for i in micro], c.pad_id, c.bos_id, c.eos_id).to(self.device)
-            with self.autocast():
-                logits = self.ddp_model(batch.src, batch.tgt_in)  # (B, T, V)
-            loss = F.cross_entropy(
-                logits.float().view(-1, logits.size(-1)),
-                batch.tgt_out.view(-1),
-                ignore_index=c.pad_id,
-                label_smoothing=self.cfg.label_smoothing,
-                reduction="sum",
-            )
-            n = batch.n_tokens
-            (loss / n / len(batches)).backward()
-            total_loss += float(loss.detach())
-            total_tokens += n
+        micro = [collate([self.corpus.src_ids[i] for i in b], [self.corpus.tgt_ids[i] for i in b], c.pad_id, c.bos_id, c.eos_id).to(self.device) for b in batches]
+        total_loss, total_tokens = backward_accumulated(self.ddp_model, micro, c.pad_id, self.cfg.label_smoothing, self.dist, self.autocast)
         if self.cfg.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
         lr = inverse_sqrt_lr(self.step + 1, self.cfg.lr, self.cfg.warmup)
@@ -314,6 +319,13 @@ class Trainer:
         return None
 
     def run(self) -> Path:
+        """Train until a stop condition; returns the bundle folder. The folder's lock ends with it."""
+        try:
+            return self.train_loop()
+        finally:
+            self.run_folder.release()
+
+    def train_loop(self) -> Path:
         from xformer_cli.progress import TrainProgress
 
         self.log(
@@ -363,7 +375,7 @@ class Trainer:
             self.validate()
         if not self.dist.main:
             return self.run_folder.out / "bundle"
-        if not self.run_folder.checkpoint_paths() or self.run_folder.checkpoint_paths()[-1].name != f"step-{self.step:07d}.safetensors":
+        if not self.run_folder.checkpoint_paths() or self.run_folder.checkpoint_paths()[-1] != self.run_folder.checkpoint_path(self.step):
             self.save()
         return self.finish()
 
@@ -401,7 +413,7 @@ class Trainer:
         src, tgt = self.valid
         self.model.eval()
         src_ids, tgt_ids = self.tokenizer.encode(src), self.tokenizer.encode(tgt)
-        limit = c.max_len - 2
+        limit = c.max_pieces
         pairs = [(s[:limit], t[:limit]) for s, t in zip(src_ids, tgt_ids) if s and t]
         total, tokens = 0.0, 0
         for start in range(0, len(pairs), 64):
@@ -409,7 +421,7 @@ class Trainer:
             batch = collate([p[0] for p in chunk], [p[1] for p in chunk], c.pad_id, c.bos_id, c.eos_id).to(self.device)
             with self.autocast():
                 logits = self.model(batch.src, batch.tgt_in)
-            total += float(F.cross_entropy(logits.float().view(-1, logits.size(-1)), batch.tgt_out.view(-1), ignore_index=c.pad_id, reduction="sum"))
+            total += float(token_loss(logits, batch.tgt_out, c.pad_id))
             tokens += batch.n_tokens
         n = self.valid_bleu_size()
         translator = Translator(Bundle(self.model, self.tokenizer, DecodeConfig(beam_size=1)), self.device)
@@ -459,6 +471,8 @@ class Trainer:
         card = render_card(
             CardInfo(
                 name=self.run_folder.out.name,
+                license=self.cfg.license,
+                datasets=list(self.cfg.datasets),
                 src_lang=self.cfg.src_lang,
                 tgt_lang=self.cfg.tgt_lang,
                 parameters=count_parameters(self.model),

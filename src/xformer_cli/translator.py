@@ -11,7 +11,8 @@ import torch
 
 from xformer_cli.bundle import Bundle, load_bundle
 from xformer_cli.config import DecodeConfig
-from xformer_cli.data import cut_batches, pad
+from xformer_cli.data import cut_batches, pad_with_eos
+from xformer_cli.devices import resolve_device
 from xformer_cli.errors import ConfigError
 from xformer_cli.model.packed import output_projection
 from xformer_cli.search import Hypothesis, search
@@ -23,19 +24,6 @@ SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
 class Translation:
     text: str
     score: float
-
-
-def resolve_device(name: str) -> torch.device:
-    """`auto` is CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but CUDA is not available")
-    return device
 
 
 def split_long(text: str, encode: Callable[[list[str]], list[list[int]]], limit: int) -> list[list[int]]:
@@ -106,7 +94,7 @@ class Translator:
         self, texts: Sequence[str], config: DecodeConfig, warn: Callable[[str], None] | None = None
     ) -> list[list[Translation]]:
         """The config's n best translations of each text, best first."""
-        limit = self.model.config.max_len - 2  # room for EOS (source) and BOS (target)
+        limit = self.model.config.max_pieces
         encoded = self.tokenizer.encode(list(texts))
         segments: list[list[int]] = []  # model inputs
         owner: list[int] = []  # input line of each segment
@@ -143,7 +131,7 @@ class Translator:
         batches = cut_batches(sorted(range(len(segments)), key=lambda i: lengths[i]), lengths, config.batch_tokens, config.batch_size)
 
         def search_batch(rows: list[int]) -> list[list[Hypothesis]]:
-            src = pad([segments[i] + [eos] for i in rows], pad_id).to(self.device)
+            src = pad_with_eos([segments[i] for i in rows], eos, pad_id).to(self.device)
             return search(self.model, src, config, self.project)
 
         results: list[list[Hypothesis]] = [[] for _ in segments]
