@@ -309,3 +309,29 @@ def test_the_model_card_states_only_the_license_and_data_it_was_given(tiny_corpu
     assert result.exit_code == 0, result.output
     card = (known / "bundle" / "README.md").read_text()
     assert "license: cc-by-2.0" in card and "datasets:\n- tatoeba\n- tiny-sample" in card
+
+
+def test_fine_tuning_starts_from_a_bundles_weights_and_tokenizer_with_a_fresh_optimizer(trained_bundle_dir, tiny_corpus, tmp_path):
+    from xformer_cli.checkpoint import load_checkpoint
+
+    src, tgt = tiny_corpus
+    out = tmp_path / "tuned"
+    # lr 0 keeps the weights as they were loaded, so the final bundle shows where training started.
+    result = run("train", "--init-from", trained_bundle_dir, "--src", src, "--tgt", tgt, "--out", out, "--max-steps", 3,
+                 "--lr", 0, "--batch-tokens", 600, "--threads", 1)
+    assert result.exit_code == 0, result.output
+    assert f"initialized from {trained_bundle_dir}; fresh optimizer" in result.stderr
+    assert (out / "spm.model").read_bytes() == (trained_bundle_dir / "spm.model").read_bytes()
+    start, tuned = load_bundle(trained_bundle_dir), load_bundle(out / "bundle")
+    assert tuned.model.config == start.model.config
+    for (name, before), after in zip(start.model.state_dict().items(), tuned.model.state_dict().values()):
+        assert torch.equal(before, after), name
+    tensors, meta = load_checkpoint(sorted((out / "checkpoints").glob("step-*.safetensors"))[-1])
+    assert meta["step"] == 3 and int(tensors["optim.0.step"]) == 3  # Adam counted this run's updates only
+
+
+def test_fine_tuning_refuses_model_flags_and_names_a_missing_bundle(tiny_corpus, tmp_path, trained_bundle_dir):
+    src, tgt = tiny_corpus
+    args = ["train", "--src", src, "--tgt", tgt, "--out", tmp_path / "run"]
+    assert_one_line_error(run(*args, "--init-from", trained_bundle_dir, "--preset", "tiny"), "--init-from takes the model config from the bundle; drop --preset")
+    assert_one_line_error(run(*args, "--init-from", tmp_path / "no-such-bundle"), "no-such-bundle")

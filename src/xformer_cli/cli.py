@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from xformer_cli import __version__
-from xformer_cli.errors import Interrupted, XformerError
+from xformer_cli.errors import ConfigError, Interrupted, XformerError
 
 app = typer.Typer(
     help="German→English translation with a Transformer written from scratch.",
@@ -85,6 +85,7 @@ def train(
     max_time: Annotated[Optional[float], typer.Option(help="Stop after this many seconds of training.")] = None,
     batch_tokens: Annotated[Optional[int], typer.Option(help="Tokens per batch.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Peak learning rate.")] = None,
+    warmup: Annotated[Optional[int], typer.Option(help="Steps of linear warmup to the peak learning rate.")] = None,
     accumulate: Annotated[Optional[int], typer.Option(help="Batches per optimizer update (gradient accumulation).")] = None,
     patience: Annotated[Optional[int], typer.Option(help="Stop after this many validations without a better BLEU.")] = None,
     average_last: Annotated[Optional[int], typer.Option(help="Bundle the average of the last N checkpoints instead of the best.")] = None,
@@ -97,6 +98,7 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
     license: Annotated[Optional[str], typer.Option("--license", help="License of the training data, for the model card (e.g. cc-by-4.0) [default: the recipe's, else none].")] = None,
     dataset: Annotated[Optional[list[str]], typer.Option("--dataset", help="Name of a training corpus, for the model card; repeat for several [default: the recipe's, else none].")] = None,
+    init_from: Annotated[Optional[str], typer.Option("--init-from", help="Fine-tune a bundle (folder or Hub id): start from its weights, tokenizer and model config, with a fresh optimizer and learning-rate schedule (--lr, --warmup).")] = None,
 ) -> None:
     """Train a model; the run folder ends with a bundle."""
     from xformer_cli.config import Recipe, apply_flags, load_recipe
@@ -105,6 +107,10 @@ def train(
     console = stderr()
     recipe_path = config if config is not None else (default_recipe() if src is None else None)
     recipe = load_recipe(recipe_path) if recipe_path is not None else Recipe()
+    model_flags = {"--preset": preset, "--norm": norm, "--norm-position": norm_position, "--vocab-size": vocab_size}
+    if init_from is not None and any(v is not None for v in model_flags.values()):
+        flag = next(k for k, v in model_flags.items() if v is not None)
+        raise ConfigError(f"--init-from takes the model config from the bundle; drop {flag}")
     recipe = apply_flags(
         recipe,
         preset=preset,
@@ -113,7 +119,7 @@ def train(
             **{k: str(v) for k, v in {"src": src, "tgt": tgt, "valid_src": valid_src, "valid_tgt": valid_tgt}.items() if v is not None},
             "max_steps": max_steps,
             "max_epochs": max_epochs, "max_time": max_time, "batch_tokens": batch_tokens, "lr": lr,
-            "accumulate": accumulate, "patience": patience, "average_last": average_last,
+            "warmup": warmup, "accumulate": accumulate, "init_from": init_from, "patience": patience, "average_last": average_last,
             "valid_every": valid_every, "save_every": save_every, "log_every": log_every, "seed": seed,
             "device": device, "threads": threads, "license": license, "datasets": dataset or None,
         },

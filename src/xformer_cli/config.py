@@ -109,6 +109,7 @@ class TrainConfig:
     src_lang: str = "de"
     tgt_lang: str = "en"
     spm_model: str = ""  # an existing SentencePiece model; trained on the data when empty
+    init_from: str = ""  # a bundle (folder or Hub id) to fine-tune: its weights, tokenizer and model config
     max_steps: int = 100_000  # optimizer updates
     max_epochs: int = 0  # 0: no limit
     max_time: float = 0.0  # seconds of training; 0: no limit
@@ -234,9 +235,10 @@ def load_recipe(path: str | Path) -> Recipe:
     model_values = preset_values(raw["preset"], f"recipe {path}") if "preset" in raw else {}
     model_values.update(raw.get("model", {}))
     train_values = dict(raw.get("train", {}))
-    for key in ("src", "tgt", "valid_src", "valid_tgt", "spm_model"):
-        if isinstance(train_values.get(key), str) and train_values[key]:
-            train_values[key] = str((path.parent / train_values[key]).resolve())
+    for key in ("src", "tgt", "valid_src", "valid_tgt", "spm_model", "init_from"):
+        value = train_values.get(key)
+        if isinstance(value, str) and value and (key != "init_from" or (path.parent / value).exists()):  # else a Hub id
+            train_values[key] = str((path.parent / value).resolve())
     return Recipe(
         model=from_dict(ModelConfig, model_values, f"[model] of {path}"),
         train=from_dict(TrainConfig, train_values, f"[train] of {path}"),

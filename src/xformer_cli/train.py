@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from xformer_cli.bundle import Bundle, save_bundle
+from xformer_cli.bundle import Bundle, load_bundle, save_bundle
 from xformer_cli.card import CardInfo, Score, render_card
 from xformer_cli.checkpoint import (
     atomic_write,
@@ -106,15 +106,18 @@ def token_loss(logits: torch.Tensor, target: torch.Tensor, pad_id: int, label_sm
     )
 
 
-def prepare_tokenizer(cfg: TrainConfig, run: RunFolder, dist: Distributed, vocab_size: int, sentences, log) -> Tokenizer:
-    """The run's tokenizer, made once: rank 0 trains SentencePiece (seeded) or copies
-    `cfg.spm_model` into the run folder, atomically; every other rank waits for the file and loads it.
+def prepare_tokenizer(cfg: TrainConfig, run: RunFolder, dist: Distributed, vocab_size: int, sentences, log, given: Tokenizer | None = None) -> Tokenizer:
+    """The run's tokenizer, made once: rank 0 trains SentencePiece (seeded) or copies the `given`
+    one or `cfg.spm_model` into the run folder, atomically; every other rank waits for the file
+    and loads it.
 
     `sentences` is called (on rank 0 only) for the text to learn from.
     """
     spm_path = run.out / "spm.model"
     if dist.main and not spm_path.exists():
-        if cfg.spm_model:
+        if given is not None:
+            tokenizer = given
+        elif cfg.spm_model:
             tokenizer = Tokenizer.load(cfg.spm_model)
         else:
             text = sentences()
@@ -125,13 +128,13 @@ def prepare_tokenizer(cfg: TrainConfig, run: RunFolder, dist: Distributed, vocab
     return Tokenizer.load(spm_path)
 
 
-def prepare_data(cfg: TrainConfig, run: RunFolder, dist: Distributed, vocab_size: int, max_pieces: int, log) -> tuple[Tokenizer, Corpus, tuple[list[str], list[str]] | None]:
-    """Read and filter the corpus; train (or load) the tokenizer."""
+def prepare_data(cfg: TrainConfig, run: RunFolder, dist: Distributed, vocab_size: int, max_pieces: int, log, tokenizer: Tokenizer | None = None) -> tuple[Tokenizer, Corpus, tuple[list[str], list[str]] | None]:
+    """Read and filter the corpus; train (or load, or take the given) tokenizer."""
     if not cfg.src or not cfg.tgt:
         raise RunError("no training data: give --src and --tgt, or a --config recipe")
     src, tgt = read_parallel(cfg.src, cfg.tgt)
     valid = read_parallel(cfg.valid_src, cfg.valid_tgt) if cfg.valid_src else None
-    tokenizer = prepare_tokenizer(cfg, run, dist, vocab_size, lambda: [*src, *tgt], log)
+    tokenizer = prepare_tokenizer(cfg, run, dist, vocab_size, lambda: [*src, *tgt], log, given=tokenizer)
     src_ids, tgt_ids = tokenizer.encode(src), tokenizer.encode(tgt)
     kept, report = filter_pairs(src_ids, tgt_ids, min(cfg.max_tokens_per_sentence, max_pieces), cfg.max_length_ratio)
     log(f"training data: {report}")
@@ -187,11 +190,19 @@ class Trainer:
     def setup(self, model_config: ModelConfig, out: Path, resume: bool) -> None:
         """Check the folder, prepare the data, build the model and optimizer, restore a checkpoint."""
         cfg = self.cfg
+        start = load_bundle(cfg.init_from) if cfg.init_from else None
+        if start is not None:  # fine-tuning: the bundle's architecture, tokenizer and weights
+            model_config = start.model.config
         self.check_run(out, model_config, resume)
         torch.manual_seed(cfg.seed)
-        self.tokenizer, self.corpus, self.valid = prepare_data(cfg, self.run_folder, self.dist, model_config.vocab_size, model_config.max_pieces, self.log)
+        self.tokenizer, self.corpus, self.valid = prepare_data(
+            cfg, self.run_folder, self.dist, model_config.vocab_size, model_config.max_pieces, self.log, start.tokenizer if start else None
+        )
         self.model_config = replace(model_config, vocab_size=self.tokenizer.vocab_size)
         self.model: Transformer = build_model(self.model_config).to(self.device)
+        if start is not None:
+            self.model.load_state_dict(start.model.state_dict())
+            self.log(f"initialized from {cfg.init_from}; fresh optimizer and learning-rate schedule (peak {cfg.lr:g} after {cfg.warmup} warmup steps)")
         self.ddp_model = self.model
         if self.dist.world > 1:
             from torch.nn.parallel import DistributedDataParallel
