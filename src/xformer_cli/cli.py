@@ -149,6 +149,8 @@ def translate(
     scores: Annotated[bool, typer.Option("--scores", help="Add a tab-separated score column.")] = False,
     batch_tokens: Annotated[Optional[int], typer.Option(help="Source pieces per batch.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="At most this many sentences per batch [default: no limit but --batch-tokens].")] = None,
+    split_sentences: Annotated[Optional[bool], typer.Option("--split-sentences/--no-split-sentences", help="Translate a line sentence by sentence, joined back on one line [default: on].")] = None,
+    protect_spans: Annotated[Optional[bool], typer.Option("--protect-spans/--no-protect-spans", help="Pass numbers, URLs, e-mail addresses and emoji through unchanged [default: on].")] = None,
     stream: Annotated[bool, typer.Option("--stream", help="Translate and flush each line as it arrives.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="CPU threads.")] = None,
@@ -162,7 +164,8 @@ def translate(
     run_filter(
         model_ref(model), revision, input, output, stream=stream, device=device, threads=threads, workers=workers, show_scores=scores,
         options=dict(beam_size=1 if greedy else beam_size, length_penalty=length_penalty, max_len_a=max_len_a,
-                     max_len_b=max_len_b, n_best=n_best, batch_tokens=batch_tokens, batch_size=batch_size),
+                     max_len_b=max_len_b, n_best=n_best, batch_tokens=batch_tokens, batch_size=batch_size,
+                     split_sentences=split_sentences, protect_spans=protect_spans),
         console=stderr(), quantize=quantize, attention_plot=attention_plot,
     )
 

@@ -88,6 +88,8 @@ class DecodeConfig:
     n_best: int = 1  # hypotheses returned per input, best first
     batch_tokens: int = 4000  # source pieces per batch when translating many lines
     batch_size: int = 0  # at most this many sentences per batch (0: only batch_tokens limits)
+    split_sentences: bool = True  # translate a line sentence by sentence, joined back on one line
+    protect_spans: bool = True  # hold numbers, URLs, e-mail addresses and emoji back from the model
 
     def __post_init__(self) -> None:
         if self.batch_size < 0:
@@ -99,11 +101,45 @@ class DecodeConfig:
 
 
 @dataclass(frozen=True)
+class CorpusConfig:
+    """One training corpus of a recipe, a `[[train.corpora]]` table (OpenNMT-py's corpus weights).
+
+    An epoch takes round(weight × pairs) pairs of each corpus, its pairs counted after filtering:
+    weight 1 is every pair once, 2 every pair twice, 0.5 a fresh seeded half of the pairs in each
+    epoch, 0 none.
+    """
+
+    src: str  # source file (plain or .gz); relative to the recipe's folder in a recipe
+    tgt: str  # target file, line i translating line i of src
+    name: str = ""  # for logs and the model card; default: the source file's name without suffixes
+    weight: float = 1.0  # pairs per epoch = round(weight × the corpus's pairs)
+
+    def __post_init__(self) -> None:
+        if not self.src or not self.tgt:
+            raise ConfigError(f"a training corpus needs both src and tgt files (got src={self.src!r}, tgt={self.tgt!r})")
+        if not self.weight >= 0:
+            raise ConfigError(f"corpus weight must be 0 or more (got {self.weight} for {self.label})")
+
+    @property
+    def label(self) -> str:
+        """The name, or the source file's name without its .gz and language suffixes."""
+        if self.name:
+            return self.name
+        name = Path(self.src).name
+        name = name[: -len(".gz")] if name.endswith(".gz") else name
+        return name.rsplit(".", 1)[0] if "." in name else name
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Data, optimisation, validation and checkpointing of one training run."""
 
-    src: str = ""  # training source file (plain or .gz)
+    src: str = ""  # training source file (plain or .gz): the one-corpus shorthand for `corpora`
     tgt: str = ""  # training target file
+    # Several training corpora with weights ([[train.corpora]] tables: name, src, tgt, weight),
+    # instead of src/tgt. One epoch = each corpus contributes round(weight × its pair count after
+    # filtering) pairs: weight 2 = every pair twice, 0.5 = a fresh seeded half in every epoch.
+    corpora: tuple[CorpusConfig, ...] = ()
     valid_src: str = ""  # validation source file (optional)
     valid_tgt: str = ""
     src_lang: str = "de"
@@ -136,6 +172,9 @@ class TrainConfig:
     average_last: int = 0  # bundle the average of the last N checkpoints instead of the best
     log_every: int = 50
     spm_sample: int = 2_000_000  # sentences SentencePiece learns from; larger corpora are sampled (seeded)
+    # Where encoded corpora (and tokenizers trained on them) are cached, keyed by content; empty:
+    # $XFORMER_CACHE, else $XDG_CACHE_HOME/xformer, else ~/.cache/xformer.
+    cache_dir: str = ""
     license: str = ""  # license of the training data, for the model card (e.g. "cc-by-2.0"); omitted when empty
     datasets: tuple[str, ...] = ()  # names of the training corpora, for the model card; omitted when empty
 
@@ -144,6 +183,19 @@ class TrainConfig:
             raise ConfigError(f"accumulate must be at least 1 (got {self.accumulate})")
         if self.batch_tokens < 1:
             raise ConfigError(f"batch_tokens must be positive (got {self.batch_tokens})")
+        if self.corpora and (self.src or self.tgt):
+            raise ConfigError("give the training data either as src/tgt or as [[train.corpora]], not both")
+        if self.corpora and not any(c.weight > 0 for c in self.corpora):
+            raise ConfigError("every training corpus has weight 0: nothing to train on")
+        labels = [c.label for c in self.corpora]
+        if len(set(labels)) < len(labels):
+            raise ConfigError(f"two training corpora share the name {next(n for n in labels if labels.count(n) > 1)!r}; give each its own name")
+
+    def training_corpora(self) -> tuple[CorpusConfig, ...]:
+        """The corpora to train on: `corpora`, or the one corpus src/tgt (weight 1)."""
+        if self.corpora:
+            return self.corpora
+        return (CorpusConfig(self.src, self.tgt),) if self.src or self.tgt else ()
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -159,6 +211,9 @@ def from_dict(cls: type, values: dict[str, Any], where: str = "config") -> Any:
         raise ConfigError(f"unknown key {unknown[0]!r} in {where}")
     types = typing.get_type_hints(cls)
     checked = {key: typed_value(key, value, types[key], where) for key, value in values.items()}
+    missing = [f.name for f in fields(cls) if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in checked]
+    if missing:
+        raise ConfigError(f"{missing[0]} missing in {where}")
     try:
         return cls(**checked)
     except TypeError as err:
@@ -187,12 +242,18 @@ def typed_value(key: str, value: Any, expected: Any, where: str) -> Any:
         if not isinstance(value, str):
             raise wrong("a string")
         return value
+    if dataclasses.is_dataclass(expected):  # a table, e.g. one of [[train.corpora]]
+        if isinstance(value, expected):
+            return value
+        if not isinstance(value, dict):
+            raise wrong("a table")
+        return from_dict(expected, value, f"{key} in {where}")
     if typing.get_origin(expected) is tuple:
         args = typing.get_args(expected)
         if not isinstance(value, (list, tuple)):
             raise wrong("a list")
         if args[-1] is Ellipsis:  # tuple[T, ...]
-            return tuple(typed_value(key, v, args[0], where) for v in value)
+            return tuple(typed_value(f"{key}[{i}]" if dataclasses.is_dataclass(args[0]) else key, v, args[0], where) for i, v in enumerate(value))
         if len(value) != len(args):
             raise wrong(f"a list of {len(args)}")
         return tuple(typed_value(key, v, t, where) for v, t in zip(value, args))
@@ -235,10 +296,15 @@ def load_recipe(path: str | Path) -> Recipe:
     model_values = preset_values(raw["preset"], f"recipe {path}") if "preset" in raw else {}
     model_values.update(raw.get("model", {}))
     train_values = dict(raw.get("train", {}))
-    for key in ("src", "tgt", "valid_src", "valid_tgt", "spm_model", "init_from"):
+    for key in ("src", "tgt", "valid_src", "valid_tgt", "spm_model", "init_from", "cache_dir"):
         value = train_values.get(key)
         if isinstance(value, str) and value and (key != "init_from" or (path.parent / value).exists()):  # else a Hub id
             train_values[key] = str((path.parent / value).resolve())
+    if isinstance(train_values.get("corpora"), list):
+        train_values["corpora"] = [
+            {**c, **{k: str((path.parent / c[k]).resolve()) for k in ("src", "tgt") if isinstance(c.get(k), str) and c[k]}} if isinstance(c, dict) else c
+            for c in train_values["corpora"]
+        ]
     return Recipe(
         model=from_dict(ModelConfig, model_values, f"[model] of {path}"),
         train=from_dict(TrainConfig, train_values, f"[train] of {path}"),
@@ -266,16 +332,20 @@ def apply_flags(
     Each flag overrides only the field it names (None means the flag was not given); `--preset`
     names the size fields of its preset (width, heads, layers and, for `big`, dropout) and
     leaves every other field of the recipe (norm, norm position, vocabulary, ...) as it was.
+    `--src`/`--tgt` (one corpus) replace the recipe's `[[train.corpora]]`.
     """
     model_values = preset_values(preset) if preset is not None else {}
     model_values.update(given(model))
+    train_values = given(train)
+    if "src" in train_values or "tgt" in train_values:  # --src/--tgt replace the recipe's corpora
+        train_values.setdefault("corpora", ())
 
     def merged(config: Any, values: dict[str, Any]) -> Any:
         return from_dict(type(config), {**to_dict(config), **values}, "the command line") if values else config
 
     return Recipe(
         model=merged(recipe.model, model_values),
-        train=merged(recipe.train, given(train)),
+        train=merged(recipe.train, train_values),
         decode=merged(recipe.decode, given(decode)),
         path=recipe.path,
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -16,9 +15,7 @@ from xformer_cli.devices import resolve_device
 from xformer_cli.errors import ConfigError
 from xformer_cli.model.packed import output_projection
 from xformer_cli.search import Hypothesis, search
-
-SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
-
+from xformer_cli.segment import Masked, needs_model, protect, restore, split_sentences
 
 @dataclass(frozen=True)
 class Translation:
@@ -26,13 +23,14 @@ class Translation:
     score: float
 
 
-def split_long(text: str, encode: Callable[[list[str]], list[list[int]]], limit: int) -> list[list[int]]:
-    """Pieces of one over-long input, each at most `limit` ids: one per sentence, and a sentence
-    that alone is too long is cut into `limit`-sized parts."""
-    parts: list[list[int]] = []
-    for sentence_ids in encode(SENTENCE_END.split(text)):
-        parts.extend(sentence_ids[start : start + limit] for start in range(0, len(sentence_ids), limit))
-    return [p for p in parts if p]
+@dataclass(frozen=True)
+class Piece:
+    """One model input: a sentence of input line `line`, or a part of an over-long sentence."""
+
+    line: int  # the input line it comes from
+    sentence: int  # the sentence it belongs to, numbered over all lines
+    masked: Masked  # that sentence with its spans held back
+    ids: list[int]  # what the model translates (empty: nothing to translate)
 
 
 class Translator:
@@ -93,36 +91,51 @@ class Translator:
     def translate_nbest(
         self, texts: Sequence[str], config: DecodeConfig, warn: Callable[[str], None] | None = None
     ) -> list[list[Translation]]:
-        """The config's n best translations of each text, best first."""
+        """The config's n best translations of each text, best first.
+
+        Each text is translated sentence by sentence, with numbers, URLs, e-mail addresses and
+        emoji held back and put back (see `segment.py`), and the sentences are joined on one line.
+        A text of several sentences, or of a sentence longer than the model takes, gets one
+        translation (its n-best list repeats it); a single sentence gets its n best.
+        """
         limit = self.model.config.max_pieces
-        encoded = self.tokenizer.encode(list(texts))
-        segments: list[list[int]] = []  # model inputs
-        owner: list[int] = []  # input line of each segment
-        for line, (text, ids) in enumerate(zip(texts, encoded)):
-            if not ids:
-                continue
-            parts = [ids]
-            if len(ids) > limit:
-                parts = split_long(text, self.tokenizer.encode, limit)
-                if warn:
-                    warn(f"line {line + 1}: {len(ids)} pieces is longer than the model's {limit}; translated in {len(parts)} parts")
-            segments.extend(parts)
-            owner.extend([line] * len(parts))
-        hyps = self.search_ids(segments, config)
+        pieces: list[Piece] = []
+        sentences = 0
+        for line, text in enumerate(texts):
+            for sentence in split_sentences(text) if config.split_sentences else [text] if text else []:
+                sentences += 1
+                masked = protect(sentence) if config.protect_spans else Masked(sentence, ())
+                ids = self.tokenizer.encode([masked.text])[0] if needs_model(masked) else []
+                parts = [ids[start : start + limit] for start in range(0, len(ids), limit)] or [[]]
+                if len(parts) > 1 and warn:
+                    warn(f"line {line + 1}: a sentence of {len(ids)} pieces is longer than the model's {limit}; translated in {len(parts)} parts")
+                pieces.extend(Piece(line, sentences, masked, part) for part in parts)
+        segments = [p.ids for p in pieces if p.ids]
+        hyps = iter(self.search_ids(segments, config))
+        found = [next(hyps) if p.ids else [] for p in pieces]
         # One SentencePiece call for every hypothesis of every segment.
-        texts_out = iter(self.tokenizer.decode([h.tokens for nbest in hyps for h in nbest]))
-        decoded = [[Translation(next(texts_out), h.score) for h in nbest] for nbest in hyps]
-        results: list[list[Translation]] = [[Translation("", 0.0)] * config.n_best for _ in texts]
-        grouped: dict[int, list[list[Translation]]] = {}
-        for line, nbest in zip(owner, decoded):
-            grouped.setdefault(line, []).append(nbest)
-        for line, parts in grouped.items():
-            if len(parts) == 1:
-                results[line] = parts[0]
-            else:  # a split line: join the best translation of each part
-                results[line] = [Translation(" ".join(p[0].text for p in parts), sum(p[0].score for p in parts) / len(parts))]
-        # Exactly n_best entries per input (a split line or a tiny vocabulary can give fewer).
-        return [r + [r[-1]] * (config.n_best - len(r)) for r in results]
+        texts_out = iter(self.tokenizer.decode([h.tokens for nbest in found for h in nbest]))
+        decoded = [[Translation(next(texts_out), h.score) for h in nbest] for nbest in found]
+        return [self.join(texts[line], [(p, d) for p, d in zip(pieces, decoded) if p.line == line], config.n_best) for line in range(len(texts))]
+
+    @staticmethod
+    def join(text: str, pieces: list[tuple["Piece", list[Translation]]], n_best: int) -> list[Translation]:
+        """The translations of one line from those of its pieces: exactly `n_best` entries."""
+        if not pieces:
+            return [Translation("", 0.0)] * n_best
+        if len(pieces) == 1:
+            piece, nbest = pieces[0]
+            if not piece.ids:  # nothing for the model: the spans alone
+                return [Translation(restore("", piece.masked), 0.0)] * n_best
+            results = [Translation(restore(t.text, piece.masked), t.score) for t in nbest]
+            return results + [results[-1]] * (n_best - len(results))  # a tiny vocabulary can give fewer
+        parts: dict[int, list[str]] = {}  # sentence -> the best translation of each of its parts
+        masks = {piece.sentence: piece.masked for piece, _ in pieces}
+        for piece, nbest in pieces:
+            parts.setdefault(piece.sentence, []).append(nbest[0].text if nbest else "")
+        scores = [nbest[0].score for _, nbest in pieces if nbest]
+        line = " ".join(restore(" ".join(t for t in texts if t), masks[s]) for s, texts in parts.items())
+        return [Translation(" ".join(line.split()), sum(scores) / max(len(scores), 1))] * n_best
 
     def search_ids(self, segments: Sequence[list[int]], config: DecodeConfig) -> list[list[Hypothesis]]:
         """Search every segment, in token-budget batches of similar length; results in input order."""

@@ -1,0 +1,162 @@
+"""What the model sees of a line: one sentence at a time, with the spans it cannot translate
+held back.
+
+A user's line may hold a paragraph; the model was trained on single sentences, so a line is split
+into sentences, each is translated, and the translations are joined back on one line.
+
+Numbers, URLs, e-mail addresses and emoji are not text to translate, and a small model garbles
+them ("3,50 €" -> "350"). Each such span is replaced by a placeholder number before translation
+and put back afterwards; numbers are what a model copies most reliably. A span whose placeholder
+the model dropped is appended to the translation, so no span is ever lost (only, at worst,
+moved). Emoji at the very start or end of a sentence are set aside and put back at the same edge.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# ----- sentences -----
+
+# Words that end in a full stop without ending a sentence (German, plus a few English ones).
+ABBREVIATIONS = frozenset(
+    """
+    abs abt allg anm apr art aug bd bspw bzgl bzw ca chr dez dipl dr ebd ehem eigtl einschl entspr etc evtl
+    exkl fa feb febr fr frl gegr geb gem gest ggf hbf hr hrn inkl ing insb jan jh jhd jr kap kath lt max
+    mi mio mill min mo mr mrs ms mrd nov nr okt prof rd sa sept sep sog st std str tel usw vgl vs zit zzgl
+    zzt ziff
+    """.split()
+)
+# Words that often start a German sentence: after "<number>." they mark a new sentence, where any
+# other word marks an ordinal ("am 3. Oktober", "im 19. Jahrhundert", "der 2. Platz").
+SENTENCE_STARTERS = frozenset(
+    """
+    Aber Alle Als Am An Auch Auf Außerdem Bei Bitte Da Daher Damit Danach Dann Das Deshalb Der Die
+    Dies Diese Dieser Dieses Doch Dort Du Ein Eine Er Es Für Heute Hier Ich Ihr Ihre Im In Ja Jetzt
+    Kein Keine Man Mein Meine Mit Nach Nein Nun Obwohl Seit Sie So Trotzdem Um Und Unser Unsere Viele
+    Vor Wann Warum Was Weil Wenn Wer Wie Wir Wo Zum Zur
+    """.split()
+)
+OPENERS = "„“\"'‚‘«»([{¿¡"
+CLOSERS = "\"'“”’»«)]}"
+# A candidate end: terminators, closing quotes or brackets, then whitespace.
+CANDIDATE_END = re.compile(rf"([.!?…]+)([{re.escape(CLOSERS)}]*)(\s+)")
+
+
+def split_sentences(text: str) -> list[str]:
+    """The sentences of `text`, in order, each stripped; their concatenation with single spaces
+    is the text up to whitespace. Knows abbreviations, initials, ordinals and quotes."""
+    sentences: list[str] = []
+    start = 0
+    for match in CANDIDATE_END.finditer(text):
+        if ends_sentence(text, match):
+            sentences.append(text[start : match.end(2)].strip())
+            start = match.end()
+    sentences.append(text[start:].strip())
+    return [s for s in sentences if s]
+
+
+def ends_sentence(text: str, match: re.Match[str]) -> bool:
+    """Whether the terminator at `match` ends a sentence, judged by the words around it."""
+    following = text[match.end() :]
+    next_word = re.match(r"\S+", following)
+    if next_word is None:
+        return False  # the end of the text is not a break within it
+    first = following[0]
+    if not (first.isupper() or first.isdigit() or first in OPENERS):
+        return False  # a German sentence does not start in lower case
+    if match.group(1) != ".":
+        return True  # ! ? … and runs like "..." or "?!"
+    word = re.search(r"[^\s" + re.escape(OPENERS) + r"]*$", text[: match.start()]).group()
+    if not word:
+        return True
+    if word.lower() in ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
+        return False  # "Dr. Müller", "J. K. Rowling", "z. B."
+    if "." in word and all(len(part) <= 3 for part in word.split(".")):
+        return False  # "z.B.", "d.h.", "U.S."
+    if word.isdigit() and not match.group(2):
+        return next_word.group().strip(OPENERS) in SENTENCE_STARTERS  # an ordinal unless a sentence starts
+    return True
+
+
+# ----- spans the model must not translate -----
+
+URL = r"(?:https?://|ftp://|www\.)[^\s<>\"“”„]+[^\s<>\"“”„.,;:!?)\]]"
+EMAIL = r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
+DIGITS = r"\d+(?:[.,:/]\d+)*"  # 3,50  1.000.000  10:30  3.10.2024  24/7
+# A number with its currency or unit sign, and digit groups split by single spaces ("0171 234567").
+NUMBER = rf"[$€£¥]?{DIGITS}(?: {DIGITS})*(?: ?[€$£¥%‰])?"
+EMOJI_CHAR = r"[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\u2300-\u23FF]"
+EMOJI_MODIFIERS = r"[\uFE0F\U0001F3FB-\U0001F3FF]*"
+EMOJI = rf"{EMOJI_CHAR}{EMOJI_MODIFIERS}(?:\u200D{EMOJI_CHAR}{EMOJI_MODIFIERS})*"
+SPAN = re.compile(rf"{URL}|{EMAIL}|{EMOJI}|(?<![\w.,]){NUMBER}(?![\w])")
+FIRST_PLACEHOLDER = 42  # placeholders are 42, 43, ...: two-digit numbers a model copies as they are
+EDGE_PUNCTUATION = ".!?…:;,"
+
+
+@dataclass(frozen=True)
+class Masked:
+    """A sentence prepared for the model, and what to put back into its translation."""
+
+    text: str  # what the model translates ("" when the sentence is only spans)
+    spans: tuple[str, ...]  # spans replaced by placeholders, in order: spans[i] is FIRST_PLACEHOLDER + i
+    prefix: str = ""  # emoji set aside at the start
+    suffix: str = ""  # emoji set aside at the end (before the final punctuation)
+
+
+def protect(sentence: str) -> Masked:
+    """Replace the spans of `sentence` by placeholder numbers; set aside emoji at its edges."""
+    if not SPAN.search(sentence):
+        return Masked(sentence, ())
+    text, prefix, suffix = sentence, "", ""
+    # Emoji at the start, or at the end before the final punctuation ("... zu finden 😀."), are
+    # decoration rather than part of the sentence: they are set aside and put back at their edge.
+    lead = re.match(rf"(?:{EMOJI}\s*)+", text)
+    if lead and lead.end() < len(text):
+        prefix, text = lead.group().strip(), text[lead.end() :]
+    trail = re.search(rf"(?:\s*{EMOJI})+(?=[{re.escape(EDGE_PUNCTUATION)}]*$)", text)
+    if trail and trail.start() > 0:
+        suffix, text = trail.group().strip(), text[: trail.start()] + text[trail.end() :]
+    spans: list[str] = []
+
+    def placeholder(match: re.Match[str]) -> str:
+        spans.append(match.group())
+        return str(FIRST_PLACEHOLDER + len(spans) - 1)
+
+    text = SPAN.sub(placeholder, text)
+    return Masked(text, tuple(spans), prefix, suffix)
+
+
+def needs_model(masked: Masked) -> bool:
+    """Whether anything is left to translate once the spans are out (a line of only a link, a
+    price or emoji comes through as it is)."""
+    return any(ch.isalpha() for ch in masked.text)
+
+
+def restore(translation: str, masked: Masked) -> str:
+    """Put the spans back: each placeholder's first occurrence becomes its span (later copies are
+    dropped), a number the model made up takes the place of a missing one, a span still missing
+    joins the end, and edge emoji return to their edge."""
+    text, missing = translation, []
+    for i, span in enumerate(masked.spans):  # placeholders become private-use marks first, so that
+        pattern = re.compile(rf"(?<![\d.,]){FIRST_PLACEHOLDER + i}(?![\d])")  # a span that is a number is not taken for one
+        if pattern.search(text):
+            text = pattern.sub("", pattern.sub(chr(0xE000 + i), text, count=1))
+        else:
+            missing.append(i)
+    # Every number of the source was a span, so a number the model wrote that is no placeholder
+    # is most likely a garbled one ("433" for 43): it takes the place of the next missing span.
+    stray = iter(list(re.finditer(r"\d+(?:[.,]\d+)*", text))[: len(missing)])
+    for i, match in zip(list(missing), stray):
+        text = text.replace(match.group(), chr(0xE000 + i), 1)
+        missing.remove(i)
+    for i, span in enumerate(masked.spans):
+        text = text.replace(chr(0xE000 + i), span)
+    missing = [masked.spans[i] for i in missing]
+    suffix = " ".join([*missing, masked.suffix] if masked.suffix else missing)
+    if suffix:
+        body = text.rstrip(EDGE_PUNCTUATION + " ")
+        text = f"{body} {suffix}{text[len(body):].strip()}" if body else suffix
+    if masked.prefix:
+        text = f"{masked.prefix} {text}" if text else masked.prefix
+    return re.sub(r"\s{2,}", " ", text).strip()
