@@ -16,6 +16,8 @@ from xformer_cli.translator import Translator
         ("J. K. Rowling schrieb es.", ["J. K. Rowling schrieb es."]),  # initials
         ("Am 3. Oktober feiern wir im 19. Jahrhundert.", ["Am 3. Oktober feiern wir im 19. Jahrhundert."]),  # ordinals
         ("Er lief auf Platz 3. Der Zweite war langsamer.", ["Er lief auf Platz 3.", "Der Zweite war langsamer."]),
+        ("Die Reise beginnt 2022. Acht Jahre später ist sie da.", ["Die Reise beginnt 2022.", "Acht Jahre später ist sie da."]),  # a year
+        ("Es waren 1.307. Zwar weniger, aber gut.", ["Es waren 1.307.", "Zwar weniger, aber gut."]),
         ("Siehe www.example.de. Danke!", ["Siehe www.example.de.", "Danke!"]),
         ("Warte... Das ist es.", ["Warte...", "Das ist es."]),
         ("Version 2.5 ist da. ok", ["Version 2.5 ist da. ok"]),  # a lower-case word starts no German sentence

@@ -72,9 +72,9 @@ def ends_sentence(text: str, match: re.Match[str]) -> bool:
         return True
     if word.lower() in ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
         return False  # "Dr. Müller", "J. K. Rowling", "z. B."
-    if "." in word and all(len(part) <= 3 for part in word.split(".")):
+    if "." in word and all(part.isalpha() and len(part) <= 3 for part in word.split(".")):
         return False  # "z.B.", "d.h.", "U.S."
-    if word.isdigit() and not match.group(2):
+    if word.isdigit() and len(word) <= 3 and not match.group(2):  # "1990." or "1.307." end a sentence
         return next_word.group().strip(OPENERS) in SENTENCE_STARTERS  # an ordinal unless a sentence starts
     return True
 
