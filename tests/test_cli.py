@@ -3,19 +3,33 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 
 from typer.testing import CliRunner
 
 from xformer_cli import __version__
 from xformer_cli.cli import app
 
-from conftest import assert_one_line_error
+from conftest import MIN_MARGIN, assert_one_line_error, reference_search
 
 runner = CliRunner()
 
 
 def run(*args, input=None):
     return runner.invoke(app, list(map(str, args)), input=input)
+
+
+def assert_clear_decisions(bundle_dir, text: str, beam_size: int | None = None) -> None:
+    """Every decision of the bundle's default search on the lines of `text` beats its runner-up by
+    MIN_MARGIN: then outputs computed in batches of other shapes (which round differently) must be
+    equal to the character, on any CPU. True of the stored fixture bundle on the lines used here."""
+    from xformer_cli.bundle import load_bundle
+
+    bundle = load_bundle(bundle_dir)
+    config = replace(bundle.decode, beam_size=beam_size or bundle.decode.beam_size)
+    lines = [line for line in text.splitlines() if line]
+    margins = [reference_search(bundle.model, ids, config)[1] for ids in bundle.tokenizer.encode(lines)]
+    assert min(margins) >= MIN_MARGIN, dict(zip(lines, margins))
 
 
 def test_version_and_help():
@@ -51,6 +65,7 @@ def test_translate_files_nbest_and_scores(trained_bundle_dir, tmp_path):
 
 def test_batch_size_caps_sentences_without_changing_output(trained_bundle_dir):
     text = "Ich habe Hunger.\nTom ist hier.\nWo ist der Bahnhof?\n"
+    assert_clear_decisions(trained_bundle_dir, text)
     whole = run("translate", "-m", trained_bundle_dir, input=text)
     ones = run("translate", "-m", trained_bundle_dir, "--batch-size", "1", input=text)
     assert whole.exit_code == ones.exit_code == 0
@@ -59,7 +74,8 @@ def test_batch_size_caps_sentences_without_changing_output(trained_bundle_dir):
 
 
 def test_workers_translate_batches_at_once_without_changing_output(trained_bundle_dir):
-    text = "".join(f"{s}\n" for s in ["Ich habe Hunger.", "Tom ist hier.", "", "Wo ist der Bahnhof?", "Komm!"] * 3)
+    text = "".join(f"{s}\n" for s in ["Ich habe Hunger.", "Tom ist hier.", "", "Wo ist der Bahnhof?", "Danke!"] * 3)
+    assert_clear_decisions(trained_bundle_dir, text)
     one = run("translate", "-m", trained_bundle_dir, "--batch-size", "2", input=text)
     two = run("translate", "-m", trained_bundle_dir, "--batch-size", "2", "--workers", "2", "--threads", "2", input=text)
     assert two.exit_code == 0, two.output
@@ -75,14 +91,33 @@ def test_invalid_utf8_is_replaced_with_a_warning(trained_bundle_dir):
     assert "line 2: invalid UTF-8" in result.stderr
 
 
-def test_over_long_line_is_split_with_one_warning_not_cut(trained_bundle_dir):
-    long_line = " ".join(["Ich habe Hunger."] * 40)  # far beyond the tiny model's 64 positions
-    result = run("translate", "-m", trained_bundle_dir, "--greedy", input=f"Tom ist hier.\n{long_line}\n")
+def greedy_parts(bundle_dir, text: str) -> list[str]:
+    """The greedy translations of `text` cut into parts the model takes (max_pieces pieces each),
+    each part searched alone by the plain reference search, whose decisions must be clear."""
+    from xformer_cli.bundle import load_bundle
+
+    bundle = load_bundle(bundle_dir)
+    ids, size = bundle.tokenizer.encode([text])[0], bundle.model.config.max_pieces
+    config = replace(bundle.decode, beam_size=1)
+    found = [reference_search(bundle.model, ids[start : start + size], config) for start in range(0, len(ids), size)]
+    assert min(margin for _, margin in found) >= MIN_MARGIN
+    return bundle.tokenizer.decode([hyps[0].tokens for hyps, _ in found])
+
+
+def test_over_long_lines_are_translated_whole_not_cut(trained_bundle_dir):
+    """A line of many sentences, far beyond the tiny model's 64 positions, is translated sentence by
+    sentence, quietly; a single sentence as long is cut into parts, each translated, with one warning."""
+    sentences = " ".join(["Ich habe Hunger."] * 40)
+    run_on = " ".join(["Ich habe Hunger"] * 40)  # no sentence end: one sentence of 320 pieces
+    result = run("translate", "-m", trained_bundle_dir, "--greedy", input=f"Tom ist hier.\n{sentences}\n{run_on}\n")
     assert result.exit_code == 0, result.output
-    assert len(result.stdout.splitlines()) == 2
-    assert result.stderr.count("warning") == 1 and "line 2" in result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3
+    assert result.stderr.count("warning") == 1 and "line 3" in result.stderr and "5 parts" in result.stderr
+    assert_clear_decisions(trained_bundle_dir, "Ich habe Hunger.", beam_size=1)
     short = run("translate", "-m", trained_bundle_dir, "--greedy", input="Ich habe Hunger.\n").stdout.strip()
-    assert len(result.stdout.splitlines()[1]) > 10 * len(short)
+    assert short and lines[1] == " ".join([short] * 40)  # each sentence translated
+    assert lines[2] == " ".join(" ".join(greedy_parts(trained_bundle_dir, run_on)).split())  # every part, joined
 
 
 def test_info_shows_parameters_and_vocabulary(bundle_dir, tiny_bundle):
@@ -178,7 +213,8 @@ def test_control_characters_and_long_runs_do_not_hang(trained_bundle_dir):
 
 
 def test_stream_mode_gives_the_same_lines(trained_bundle_dir):
-    text = "Ich habe Hunger.\nTom ist hier.\n\nKomm!\n"
+    text = "Ich habe Hunger.\nTom ist hier.\n\nDanke!\n"
+    assert_clear_decisions(trained_bundle_dir, text)
     batched = run("translate", "-m", trained_bundle_dir, "-b", "3", input=text)
     streamed = run("translate", "-m", trained_bundle_dir, "-b", "3", "--stream", input=text)
     assert streamed.exit_code == 0 and streamed.stdout == batched.stdout

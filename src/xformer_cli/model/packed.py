@@ -16,11 +16,13 @@ from torch import Tensor
 
 
 def packable(weight: Tensor) -> bool:
-    """True where oneDNN can serve this weight: a float32 CPU tensor and a build with oneDNN."""
+    """True where oneDNN can serve this weight: a float32 CPU tensor, a build with oneDNN, and oneDNN
+    not switched off (`torch.backends.mkldnn.enabled = False` keeps every op on PyTorch's own kernels)."""
     return (
         weight.device.type == "cpu"
         and weight.dtype == torch.float32
         and torch.backends.mkldnn.is_available()
+        and torch.backends.mkldnn.enabled
         and hasattr(torch.ops.mkldnn, "_linear_pointwise")
     )
 
