@@ -1,0 +1,56 @@
+"""The GPU path. Every test here needs CUDA and is skipped, with the reason, where there is none
+(bench/gpu.sh runs the suite on a GPU machine)."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from xformer_cli.bundle import load_bundle
+from xformer_cli.cli import app
+from xformer_cli.translator import Translator
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+SENTENCES = ["Ich habe Hunger.", "Tom ist hier.", "Wo ist der Bahnhof?", "Das ist gut."]
+
+
+def test_training_on_cuda_in_bf16_learns_and_ends_with_a_cpu_loadable_bundle(tiny_corpus, tmp_path):
+    src, tgt = tiny_corpus
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "--src", str(src), "--tgt", str(tgt), "--out", str(out), "--preset", "tiny",
+                                      "--vocab-size", "500", "--batch-tokens", "600", "--max-steps", "30", "--log-every", "5",
+                                      "--device", "cuda"])
+    assert result.exit_code == 0, result.output
+    assert "device cuda" in result.stderr
+    losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines() if "loss" in line]
+    assert losses[-1] < losses[0]
+    assert next(load_bundle(out / "bundle").model.parameters()).device.type == "cpu"
+
+
+def test_translation_on_cuda_finds_the_cpus_hypotheses(trained_bundle_dir):
+    gpu = Translator.load(str(trained_bundle_dir), device="cuda")
+    cpu = Translator.load(str(trained_bundle_dir), device="cpu")
+    for beam in (1, 3):
+        config = cpu.config(beam_size=beam, n_best=1)
+        on_gpu = gpu.translate_nbest(SENTENCES, config)
+        on_cpu = cpu.translate_nbest(SENTENCES, config)
+        assert [n[0].text for n in on_gpu] == [n[0].text for n in on_cpu]
+        assert [n[0].score for n in on_gpu] == pytest.approx([n[0].score for n in on_cpu], abs=1e-3)
+
+
+def test_fused_attention_trains_like_the_written_out_reference_on_cuda(trained_bundle_dir):
+    model = load_bundle(trained_bundle_dir).model.cuda()
+    src = torch.randint(4, model.config.vocab_size, (4, 9), device="cuda")
+    tgt = torch.randint(4, model.config.vocab_size, (4, 7), device="cuda")
+    grads = []
+    for fused in (True, False):
+        model.zero_grad()
+        model.set_fused_attention(fused)
+        torch.manual_seed(0)
+        model.eval()  # no dropout: the two paths must see the same function
+        model(src, tgt).float().pow(2).mean().backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for fused, reference in zip(*grads):
+        torch.testing.assert_close(fused, reference, atol=1e-4, rtol=1e-3)
