@@ -1,4 +1,5 @@
-"""Make a bundle from one checkpoint of a run (e.g. to score a model at an earlier budget).
+"""Make a bundle, with its model card, from one checkpoint of a run (e.g. to score a model at an
+earlier budget), the way `xformer train` makes its final bundle.
 
     python scripts/checkpoint_to_bundle.py runs/de-en-small runs/de-en-small/checkpoints/step-0001000.safetensors OUT
 """
@@ -6,15 +7,11 @@
 from __future__ import annotations
 
 import argparse
-import json
-from dataclasses import replace
 from pathlib import Path
 
-from xformer_cli.bundle import Bundle, save_bundle
 from xformer_cli.checkpoint import load_checkpoint, model_state
-from xformer_cli.config import ModelConfig, from_dict
-from xformer_cli.model.transformer import build_model
-from xformer_cli.tokenizer import Tokenizer
+from xformer_cli.run_bundle import run_info, write_run_bundle
+from xformer_cli.run_folder import RunFolder
 
 
 def main() -> None:
@@ -23,12 +20,15 @@ def main() -> None:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("out", type=Path)
     args = parser.parse_args()
-    tokenizer = Tokenizer.load(args.run / "spm.model")
-    config = from_dict(ModelConfig, json.loads((args.run / "run.json").read_text())["model"], "run.json")
-    model = build_model(replace(config, vocab_size=tokenizer.vocab_size))
+    info = run_info(RunFolder(args.run, main=False))  # reads only: no lock, nothing written
+    model = info.build_model()
     tensors, meta = load_checkpoint(args.checkpoint)
     model.load_state_dict(model_state(tensors))
-    save_bundle(Bundle(model.eval(), tokenizer, extra={"training": {"steps": meta["step"], "weights": args.checkpoint.name}}), args.out)
+    write_run_bundle(
+        args.out, args.out.name, model, info,
+        training=f"{meta['step']} steps, {meta['elapsed'] / 60:.1f} minutes; weights: checkpoint {args.checkpoint.name} of {args.run}.",
+        recipe="", scores=[], extra={"steps": meta["step"], "weights": args.checkpoint.name},
+    )
     print(f"{args.out}: step {meta['step']}, {meta['elapsed']:.0f} s of training")
 
 

@@ -12,8 +12,11 @@ be emulated on one machine:
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -31,6 +34,10 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 # Tests must never reach the network, and run on 2 cores.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Training in tests encodes corpora into a cache of its own, never the user's ~/.cache/xformer.
+TEST_CACHE = tempfile.mkdtemp(prefix="xformer-test-cache-")
+os.environ.setdefault("XFORMER_CACHE", TEST_CACHE)
+atexit.register(shutil.rmtree, TEST_CACHE, True)
 THREADS = int(os.environ.get("XFORMER_TEST_THREADS", "1"))  # tiny models: one thread is fastest and leaves a core free
 ONEDNN = os.environ.get("XFORMER_TEST_ONEDNN", "1") != "0"
 

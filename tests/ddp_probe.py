@@ -1,6 +1,7 @@
-"""Run by tests/test_train.py under torchrun (2 processes on gloo). Each rank prints one JSON line:
-whether it trained the tokenizer and the tokenizer's hash, and how its accumulated gradients
-compare with one process computing the whole global batch at once.
+"""Run by tests/test_train.py under torchrun (2 processes on gloo). Each rank writes OUT/rank<N>.json:
+whether it trained the tokenizer and the tokenizer's hash, how its accumulated gradients
+compare with one process computing the whole global batch at once, and what it made of the
+training data: the corpus cache it mapped, how many sentences it encoded itself, its batches.
 
     torchrun --nproc_per_node=2 tests/ddp_probe.py SRC TGT OUT
 """
@@ -19,10 +20,13 @@ from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_
 from torch.nn.parallel import DistributedDataParallel
 
 from xformer_cli.config import TrainConfig, preset
+from xformer_cli.tokenizer import Tokenizer
 from xformer_cli.data import collate, read_lines
 from xformer_cli.model import build_model
 from xformer_cli.run_folder import RunFolder
-from xformer_cli.train import Distributed, backward_accumulated, prepare_tokenizer
+from xformer_cli.distributed import Distributed
+from xformer_cli.train import backward_accumulated
+from xformer_cli.training_data import prepare_tokenizer, prepare_training_data
 
 SPM_SAMPLE, SEED, VOCAB = 300, 5, 400  # 300 of the corpus's 800 sentences: SentencePiece gets a sample
 
@@ -66,7 +70,15 @@ def main(src_path: str, tgt_path: str, out: str) -> None:
     reductions.clear()
     model.zero_grad()
     backward_accumulated(ddp, micro[:1], c.pad_id, 0.1, d)
-    print(json.dumps({
+
+    # The training data: rank 0 encodes into the cache, rank 1 maps the same files.
+    encoded = []
+    real_encode = Tokenizer.encode
+    Tokenizer.encode = lambda self, texts, threads=1: encoded.append(len(texts)) or real_encode(self, texts, threads)
+    cfg = TrainConfig(src=src_path, tgt=tgt_path, spm_sample=SPM_SAMPLE, seed=SEED, cache_dir=str(Path(out) / "cache"))
+    data = prepare_training_data(cfg, run, d, preset("tiny", vocab_size=VOCAB), lambda _: None)
+    batches = data.epoch_batches(300, SEED, 0, d)
+    report = json.dumps({
         "rank": d.rank,
         "trained_tokenizer": bool(trained),
         "tokenizer_sha": hashlib.sha256(tokenizer.model_proto).hexdigest(),
@@ -74,7 +86,12 @@ def main(src_path: str, tgt_path: str, out: str) -> None:
         "grad_size": grad_size,
         "reductions_two_micro_batches": reductions_two_micro,
         "reductions_one_micro_batch": len(reductions),
-    }), flush=True)
+        "cache": [str(corpus.folder) for corpus in data.corpora],
+        "tokens_sha": hashlib.sha256(data.corpora[0].src_tokens.tobytes() + data.corpora[0].tgt_tokens.tobytes()).hexdigest(),
+        "sentences_encoded": sum(encoded),
+        "batches": [batches[k].tolist() for k in range(len(batches))],
+    })
+    (Path(out) / f"rank{d.rank}.json").write_text(report, encoding="utf-8")  # a file each: printed lines of two processes can interleave
     dist.destroy_process_group()
 
 

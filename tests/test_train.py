@@ -19,12 +19,24 @@ from xformer_cli.config import preset
 from xformer_cli.data import collate, read_lines
 from xformer_cli.model import build_model
 from xformer_cli.tokenizer import train_tokenizer
-from xformer_cli.train import Distributed, backward_accumulated, inverse_sqrt_lr
+from xformer_cli.distributed import Distributed
+from xformer_cli.train import backward_accumulated, inverse_sqrt_lr
 
 from conftest import assert_one_line_error
 
 runner = CliRunner()
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(autouse=True)
+def corpus_cache(tmp_path, monkeypatch) -> Path:
+    """Every test encodes into a cache of its own (and subprocesses inherit it through ENV())."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XFORMER_CACHE", str(cache))
+    return cache
+
+
+def ENV() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 
 
 def tiny_args(src, tgt, out, *extra):
@@ -71,7 +83,7 @@ def test_killed_run_resumes_on_the_same_loss_trajectory(tiny_corpus, tmp_path):
     assert run(*tiny_args(src, tgt, straight, "--max-steps", 24, "--save-every", 8, "--log-every", 1)).exit_code == 0
 
     proc = subprocess.Popen([sys.executable, "-m", "xformer_cli", *tiny_args(src, tgt, killed, "--max-steps", 100000, "--save-every", 8, "--log-every", 1)],
-                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=ENV(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not list((killed / "checkpoints").glob("step-0000016*")) and time.time() < deadline:
         time.sleep(0.05)
@@ -94,7 +106,7 @@ def test_ctrl_c_saves_a_checkpoint(tiny_corpus, tmp_path):
     # A shell starts background jobs with SIGINT ignored, and children inherit that: give the
     # trainer the default disposition, as a command run in a terminal has, so Ctrl-C reaches it.
     proc = subprocess.Popen([sys.executable, "-m", "xformer_cli", *tiny_args(src, tgt, out, "--max-steps", 100000, "--log-every", 1)],
-                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=ENV(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (out / "metrics.jsonl").exists() and time.time() < deadline:
@@ -191,11 +203,12 @@ def test_data_parallel_training_with_torchrun_on_cpu(tiny_corpus, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517", "-m", "xformer_cli",
          *tiny_args(src, tgt, out, "--max-steps", 6, "--save-every", 3, "--log-every", 3, "--device", "cpu")],
-        env=ENV, capture_output=True, timeout=300,
+        env=ENV(), capture_output=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert "2 processes" in done.stderr.decode()
     assert done.stderr.decode().count("stopped at step 6") == 1  # rank 0 alone logs
+    assert done.stderr.decode().count("encoded tiny: 400 pairs") == 1
     assert sorted(losses(out)) == [3, 6]
     load_bundle(out / "bundle")
 
@@ -253,7 +266,7 @@ def test_a_user_error_does_not_import_the_training_code(tmp_path):
         f"b = CliRunner().invoke(app, ['train', '--config', {str(recipe)!r}, '--out', {str(tmp_path / 'run')!r}])\n"
         "print(a.exit_code, b.exit_code, 'xformer_cli.train' in sys.modules)\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe], env=ENV, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", probe], env=ENV(), capture_output=True, text=True, timeout=120)
     assert done.stdout.split() == ["1", "1", "False"], done.stdout + done.stderr
 
 
@@ -286,10 +299,10 @@ def test_ddp_shares_one_seeded_tokenizer_and_reduces_gradients_once_per_update(t
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29519",
          str(Path(__file__).parent / "ddp_probe.py"), str(src), str(tgt), str(tmp_path / "run")],
-        env=ENV, capture_output=True, text=True, timeout=300,
+        env=ENV(), capture_output=True, text=True, timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    ranks = {r["rank"]: r for r in (json.loads(line) for line in done.stdout.splitlines() if line.startswith("{"))}
+    ranks = {r["rank"]: r for r in (json.loads(p.read_text()) for p in (tmp_path / "run").glob("rank*.json"))}
     assert sorted(ranks) == [0, 1]
     assert ranks[0]["trained_tokenizer"] and not ranks[1]["trained_tokenizer"]
     expected = train_tokenizer([*read_lines(src), *read_lines(tgt)], 400, max_sentences=300, seed=5)  # this process: same seed, same model
@@ -297,6 +310,14 @@ def test_ddp_shares_one_seeded_tokenizer_and_reduces_gradients_once_per_update(t
     for r in ranks.values():
         assert r["grad_diff"] <= 1e-6 < r["grad_size"]  # the tolerance of the single-process test above
         assert r["reductions_two_micro_batches"] == r["reductions_one_micro_batch"] >= 1
+    # One shared corpus cache: rank 0 encoded the corpus (800 sentences) once, rank 1 only mapped it.
+    assert ranks[0]["cache"] == ranks[1]["cache"] and len(ranks[0]["cache"]) == 1
+    assert ranks[0]["tokens_sha"] == ranks[1]["tokens_sha"]
+    assert ranks[0]["sentences_encoded"] == 800 and ranks[1]["sentences_encoded"] == 0
+    assert [p.name for p in (tmp_path / "run" / "cache" / "corpora").iterdir() if p.is_dir()] == [Path(ranks[0]["cache"][0]).name]
+    # Each rank its own batches of the same epoch, equally many, no pair in both.
+    mine = [[i for b in ranks[r]["batches"] for i in b] for r in (0, 1)]
+    assert len(ranks[0]["batches"]) == len(ranks[1]["batches"]) > 0 and not set(mine[0]) & set(mine[1])
 
 
 def test_the_model_card_states_only_the_license_and_data_it_was_given(tiny_corpus, tmp_path):
@@ -335,3 +356,77 @@ def test_fine_tuning_refuses_model_flags_and_names_a_missing_bundle(tiny_corpus,
     args = ["train", "--src", src, "--tgt", tgt, "--out", tmp_path / "run"]
     assert_one_line_error(run(*args, "--init-from", trained_bundle_dir, "--preset", "tiny"), "--init-from takes the model config from the bundle; drop --preset")
     assert_one_line_error(run(*args, "--init-from", tmp_path / "no-such-bundle"), "no-such-bundle")
+
+
+def test_a_second_run_on_the_same_data_encodes_nothing_and_trains_no_tokenizer(tiny_corpus, tmp_path, corpus_cache):
+    src, tgt = tiny_corpus
+    first = run(*tiny_args(src, tgt, tmp_path / "one", "--max-steps", 1))
+    assert first.exit_code == 0, first.output
+    assert "trained a 500-piece SentencePiece model" in first.stderr and "encoded tiny: 400 pairs" in first.stderr
+    second = run(*tiny_args(src, tgt, tmp_path / "two", "--max-steps", 1))
+    assert second.exit_code == 0, second.output
+    assert "encoded tiny" not in second.stderr and "trained a" not in second.stderr
+    assert "corpus tiny: encoded before" in second.stderr and "SentencePiece model: trained on the same data before" in second.stderr
+    assert (tmp_path / "one" / "spm.model").read_bytes() == (tmp_path / "two" / "spm.model").read_bytes()
+    assert len([p for p in (corpus_cache / "corpora").iterdir() if p.is_dir()]) == 1
+
+
+def test_weighted_corpora_from_a_recipe_train_and_are_listed_in_the_card(tiny_corpus, tmp_path):
+    lines = [p.read_text(encoding="utf-8").splitlines() for p in tiny_corpus]
+    (tmp_path / "data").mkdir()
+    for name, part in (("chat", slice(0, 250)), ("news", slice(250, 400))):
+        for lang, side in zip(("de", "en"), lines):
+            (tmp_path / "data" / f"{name}.{lang}.gz").write_bytes(gzip.compress("".join(f"{x}\n" for x in side[part]).encode()))
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(
+        'preset = "tiny"\n[model]\nvocab_size = 500\n[train]\nbatch_tokens = 600\nthreads = 1\nmax_steps = 2\n'
+        '[[train.corpora]]\nname = "chat"\nsrc = "data/chat.de.gz"\ntgt = "data/chat.en.gz"\nweight = 0.5\n'
+        '[[train.corpora]]\nname = "news-2"\nsrc = "data/news.de.gz"\ntgt = "data/news.en.gz"\nweight = 2\n'
+    )
+    out = tmp_path / "run"
+    result = run("train", "--config", recipe, "--out", out)
+    assert result.exit_code == 0, result.output
+    assert "training data chat: kept" in result.stderr and "(weight 0.5)" in result.stderr
+    stats = {c["name"]: c for c in json.loads((out / "run.json").read_text())["corpora"]}
+    assert stats["chat"]["weight"] == 0.5 and stats["news-2"]["weight"] == 2.0 and 0 < stats["news-2"]["pairs"] <= 150
+    card = (out / "bundle" / "README.md").read_text()
+    for name, c in stats.items():
+        assert f"| {name} | `{c['src']}` | `{c['tgt']}` | {c['pairs']:,} | {c['weight']:g} |" in card
+    assert str(tmp_path / "data" / "news.en.gz") in card
+    assert load_bundle(out / "bundle").extra["training"]["corpora"] == [
+        {"name": n, "pairs": stats[n]["pairs"], "weight": stats[n]["weight"]} for n in ("chat", "news-2")]
+
+
+def test_a_full_disk_while_encoding_is_one_line_and_leaves_no_cache(tiny_corpus, tmp_path, corpus_cache, monkeypatch):
+    from xformer_cli import corpus_cache as cache_module
+
+    def full(self, array):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cache_module.ArrayWriter, "write", full)
+    src, tgt = tiny_corpus
+    result = run(*tiny_args(src, tgt, tmp_path / "run"))
+    # Progress lines (the tokenizer trained before encoding) may come first; the error is one line, last.
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert [line for line in lines if line.startswith("error:")] == lines[-1:]
+    assert "no space left on the device while encoding" in lines[-1] and str(src) in lines[-1]
+    assert [p for p in (corpus_cache / "corpora").iterdir() if p.is_dir()] == []
+
+
+def test_checkpoint_to_bundle_makes_the_bundle_and_card_the_run_would(tiny_corpus, tmp_path):
+    src, tgt = tiny_corpus
+    out = tmp_path / "run"
+    assert run(*tiny_args(src, tgt, out, "--max-steps", 4, "--save-every", 2, "--license", "cc-by-2.0")).exit_code == 0
+    script = Path(__file__).parents[1] / "scripts" / "checkpoint_to_bundle.py"
+    done = subprocess.run([sys.executable, str(script), str(out), str(out / "checkpoints" / "step-0000002.safetensors"), str(tmp_path / "at-2")],
+                          env=ENV(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    bundle = load_bundle(tmp_path / "at-2")
+    assert bundle.extra["training"]["steps"] == 2 and bundle.tokenizer.model_proto == (out / "spm.model").read_bytes()
+    card = (tmp_path / "at-2" / "README.md").read_text()
+    assert "license: cc-by-2.0" in card and "| tiny | `" in card and "step-0000002.safetensors" in card
+    from xformer_cli.checkpoint import load_checkpoint, model_state
+
+    for name, tensor in model_state(load_checkpoint(out / "checkpoints" / "step-0000002.safetensors")[0]).items():
+        assert torch.equal(bundle.model.state_dict()[name], tensor), name

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,22 @@ def atomic_write(path: Path, write) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+@dataclass
+class TrainState:
+    """Where a run stands: stored in every checkpoint's metadata, restored by --resume."""
+
+    step: int = 0  # optimizer updates done
+    epoch: int = 0  # the current epoch, from 0
+    batch_index: int = 0  # the next batch of this epoch (of this process's share)
+    elapsed: float = 0.0  # training seconds over all sessions of the run
+    best_bleu: float = -1.0  # the best validation BLEU so far (-1: none yet)
+    bad_validations: int = 0  # validations since the best one (for patience)
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> "TrainState":
+        return cls(**{f.name: meta[f.name] for f in fields(cls)})
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

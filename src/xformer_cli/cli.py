@@ -98,6 +98,7 @@ def train(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
     license: Annotated[Optional[str], typer.Option("--license", help="License of the training data, for the model card (e.g. cc-by-4.0) [default: the recipe's, else none].")] = None,
     dataset: Annotated[Optional[list[str]], typer.Option("--dataset", help="Name of a training corpus, for the model card; repeat for several [default: the recipe's, else none].")] = None,
+    cache_dir: Annotated[Optional[Path], typer.Option("--cache-dir", help="Folder of the encoded-corpus cache, keyed by content [default: $XFORMER_CACHE, else $XDG_CACHE_HOME/xformer, else ~/.cache/xformer].")] = None,
     init_from: Annotated[Optional[str], typer.Option("--init-from", help="Fine-tune a bundle (folder or Hub id): start from its weights, tokenizer and model config, with a fresh optimizer and learning-rate schedule (--lr, --warmup).")] = None,
 ) -> None:
     """Train a model; the run folder ends with a bundle."""
@@ -121,7 +122,7 @@ def train(
             "max_epochs": max_epochs, "max_time": max_time, "batch_tokens": batch_tokens, "lr": lr,
             "warmup": warmup, "accumulate": accumulate, "init_from": init_from, "patience": patience, "average_last": average_last,
             "valid_every": valid_every, "save_every": save_every, "log_every": log_every, "seed": seed,
-            "device": device, "threads": threads, "license": license, "datasets": dataset or None,
+            "device": device, "threads": threads, "license": license, "datasets": dataset or None, "cache_dir": str(cache_dir) if cache_dir is not None else None,
         },
     )
     recipe_text = Path(recipe_path).read_text(encoding="utf-8") if recipe_path is not None else ""

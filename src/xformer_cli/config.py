@@ -5,6 +5,7 @@ A recipe (`models/*.toml`) maps one to one onto these dataclasses:
     preset = "small"          # optional: start from a model preset
     [model]                   # ModelConfig fields
     [train]                   # TrainConfig fields
+    [[train.corpora]]         # CorpusConfig fields, one table per training corpus (or src/tgt in [train])
     [decode]                  # DecodeConfig fields
 """
 

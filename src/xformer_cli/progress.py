@@ -1,8 +1,18 @@
-"""Training progress on stderr: a rich bar on a terminal, plain log lines otherwise."""
+"""Progress on stderr: a rich bar on a terminal, plain log lines otherwise (or nothing, without
+a console)."""
 
 from __future__ import annotations
 
+import time
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
+
+
+def status(console, text: str) -> AbstractContextManager:
+    """A spinner with `text` while a long step runs, on a terminal only (it leaves no line behind)."""
+    if console is not None and console.is_terminal:
+        return console.status(text)
+    return nullcontext()
 
 
 class TrainProgress:
@@ -42,3 +52,50 @@ class TrainProgress:
                 f"{record['tokens_per_s']:.0f} tok/s {record['elapsed']:.0f} s",
                 highlight=False,
             )
+
+
+class EncodeProgress:
+    """Encoding a corpus: a bar over the source file's bytes with pairs, pairs/s and the time left
+    on a terminal; one summary line at the end on any console."""
+
+    def __init__(self, console, name: str, total_bytes: int) -> None:
+        self.console = console
+        self.name = name
+        self.started = time.perf_counter()
+        self.pairs = 0
+        self.progress = None
+        if console is not None and console.is_terminal:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("encoding {task.description}"),
+                BarColumn(),
+                TextColumn("{task.fields[pairs]:,} pairs  {task.fields[rate]:,.0f} pairs/s"),
+                TimeRemainingColumn(),
+                console=console,
+            )
+            self.task = self.progress.add_task(name, total=max(total_bytes, 1), pairs=0, rate=0.0)
+
+    def __enter__(self) -> "EncodeProgress":
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+    @property
+    def rate(self) -> float:
+        """Pairs per second so far."""
+        return self.pairs / max(time.perf_counter() - self.started, 1e-9)
+
+    def update(self, bytes_read: int, pairs: int) -> None:
+        self.pairs = pairs
+        if self.progress is not None:
+            self.progress.update(self.task, completed=bytes_read, pairs=pairs, rate=self.rate)
+
+    def finished(self, detail: str) -> None:
+        if self.console is not None:
+            seconds = time.perf_counter() - self.started
+            self.console.print(f"encoded {self.name}: {self.pairs:,} pairs in {seconds:.1f} s ({self.rate:,.0f} pairs/s); {detail}", highlight=False)

@@ -2,7 +2,7 @@
 
 Run folder (`--out`):
     .lock               held while a run trains in it (a portable file lock)
-    run.json            model and training config of the run
+    run.json            model, training and decoding config of the run, and its training corpora
     spm.model           the tokenizer
     checkpoints/        step-NNNNNNN.safetensors, the last K (model, optimizer, RNG, data position)
     best.safetensors    model weights with the best validation BLEU
@@ -14,10 +14,13 @@ Run folder (`--out`):
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from xformer_cli.checkpoint import atomic_write
+import torch
+
+from xformer_cli.checkpoint import TrainState, atomic_write, save_checkpoint
 from xformer_cli.errors import RunError
 
 
@@ -54,11 +57,44 @@ class RunFolder:
         if self.lock is not None:
             self.lock.release()
 
+    @property
+    def best_path(self) -> Path:
+        return self.out / "best.safetensors"
+
+    def check_start(self, model: dict[str, Any], resume: bool) -> None:
+        """A new run needs a folder without checkpoints; a resumed one, a run.json whose model
+        config equals `model` (the vocabulary size aside: the tokenizer sets it)."""
+        if resume:
+            if not (self.out / "run.json").exists():
+                raise RunError(f"nothing to resume in {self.out}: no run.json")
+            old = {k: v for k, v in self.read_run()["model"].items() if k != "vocab_size"}
+            new = {k: v for k, v in model.items() if k != "vocab_size"}
+            if old != new:
+                raise RunError(f"--resume with a changed model config ({config_difference(old, new)})")
+        elif self.checkpoint_paths():
+            raise RunError(f"{self.out} already holds checkpoints: pass --resume to continue, or choose another --out")
+
+    def read_run(self) -> dict[str, Any]:
+        """run.json: {"model": ..., "train": ..., "decode": ..., "corpora": [...]}."""
+        return json.loads((self.out / "run.json").read_text(encoding="utf-8"))
+
+    def write_run(self, run: dict[str, Any]) -> None:
+        if self.main:
+            atomic_write(self.out / "run.json", lambda tmp: Path(tmp).write_text(json.dumps(run, indent=2), encoding="utf-8"))
+
     def checkpoint_paths(self) -> list[Path]:
         return sorted(self.checkpoints.glob("step-*.safetensors"))
 
     def checkpoint_path(self, step: int) -> Path:
         return self.checkpoints / f"step-{step:07d}.safetensors"
+
+    def save(self, state: TrainState, model_state: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer, keep: int) -> Path:
+        """A checkpoint of `state`, keeping only the last `keep` (at least 1)."""
+        path = self.checkpoint_path(state.step)
+        save_checkpoint(path, model_state, optimizer, asdict(state))
+        for old in self.checkpoint_paths()[: -max(keep, 1)]:
+            old.unlink()
+        return path
 
     def metrics(self, record: dict[str, Any]) -> None:
         if self.main:
@@ -75,3 +111,8 @@ class RunFolder:
         if self.main and path.exists():
             keep = [json.dumps(r) + "\n" for r in self.records() if r["step"] <= step]
             atomic_write(path, lambda tmp: Path(tmp).write_text("".join(keep), encoding="utf-8"))
+
+
+def config_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
+    diffs = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    return "; ".join(diffs)

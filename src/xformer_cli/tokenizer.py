@@ -7,15 +7,19 @@ outside the vocabulary becomes byte pieces and `<unk>` never reaches the output.
 from __future__ import annotations
 
 import io
+import math
 import random
 from collections.abc import Iterable, Sequence
+from itertools import islice
 from pathlib import Path
+from typing import TypeVar
 
 import sentencepiece as spm
 
 from xformer_cli.errors import ConfigError, ModelLoadError
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+T = TypeVar("T")
 
 
 class Tokenizer:
@@ -43,9 +47,10 @@ class Tokenizer:
     def vocab_size(self) -> int:
         return self.sp.GetPieceSize()
 
-    def encode(self, texts: Sequence[str]) -> list[list[int]]:
-        """Piece ids of each text, without BOS/EOS."""
-        return self.sp.Encode(list(texts), num_threads=1)  # SentencePiece's thread pool costs more than it saves here
+    def encode(self, texts: Sequence[str], threads: int = 1) -> list[list[int]]:
+        """Piece ids of each text, without BOS/EOS. SentencePiece's thread pool costs more than it
+        saves on a few lines (translation); encoding a corpus in chunks of thousands, give it the cores."""
+        return self.sp.Encode(list(texts), num_threads=threads)
 
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
         """Texts of id sequences (special ids are dropped)."""
@@ -55,17 +60,46 @@ class Tokenizer:
         return [self.sp.IdToPiece(i) for i in ids]
 
 
+def reservoir_sample(items: Iterable[T], k: int, rng: random.Random) -> list[T]:
+    """A uniform random sample of `k` items of a stream of unknown length (all of them, in
+    order, when there are at most `k`), holding only the sample in memory. Li's Algorithm L:
+    it draws random numbers only for the items it takes, and skips the others in between."""
+    stream = iter(items)
+    sample = list(islice(stream, k))
+    if len(sample) < k or k == 0:
+        return sample
+
+    def uniform() -> float:  # in (0, 1)
+        u = 0.0
+        while u == 0.0:
+            u = rng.random()
+        return u
+
+    w = math.exp(math.log(uniform()) / k)
+    while w < 1.0:
+        skip = int(math.log(uniform()) / math.log1p(-w))
+        taken = next(islice(stream, skip, None), _END)
+        if taken is _END:
+            break
+        sample[rng.randrange(k)] = taken
+        w *= math.exp(math.log(uniform()) / k)
+    return sample
+
+
+_END = object()
+
+
 def train_tokenizer(
     sentences: Iterable[str], vocab_size: int = 8000, model_type: str = "bpe", max_sentences: int = 2_000_000, seed: int = 1
 ) -> Tokenizer:
-    """Train a joint SentencePiece model on `sentences` (source and target lines together).
+    """Train a joint SentencePiece model on `sentences` (source and target lines together; a
+    stream is read once and never held whole).
 
     With more than `max_sentences` sentences SentencePiece learns from a random sample of them;
     `seed` fixes that sample, so the same text always gives the same model.
     """
-    text = list(sentences)
-    if len(text) > max_sentences:  # our own seeded sample: SentencePiece's own is not reproducible
-        text = random.Random(seed).sample(text, max_sentences)
+    # Our own seeded sample: SentencePiece's own is not reproducible.
+    text = reservoir_sample(sentences, max_sentences, random.Random(seed))
     model = io.BytesIO()
     try:
         _train(text, model, vocab_size, model_type)

@@ -1,0 +1,221 @@
+"""The data of a training run: its tokenizer, its corpora (encoded once into the cache and
+memory-mapped), the validation set, and the batches of each epoch.
+
+An epoch takes round(weight × pairs) pairs of each corpus (pairs counted after filtering):
+weight 1 is every pair once, 2 every pair twice, 0.5 a fresh seeded half in each epoch. Its
+pairs are sorted by length (ties broken at random), cut into token-budget batches and the
+batches shuffled: a pure function of (lengths, weights, budget, seed, epoch), held in numpy
+arrays, so a resumed run finds the same batches and needs to remember only (epoch, batch index).
+
+Under torchrun, rank 0 trains or loads the tokenizer and encodes the corpora; the others wait,
+then load the same tokenizer and map the same cache files. Every rank computes the same batches
+and takes every world-th of them, all ranks equally many.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from xformer_cli.checkpoint import atomic_write
+from xformer_cli.config import CorpusConfig, ModelConfig, TrainConfig
+from xformer_cli.corpus_cache import EncodedCorpus, StaleCache, cache_root, cached_corpus, file_digest, open_encoded, tokenizer_cache_path
+from xformer_cli.data import Batch, ParallelReader, batch_bounds, collate, read_parallel
+from xformer_cli.distributed import Distributed
+from xformer_cli.errors import ModelLoadError, RunError
+from xformer_cli.run_folder import RunFolder
+from xformer_cli.tokenizer import Tokenizer, train_tokenizer
+
+
+@dataclass(frozen=True)
+class EpochBatches:
+    """One epoch's batches, in training order: batch k is the pairs order[starts[k]:ends[k]]."""
+
+    order: np.ndarray  # (pairs of the epoch,) pair ids sorted by length
+    starts: np.ndarray  # (batches,)
+    ends: np.ndarray  # (batches,)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        return self.order[self.starts[k] : self.ends[k]]
+
+    def shard(self, rank: int, world: int) -> "EpochBatches":
+        """Every world-th batch from `rank` on, cut so that every rank has equally many."""
+        usable = len(self) // world * world
+        return EpochBatches(self.order, self.starts[rank:usable:world], self.ends[rank:usable:world])
+
+
+def epoch_pairs(sizes: list[int], weights: list[float], seed: int, epoch: int) -> np.ndarray:
+    """The pair ids of one epoch over corpora of `sizes` pairs (ids numbered across the corpora in
+    order): corpus c gives round(weights[c] × sizes[c]) pairs, every pair floor(weight) times
+    plus a sample without replacement, fresh each epoch, for the fraction. Shape (pairs,)."""
+    parts, first = [], 0
+    for c, (n, weight) in enumerate(zip(sizes, weights)):
+        count = int(weight * n + 0.5)
+        whole, rest = divmod(count, n) if n else (0, 0)
+        ids = np.arange(first, first + n, dtype=np.int64)
+        parts += [ids] * whole
+        if rest:
+            rng = np.random.default_rng([seed, epoch, 1, c])
+            parts.append(first + np.sort(rng.choice(n, rest, replace=False)))
+        first += n
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+def make_batches(src_lens: np.ndarray, tgt_lens: np.ndarray, batch_tokens: int, seed: int, epoch: int, pairs: np.ndarray | None = None) -> EpochBatches:
+    """Token-budget batches of `pairs` (default: all), bucketed by length, in a shuffled order
+    fixed by (seed, epoch).
+
+    `src_lens`/`tgt_lens` are the sequence lengths the model sees (pieces + EOS or BOS). Pairs are
+    sorted by their size max(source, target), then target length, ties broken at random; cut
+    into batches whose padded size (rows × largest size) stays within `batch_tokens`
+    (`data.batch_bounds`); and the batches are shuffled."""
+    ids = np.arange(len(src_lens), dtype=np.int64) if pairs is None else np.asarray(pairs, dtype=np.int64)
+    rng = np.random.default_rng([seed, epoch])
+    tgt = np.asarray(tgt_lens)[ids].astype(np.int32)
+    size = np.maximum(np.asarray(src_lens)[ids].astype(np.int32), tgt)
+    # One int64 key per pair, (size, target length, random tie) in that order of importance: a
+    # single argsort is four times faster than np.lexsort of the three, and the keys are unique.
+    n, longest = len(ids), int(size.max(initial=0)) + 1
+    if longest * longest * max(n, 1) >= 1 << 62:
+        raise ValueError(f"too many pairs ({n}) of such lengths ({longest}) to sort by one int64 key")
+    key = size.astype(np.int64)
+    key *= longest
+    key += tgt
+    key *= n
+    key += rng.permutation(n)
+    order = np.argsort(key)
+    del key, tgt
+    bounds = batch_bounds(size[order], batch_tokens)
+    shuffled = rng.permutation(len(bounds) - 1)
+    return EpochBatches(ids[order], bounds[:-1][shuffled], bounds[1:][shuffled])
+
+
+@dataclass(frozen=True)
+class CorpusStats:
+    """What the run folder and the model card say about one training corpus."""
+
+    name: str
+    src: str
+    tgt: str
+    weight: float
+    pairs: int  # after filtering
+    report: str  # the filter's report
+
+
+class TrainingData:
+    """The tokenizer, the memory-mapped corpora with their weights, and the validation texts."""
+
+    def __init__(self, tokenizer: Tokenizer, corpora: list[EncodedCorpus], specs: tuple[CorpusConfig, ...], valid: tuple[list[str], list[str]] | None) -> None:
+        self.tokenizer = tokenizer
+        self.corpora = corpora
+        self.specs = specs
+        self.valid = valid
+        sizes = [len(c) for c in corpora]
+        self.first_ids = np.cumsum([0, *sizes])[:-1]  # (corpora,) the id of each corpus's first pair
+        self.src_lens = np.concatenate([c.src_lengths for c in corpora])  # (pairs,) pieces, EOS not counted
+        self.tgt_lens = np.concatenate([c.tgt_lengths for c in corpora])
+
+    @property
+    def pairs(self) -> int:
+        return len(self.src_lens)
+
+    def stats(self) -> list[CorpusStats]:
+        return [CorpusStats(s.label, s.src, s.tgt, s.weight, len(c), str(c.report)) for s, c in zip(self.specs, self.corpora)]
+
+    def epoch_batches(self, batch_tokens: int, seed: int, epoch: int, dist: Distributed) -> EpochBatches:
+        """This rank's batches of `epoch`."""
+        pairs = epoch_pairs([len(c) for c in self.corpora], [s.weight for s in self.specs], seed, epoch)
+        batches = make_batches(self.src_lens + 1, self.tgt_lens + 1, batch_tokens, seed, epoch, pairs)  # + EOS / BOS
+        return batches.shard(dist.rank, dist.world)
+
+    def batch(self, pair_ids: np.ndarray, config: ModelConfig) -> Batch:
+        """The padded tensors of these pairs."""
+        ids = np.asarray(pair_ids, dtype=np.int64)
+        which = np.searchsorted(self.first_ids, ids, side="right") - 1
+        pairs = [self.corpora[c].pair(i) for c, i in zip(which.tolist(), (ids - self.first_ids[which]).tolist())]
+        return collate([s for s, _ in pairs], [t for _, t in pairs], config.pad_id, config.bos_id, config.eos_id)
+
+
+def corpus_sentences(corpora: Iterable[CorpusConfig]) -> Iterator[str]:
+    """Every sentence of the corpora, source and target in turn, read as a stream."""
+    for corpus in corpora:
+        for src, tgt in ParallelReader(corpus.src, corpus.tgt).chunks(10_000):
+            for s, t in zip(src, tgt):
+                yield s
+                yield t
+
+
+def prepare_tokenizer(cfg: TrainConfig, run: RunFolder, dist: Distributed, vocab_size: int, sentences: Callable[[], Iterable[str]],
+                      log: Callable[[str], None], given: Tokenizer | None = None, cache_path: Path | None = None, console=None) -> Tokenizer:
+    """The run's tokenizer, made once: rank 0 takes the run folder's own, the `given` one,
+    `cfg.spm_model`, the one trained on the same data before (`cache_path`), or trains
+    SentencePiece on a seeded sample of `sentences()` (and keeps it at `cache_path`); it writes
+    it to the run folder atomically. Every other rank waits for the file and loads it."""
+    from xformer_cli.progress import status
+
+    spm_path = run.out / "spm.model"
+    if dist.main and not spm_path.exists():
+        tokenizer = given or (Tokenizer.load(cfg.spm_model) if cfg.spm_model else None) or cached_tokenizer(cache_path, log)
+        if tokenizer is None:
+            started = time.perf_counter()
+            with status(console, f"training a {vocab_size}-piece SentencePiece model on a seeded sample of up to {cfg.spm_sample:,} sentences"):
+                tokenizer = train_tokenizer(sentences(), vocab_size, max_sentences=cfg.spm_sample, seed=cfg.seed)
+            log(f"trained a {tokenizer.vocab_size}-piece SentencePiece model in {time.perf_counter() - started:.0f} s, on a seeded sample of up to {cfg.spm_sample:,} sentences")
+            if cache_path is not None:
+                try:
+                    cache_path.parent.mkdir(parents=True, exist_ok=True)
+                    atomic_write(cache_path, tokenizer.save)
+                except OSError as err:
+                    log(f"warning: could not keep the SentencePiece model in the cache ({err.strerror or err})")
+        atomic_write(spm_path, tokenizer.save)
+    dist.barrier()
+    return Tokenizer.load(spm_path)
+
+
+def cached_tokenizer(path: Path | None, log: Callable[[str], None]) -> Tokenizer | None:
+    if path is None or not path.exists():
+        return None
+    try:
+        tokenizer = Tokenizer.load(path)
+    except ModelLoadError:
+        return None  # damaged: train again
+    log(f"SentencePiece model: trained on the same data before, {path}")
+    return tokenizer
+
+
+def prepare_training_data(cfg: TrainConfig, run: RunFolder, dist: Distributed, model_config: ModelConfig, log: Callable[[str], None],
+                          console=None, given: Tokenizer | None = None) -> TrainingData:
+    """Tokenizer, encoded corpora and validation set of a run (see the module's docstring)."""
+    specs = cfg.training_corpora()
+    if not specs:
+        raise RunError("no training data: give --src and --tgt, or a --config recipe")
+    valid = read_parallel(cfg.valid_src, cfg.valid_tgt) if cfg.valid_src else None  # small, and a bad path fails early
+    root = cache_root(cfg.cache_dir)
+    if dist.main:
+        digests = [(file_digest(c.src), file_digest(c.tgt)) for c in specs]
+        tokenizer_path = tokenizer_cache_path(root, digests, model_config.vocab_size, cfg.spm_sample, cfg.seed)
+    tokenizer = prepare_tokenizer(cfg, run, dist, model_config.vocab_size, lambda: corpus_sentences(specs), log, given,
+                                  tokenizer_path if dist.main else None, console)
+    max_tokens = min(cfg.max_tokens_per_sentence, model_config.max_pieces)
+    if dist.main:
+        corpora = [cached_corpus(root, c.label, c.src, c.tgt, d, tokenizer, max_tokens, cfg.max_length_ratio, torch.get_num_threads(), log, console)
+                   for c, d in zip(specs, digests)]
+        for spec, corpus in zip(specs, corpora):
+            log(f"training data {spec.label}: {corpus.report} (weight {spec.weight:g})")
+    entries = dist.share([(str(c.folder), c.key) for c in corpora] if dist.main else None)
+    if not dist.main:
+        try:
+            corpora = [open_encoded(Path(folder), key) for folder, key in entries]
+        except StaleCache as why:
+            raise RunError(f"rank {dist.rank} cannot map the corpus cache rank 0 wrote ({why})") from None
+    if not sum(len(c) for c in corpora):
+        raise RunError(f"no training pairs left after filtering ({'; '.join(str(c.report) for c in corpora)})")
+    return TrainingData(tokenizer, corpora, specs, valid)
