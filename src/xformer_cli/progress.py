@@ -15,24 +15,21 @@ def status(console, text: str) -> AbstractContextManager:
     return nullcontext()
 
 
-class TrainProgress:
-    def __init__(self, console, total_steps: int, start_step: int) -> None:
-        self.console = console
-        self.live = console is not None and console.is_terminal
-        self.progress = None
-        if self.live:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+def terminal_bar(console, first: str, last: str):
+    """A rich bar on `console` (text, bar, text, time left), or None off a terminal."""
+    if console is None or not console.is_terminal:
+        return None
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-            self.progress = Progress(
-                TextColumn("step {task.completed}/{task.total}"),
-                BarColumn(),
-                TextColumn("loss {task.fields[loss]}  lr {task.fields[lr]}  {task.fields[tps]} tok/s"),
-                TimeRemainingColumn(),
-                console=console,
-            )
-            self.task = self.progress.add_task("train", total=total_steps, completed=start_step, loss="-", lr="-", tps="-")
+    return Progress(TextColumn(first), BarColumn(), TextColumn(last), TimeRemainingColumn(), console=console)
 
-    def __enter__(self) -> "TrainProgress":
+
+class Bar:
+    """Starts and stops its rich bar (if any) as a context manager."""
+
+    progress = None
+
+    def __enter__(self):
         if self.progress is not None:
             self.progress.start()
         return self
@@ -40,6 +37,14 @@ class TrainProgress:
     def __exit__(self, *exc: Any) -> None:
         if self.progress is not None:
             self.progress.stop()
+
+
+class TrainProgress(Bar):
+    def __init__(self, console, total_steps: int, start_step: int) -> None:
+        self.console = console
+        self.progress = terminal_bar(console, "step {task.completed}/{task.total}", "loss {task.fields[loss]}  lr {task.fields[lr]}  {task.fields[tps]} tok/s")
+        if self.progress is not None:
+            self.task = self.progress.add_task("train", total=total_steps, completed=start_step, loss="-", lr="-", tps="-")
 
     def update(self, record: dict[str, Any]) -> None:
         if self.console is None:
@@ -54,7 +59,7 @@ class TrainProgress:
             )
 
 
-class EncodeProgress:
+class EncodeProgress(Bar):
     """Encoding a corpus: a bar over the source file's bytes with pairs, pairs/s and the time left
     on a terminal; one summary line at the end on any console."""
 
@@ -63,27 +68,9 @@ class EncodeProgress:
         self.name = name
         self.started = time.perf_counter()
         self.pairs = 0
-        self.progress = None
-        if console is not None and console.is_terminal:
-            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.progress = Progress(
-                TextColumn("encoding {task.description}"),
-                BarColumn(),
-                TextColumn("{task.fields[pairs]:,} pairs  {task.fields[rate]:,.0f} pairs/s"),
-                TimeRemainingColumn(),
-                console=console,
-            )
+        self.progress = terminal_bar(console, "encoding {task.description}", "{task.fields[pairs]:,} pairs  {task.fields[rate]:,.0f} pairs/s")
+        if self.progress is not None:
             self.task = self.progress.add_task(name, total=max(total_bytes, 1), pairs=0, rate=0.0)
-
-    def __enter__(self) -> "EncodeProgress":
-        if self.progress is not None:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.progress is not None:
-            self.progress.stop()
 
     @property
     def rate(self) -> float:
