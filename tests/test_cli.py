@@ -32,6 +32,13 @@ def assert_clear_decisions(bundle_dir, text: str, beam_size: int | None = None) 
     assert min(margins) >= MIN_MARGIN, dict(zip(lines, margins))
 
 
+def test_help_texts_keep_their_bracketed_defaults():
+    """Help is plain text: "[default: ...]" is not swallowed as markup."""
+    result = run("translate", "--help")
+    assert "[default: the shipped model]" in " ".join(result.stdout.split())
+    assert "[default: on]" in " ".join(result.stdout.split())
+
+
 def test_version_and_help():
     assert run("--version").stdout.strip() == f"xformer {__version__}"
     for flag in ("-h", "--help"):
