@@ -54,3 +54,20 @@ def test_fused_attention_trains_like_the_written_out_reference_on_cuda(trained_b
         grads.append([p.grad.clone() for p in model.parameters()])
     for fused, reference in zip(*grads):
         torch.testing.assert_close(fused, reference, atol=1e-4, rtol=1e-3)
+
+
+def test_float16_with_a_gradient_scaler_where_the_gpu_lacks_bfloat16(tiny_corpus, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
+    src, tgt = tiny_corpus
+    out = tmp_path / "run"
+    args = ["train", "--src", str(src), "--tgt", str(tgt), "--out", str(out), "--preset", "tiny", "--vocab-size", "500",
+            "--batch-tokens", "600", "--log-every", "5", "--save-every", "10", "--device", "cuda"]
+    assert CliRunner().invoke(app, [*args, "--max-steps", "10"]).exit_code == 0
+    from xformer_cli.checkpoint import load_checkpoint
+
+    _, meta = load_checkpoint(out / "checkpoints" / "step-0000010.safetensors")
+    assert meta["grad_scaler"]["scale"] > 0  # the scaler ran and its state is checkpointed
+    result = CliRunner().invoke(app, [*args, "--max-steps", "30", "--resume"])
+    assert result.exit_code == 0, result.output
+    losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines() if "loss" in line]
+    assert losses[-1] < losses[0]

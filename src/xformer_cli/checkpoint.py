@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +46,12 @@ class TrainState:
     elapsed: float = 0.0  # training seconds over all sessions of the run
     best_bleu: float = -1.0  # the best validation BLEU so far (-1: none yet)
     bad_validations: int = 0  # validations since the best one (for patience)
+    grad_scaler: dict[str, Any] = field(default_factory=dict)  # the float16 loss scaler's state (empty unless used)
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any]) -> "TrainState":
-        return cls(**{f.name: meta[f.name] for f in fields(cls)})
+        """The state stored in a checkpoint (a field older checkpoints lack keeps its default)."""
+        return cls(**{f.name: meta[f.name] for f in fields(cls) if f.name in meta})
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

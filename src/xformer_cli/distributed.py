@@ -92,8 +92,15 @@ def training_device(device_name: str, threads: int) -> tuple[torch.device, Distr
     return device, setup_distributed(device)
 
 
+def half_precision(device: torch.device, bf16: bool) -> torch.dtype | None:
+    """The autocast type on CUDA when `bf16` is on: bfloat16 where the GPU has it, else float16
+    (which needs a gradient scaler); None on the CPU or with `bf16` off."""
+    if device.type != "cuda" or not bf16:
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
 def autocast(device: torch.device, bf16: bool) -> AbstractContextManager:
-    """bfloat16 autocast on CUDA when `bf16`, else nothing."""
-    if device.type == "cuda" and bf16:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
+    """Autocast to `half_precision(device, bf16)`, or nothing."""
+    dtype = half_precision(device, bf16)
+    return torch.autocast("cuda", dtype=dtype) if dtype is not None else nullcontext()

@@ -24,7 +24,7 @@ from xformer_cli.card import Score
 from xformer_cli.checkpoint import TrainState, load_checkpoint, model_state, restore_optimizer
 from xformer_cli.config import DecodeConfig, ModelConfig, TrainConfig, to_dict
 from xformer_cli.data import Batch
-from xformer_cli.distributed import Distributed, autocast, training_device
+from xformer_cli.distributed import Distributed, autocast, half_precision, training_device
 from xformer_cli.errors import Interrupted, RunError
 from xformer_cli.loss import token_loss
 from xformer_cli.model.transformer import Transformer, build_model, count_parameters
@@ -41,7 +41,8 @@ def inverse_sqrt_lr(step: int, peak: float, warmup: int) -> float:
 
 
 def backward_accumulated(model: torch.nn.Module, batches: list[Batch], pad_id: int, label_smoothing: float, dist: Distributed,
-                         autocast: Callable[[], AbstractContextManager] = nullcontext) -> tuple[float, int]:
+                         autocast: Callable[[], AbstractContextManager] = nullcontext,
+                         grad_scaler: torch.amp.GradScaler | None = None) -> tuple[float, int]:
     """Forward and backward over the micro-batches of one update; returns the summed loss and the
     target tokens of this process.
 
@@ -49,6 +50,7 @@ def backward_accumulated(model: torch.nn.Module, batches: list[Batch], pad_id: i
     every process (fairseq's rule), so accumulating micro-batches of B gives the gradient of one
     batch of 2B. Under DDP, which averages gradients over processes, each process scales by
     world / tokens, and the all-reduce runs once, after the last micro-batch (`no_sync` before it).
+    With float16 autocast, `grad_scaler` scales the loss so small gradients do not underflow.
     """
     tokens = sum(b.n_tokens for b in batches)
     scale = dist.world / max(dist.all_sum(tokens), 1)
@@ -59,7 +61,8 @@ def backward_accumulated(model: torch.nn.Module, batches: list[Batch], pad_id: i
             with autocast():
                 logits = model(batch.src, batch.tgt_in)  # (B, T, V)
             loss = token_loss(logits, batch.tgt_out, pad_id, label_smoothing)
-            (loss * scale).backward()
+            scaled = loss * scale
+            (grad_scaler.scale(scaled) if grad_scaler is not None else scaled).backward()
         total += float(loss.detach())
     return total, tokens
 
@@ -119,6 +122,8 @@ class Trainer:
             self.model.parameters(), lr=cfg.lr, betas=cfg.adam_betas, eps=cfg.adam_eps, weight_decay=cfg.weight_decay,
             fused=self.device.type in ("cpu", "cuda"),
         )
+        # float16 (a GPU without bfloat16) needs its loss scaled; elsewhere the scaler passes through.
+        self.grad_scaler = torch.amp.GradScaler("cuda", enabled=half_precision(self.device, cfg.bf16) == torch.float16)
         self.validator = Validator(self.data.valid, self.model, self.data.tokenizer, cfg, self.device, self.run_folder, self.dist, self.log)
         self.state = TrainState()
         self._epoch: tuple[int, EpochBatches] | None = None  # this epoch's batches, made once
@@ -193,12 +198,14 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         micro = [self.data.batch(ids, self.model_config).to(self.device) for ids in batches]
         total_loss, total_tokens = backward_accumulated(self.ddp_model, micro, self.model_config.pad_id, self.cfg.label_smoothing, self.dist,
-                                                        lambda: autocast(self.device, self.cfg.bf16))
+                                                        lambda: autocast(self.device, self.cfg.bf16), self.grad_scaler)
+        self.grad_scaler.unscale_(self.optimizer)  # true gradients before clipping (a no-op unless float16)
         if self.cfg.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
         for param_group in self.optimizer.param_groups:
             param_group["lr"] = inverse_sqrt_lr(self.state.step + 1, self.cfg.lr, self.cfg.warmup)
-        self.optimizer.step()
+        self.grad_scaler.step(self.optimizer)  # skips the update if float16 gradients overflowed
+        self.grad_scaler.update()
         self.state.step += 1
         return total_loss / max(total_tokens, 1), total_tokens
 
@@ -236,6 +243,7 @@ class Trainer:
 
     # ----- checkpoints -----
     def save(self) -> Path:
+        self.state.grad_scaler = self.grad_scaler.state_dict()
         return self.run_folder.save(self.state, self.model.state_dict(), self.optimizer, keep=max(self.cfg.keep_last, self.cfg.average_last))
 
     def restore(self, path: Path) -> None:
@@ -246,6 +254,8 @@ class Trainer:
         if "rng.cuda" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"])
         self.state = TrainState.from_meta(meta)
+        if self.state.grad_scaler and self.grad_scaler.is_enabled():
+            self.grad_scaler.load_state_dict(self.state.grad_scaler)
         self.run_folder.truncate_metrics(self.state.step)
         valid = [r for r in self.run_folder.records() if "valid_bleu" in r and r["step"] == self.state.step]
         self.validator.last = valid[-1] if valid else {}  # no second validation of the same step
