@@ -99,27 +99,30 @@ class Translator:
         translation (its n-best list repeats it); a single sentence gets its n best.
         """
         limit = self.model.config.max_pieces
+        sentences = [  # (input line, sentence with its spans held back), in order
+            (line, protect(sentence) if config.protect_spans else Masked(sentence, ()))
+            for line, text in enumerate(texts)
+            for sentence in (split_sentences(text) if config.split_sentences else [text] if text else [])
+        ]
+        encoded = iter(self.tokenizer.encode([m.text for _, m in sentences if needs_model(m)]))  # one SentencePiece call
         pieces: list[Piece] = []
-        sentences = 0
-        for line, text in enumerate(texts):
-            for sentence in split_sentences(text) if config.split_sentences else [text] if text else []:
-                sentences += 1
-                masked = protect(sentence) if config.protect_spans else Masked(sentence, ())
-                ids = self.tokenizer.encode([masked.text])[0] if needs_model(masked) else []
-                parts = [ids[start : start + limit] for start in range(0, len(ids), limit)] or [[]]
-                if len(parts) > 1 and warn:
-                    warn(f"line {line + 1}: a sentence of {len(ids)} pieces is longer than the model's {limit}; translated in {len(parts)} parts")
-                pieces.extend(Piece(line, sentences, masked, part) for part in parts)
-        segments = [p.ids for p in pieces if p.ids]
-        hyps = iter(self.search_ids(segments, config))
+        for number, (line, masked) in enumerate(sentences):
+            ids = next(encoded) if needs_model(masked) else []
+            parts = [ids[start : start + limit] for start in range(0, len(ids), limit)] or [[]]
+            if len(parts) > 1 and warn:
+                warn(f"line {line + 1}: a sentence of {len(ids)} pieces is longer than the model's {limit}; translated in {len(parts)} parts")
+            pieces.extend(Piece(line, number, masked, part) for part in parts)
+        hyps = iter(self.search_ids([p.ids for p in pieces if p.ids], config))
         found = [next(hyps) if p.ids else [] for p in pieces]
         # One SentencePiece call for every hypothesis of every segment.
         texts_out = iter(self.tokenizer.decode([h.tokens for nbest in found for h in nbest]))
-        decoded = [[Translation(next(texts_out), h.score) for h in nbest] for nbest in found]
-        return [self.join(texts[line], [(p, d) for p, d in zip(pieces, decoded) if p.line == line], config.n_best) for line in range(len(texts))]
+        by_line: list[list[tuple[Piece, list[Translation]]]] = [[] for _ in texts]
+        for piece, nbest in zip(pieces, found):
+            by_line[piece.line].append((piece, [Translation(next(texts_out), h.score) for h in nbest]))
+        return [self.join(line_pieces, config.n_best) for line_pieces in by_line]
 
     @staticmethod
-    def join(text: str, pieces: list[tuple["Piece", list[Translation]]], n_best: int) -> list[Translation]:
+    def join(pieces: list[tuple["Piece", list[Translation]]], n_best: int) -> list[Translation]:
         """The translations of one line from those of its pieces: exactly `n_best` entries."""
         if not pieces:
             return [Translation("", 0.0)] * n_best
@@ -134,7 +137,7 @@ class Translator:
         for piece, nbest in pieces:
             parts.setdefault(piece.sentence, []).append(nbest[0].text if nbest else "")
         scores = [nbest[0].score for _, nbest in pieces if nbest]
-        line = " ".join(restore(" ".join(t for t in texts if t), masks[s]) for s, texts in parts.items())
+        line = " ".join(restore(" ".join(t for t in translated if t), masks[s]) for s, translated in parts.items())
         return [Translation(" ".join(line.split()), sum(scores) / max(len(scores), 1))] * n_best
 
     def search_ids(self, segments: Sequence[list[int]], config: DecodeConfig) -> list[list[Hypothesis]]:
