@@ -23,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 
 from xformer_cli.metrics import corpus_bleu
-from xformer_cli.segment import SPAN, split_sentences
+from xformer_cli.segment import EMAIL, EMOJI, SPAN, URL, split_sentences
 from xformer_cli.translator import Translator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,13 +49,11 @@ def paragraphs(data_dir: Path, size: int) -> tuple[list[str], list[str], list[li
 
 
 def kind(span: str) -> str:
-    if "@" in span:
-        return "e-mail"
-    if re.match(r"https?://|ftp://|www\.", span):
-        return "URL"
-    if re.search(r"\d", span):
-        return "number"
-    return "emoji"
+    """Which of segment.py's span patterns `span` is."""
+    for name, pattern in (("URL", URL), ("e-mail", EMAIL), ("emoji", EMOJI)):
+        if re.fullmatch(pattern, span):
+            return name
+    return "number"
 
 
 def span_survival(translator: Translator, lines: list[str], protect: bool) -> Counter:
