@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from xformer_cli.checkpoint import fsync_folder
 from xformer_cli.data import FilterReport, ParallelReader, filter_pairs
 from xformer_cli.errors import DataError
 from xformer_cli.tokenizer import Tokenizer
@@ -221,14 +222,6 @@ def encode_corpus(folder: Path, key: str, src: str, tgt: str, tokenizer: Tokeniz
         json.dump(meta, f, indent=1)
         f.flush()
         os.fsync(f.fileno())
-
-
-def fsync_folder(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def cached_corpus(root: Path, name: str, src: str, tgt: str, digests: tuple[str, str], tokenizer: Tokenizer, max_tokens: int,
