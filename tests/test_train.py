@@ -430,3 +430,35 @@ def test_checkpoint_to_bundle_makes_the_bundle_and_card_the_run_would(tiny_corpu
 
     for name, tensor in model_state(load_checkpoint(out / "checkpoints" / "step-0000002.safetensors")[0]).items():
         assert torch.equal(bundle.model.state_dict()[name], tensor), name
+
+
+def test_cpu_autocast_is_bfloat16_only_where_the_cpu_computes_in_it(monkeypatch):
+    import xformer_cli.distributed as distributed
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(distributed, "native_cpu_bf16", lambda: True)
+    assert distributed.half_precision(cpu, bf16=True) == torch.bfloat16
+    assert distributed.half_precision(cpu, bf16=False) is None
+    with distributed.autocast(cpu, bf16=True):
+        assert torch.nn.Linear(4, 4)(torch.ones(2, 4)).dtype == torch.bfloat16
+    monkeypatch.setattr(distributed, "native_cpu_bf16", lambda: False)  # emulated bfloat16 is slower: stay float32
+    assert distributed.half_precision(cpu, bf16=True) is None
+    with distributed.autocast(cpu, bf16=True):
+        assert torch.nn.Linear(4, 4)(torch.ones(2, 4)).dtype == torch.float32
+
+
+def test_cpu_training_in_bfloat16_starts_where_float32_does_learns_and_bundles_float32(tiny_corpus, tmp_path, monkeypatch):
+    import xformer_cli.distributed as distributed
+
+    src, tgt = tiny_corpus
+    monkeypatch.setattr(distributed, "native_cpu_bf16", lambda: True)  # bfloat16 runs (emulated) on any CPU
+    half = run(*tiny_args(src, tgt, tmp_path / "bf16", "--max-steps", 20, "--log-every", 1))
+    full = run(*tiny_args(src, tgt, tmp_path / "fp32", "--max-steps", 20, "--log-every", 1, "--no-bf16"))
+    assert half.exit_code == 0 and full.exit_code == 0, half.output + full.output
+    assert "device cpu, bfloat16 autocast" in half.stderr and "device cpu, float32" in full.stderr
+    half_losses, full_losses = losses(tmp_path / "bf16"), losses(tmp_path / "fp32")
+    assert half_losses[1] == pytest.approx(full_losses[1], rel=2e-2)  # same weights, same batch, rounding apart
+    assert half_losses[1] != full_losses[1]  # but computed in bfloat16
+    assert sum(half_losses[s] for s in range(16, 21)) < sum(half_losses[s] for s in range(1, 6))
+    bundle = load_bundle(tmp_path / "bf16" / "bundle")
+    assert all(p.dtype == torch.float32 for p in bundle.model.parameters())

@@ -96,6 +96,7 @@ def train(
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads.")] = None,
+    bf16: Annotated[Optional[bool], typer.Option("--bf16/--no-bf16", help="Autocast to bfloat16 on GPUs and on CPUs with native bfloat16 (AVX512-BF16, AMX); float32 elsewhere or with --no-bf16 [default: the recipe's, else on].")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
     license: Annotated[Optional[str], typer.Option("--license", help="License of the training data, for the model card (e.g. cc-by-4.0) [default: the recipe's, else none].")] = None,
     dataset: Annotated[Optional[list[str]], typer.Option("--dataset", help="Name of a training corpus, for the model card; repeat for several [default: the recipe's, else none].")] = None,
@@ -123,7 +124,7 @@ def train(
             "max_epochs": max_epochs, "max_time": max_time, "batch_tokens": batch_tokens, "lr": lr,
             "warmup": warmup, "accumulate": accumulate, "init_from": init_from, "patience": patience, "average_last": average_last,
             "valid_every": valid_every, "save_every": save_every, "log_every": log_every, "seed": seed,
-            "device": device, "threads": threads, "license": license, "datasets": dataset or None, "cache_dir": str(cache_dir) if cache_dir is not None else None,
+            "device": device, "threads": threads, "bf16": bf16, "license": license, "datasets": dataset or None, "cache_dir": str(cache_dir) if cache_dir is not None else None,
         },
     )
     recipe_text = Path(recipe_path).read_text(encoding="utf-8") if recipe_path is not None else ""

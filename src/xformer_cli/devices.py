@@ -18,3 +18,11 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} asked for, but CUDA is not available")
     return device
+
+
+def native_cpu_bf16() -> bool:
+    """True where the CPU computes in bfloat16 natively (x86 AVX512-BF16 or AMX tiles). Elsewhere
+    PyTorch would emulate bfloat16 through float32 conversions: slower, so autocast stays off."""
+    cpu = getattr(torch, "cpu", None)
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)

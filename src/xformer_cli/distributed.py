@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from xformer_cli.devices import resolve_device
+from xformer_cli.devices import native_cpu_bf16, resolve_device
 
 
 @dataclass
@@ -93,14 +93,19 @@ def training_device(device_name: str, threads: int) -> tuple[torch.device, Distr
 
 
 def half_precision(device: torch.device, bf16: bool) -> torch.dtype | None:
-    """The autocast type on CUDA when `bf16` is on: bfloat16 where the GPU has it, else float16
-    (which needs a gradient scaler); None on the CPU or with `bf16` off."""
-    if device.type != "cuda" or not bf16:
+    """The autocast type when `bf16` is on. CUDA: bfloat16 where the GPU has it, else float16
+    (which needs a gradient scaler). CPU: bfloat16 only where the CPU has it natively
+    (`native_cpu_bf16`). None otherwise, or with `bf16` off: float32 throughout."""
+    if not bf16:
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and native_cpu_bf16():
+        return torch.bfloat16
+    return None
 
 
 def autocast(device: torch.device, bf16: bool) -> AbstractContextManager:
     """Autocast to `half_precision(device, bf16)`, or nothing."""
     dtype = half_precision(device, bf16)
-    return torch.autocast("cuda", dtype=dtype) if dtype is not None else nullcontext()
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()

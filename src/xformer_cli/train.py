@@ -158,7 +158,9 @@ class Trainer:
         from xformer_cli.progress import TrainProgress
 
         s, cfg = self.state, self.cfg
+        dtype = half_precision(self.device, cfg.bf16)
         self.log(f"model: {count_parameters(self.model):,} parameters, {self.model_config.vocab_size} pieces; device {self.device}"
+                 + (f", {str(dtype).removeprefix('torch.')} autocast" if dtype is not None else ", float32")
                  + (f"; {self.dist.world} processes" if self.dist.world > 1 else ""))
         window = LogWindow()
         with TrainProgress(self.console if self.dist.main else None, cfg.max_steps, s.step) as progress:
