@@ -46,12 +46,12 @@ def main() -> None:
         (args.out / f"train.{lang}").write_text(first_lines(m30k / f"train.{lang}.gz", args.pairs), encoding="utf-8")
         (args.out / f"dev.{lang}").write_text(first_lines(m30k / f"valid.{lang}", 500), encoding="utf-8")
     run = args.out / "run"
-    subprocess.run([*XFORMER, "train", "--init-from", str(ROOT / "models" / "de-en-small"),
+    subprocess.run([*XFORMER, "train", "--init-from", str(ROOT / "models" / "de-en-general"),
                     "--src", str(args.out / "train.de"), "--tgt", str(args.out / "train.en"),
                     "--valid-src", str(args.out / "dev.de"), "--valid-tgt", str(args.out / "dev.en"),
                     "--lr", "3e-4", "--warmup", "100", "--max-steps", str(args.steps), "--valid-every", "200",
                     "--save-every", "200", "--threads", "1", "--out", str(run)], check=True)
-    before, after = scores(ROOT / "models" / "de-en-small", args.data_dir), scores(run / "bundle", args.data_dir)
+    before, after = scores(ROOT / "models" / "de-en-general", args.data_dir), scores(run / "bundle", args.data_dir)
     for testset in before:
         print(f"{testset}: shipped {before[testset]:.1f}, fine-tuned {after[testset]:.1f} BLEU (beam 5)")
 

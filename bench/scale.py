@@ -87,7 +87,7 @@ def build_corpus(data: Path, work: Path, n_pairs: int) -> tuple[Path, Path]:
 def write_recipe(path: Path, src: Path, tgt: Path, steps: int, threads: int) -> Path:
     path.write_text(
         f'preset = "small"\n[model]\nvocab_size = 8000\nnorm_position = "pre"\n'
-        f'[train]\nsrc = "{src}"\ntgt = "{tgt}"\nspm_model = "{ROOT / "models" / "de-en-small" / "spm.model"}"\n'
+        f'[train]\nsrc = "{src}"\ntgt = "{tgt}"\nspm_model = "{ROOT / "models" / "de-en-general" / "spm.model"}"\n'
         f"max_steps = {steps}\nbatch_tokens = 2048\nthreads = {threads}\nvalid_every = 0\nsave_every = 1000000\nlog_every = 1\n",
         encoding="utf-8",
     )

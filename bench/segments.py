@@ -68,7 +68,7 @@ def span_survival(translator: Translator, lines: list[str], protect: bool) -> Co
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(ROOT / "models" / "de-en-small"))
+    parser.add_argument("--model", default=str(ROOT / "models" / "de-en-general"))
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--paragraph", type=int, default=4, help="sentences per paragraph")
     args = parser.parse_args()

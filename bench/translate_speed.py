@@ -1,6 +1,6 @@
 """Translation speed on Multi30k test2016 (1,000 sentences), without start-up, plus cold start.
 
-    python bench/translate_speed.py [--model models/de-en-small] [--data-dir ../shared/data] [--threads 2] [--workers 1 2] [--int8]
+    python bench/translate_speed.py [--model models/de-en-general] [--data-dir ../shared/data] [--threads 2] [--workers 1 2] [--int8]
 
 Prints sentences/s for greedy with batches of 30 sentences, beam 5 with batches of 30, and
 beam 5 one sentence at a time (the three columns of issue 4's baseline table), with one worker
