@@ -18,17 +18,19 @@ it as it is). Pairs with an empty side after cleaning are dropped.
 Output in --out:
 
     clean/<corpus>.{de,en}.gz          each corpus after cleaning, once, in its own order
-    train.{de,en}.gz                   all corpora, each repeated --weights times, shuffled
+    train.{de,en}.gz                   all corpora, each pair once, shuffled together
     valid.{de,en}                      the mixed validation set (tatoeba, multi30k, newstest2013)
     valid-<part>.{de,en}               each part of it alone, to score one domain at a time
-    stats.json                         pair counts, weights, seed and the options used
+    stats.json                         pair counts, seed and the options used
 
 Gzip output has no name and mtime 0, so the same options rebuild identical files.
 
 Needs sacremoses (`pip install sacremoses`); everything else is the standard library.
 
     python scripts/prepare_general.py --out runs/general-data
-    python scripts/prepare_general.py --out runs/general-data-w --weights europarl=2,news=2,ted=2
+
+To weight the corpora, list clean/<corpus>.{de,en}.gz as [[train.corpora]] of a recipe, each
+with its `weight`: the trainer samples them (README, "Several corpora").
 """
 
 from __future__ import annotations
@@ -119,22 +121,6 @@ class Cleaner:
         return line
 
 
-def parse_weights(text: str) -> dict[str, int]:
-    weights = dict.fromkeys(CORPORA, 1)
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, sep, value = item.partition("=")
-        name = name.strip()
-        if not sep or name not in weights:
-            raise SystemExit(f"error: bad --weights item {item!r} (give name=N with name one of {', '.join(CORPORA)})")
-        try:
-            weights[name] = int(value)
-        except ValueError:
-            raise SystemExit(f"error: weight of {name} must be a whole number (got {value!r})") from None
-        if weights[name] < 0:
-            raise SystemExit(f"error: weight of {name} must not be negative")
-    return weights
-
-
 def write_gz(path: Path, lines: list[str]) -> None:
     buffer = io.BytesIO()
     with gzip.GzipFile(filename="", mode="wb", fileobj=buffer, mtime=0, compresslevel=9) as f:
@@ -151,20 +137,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data", help="folder with general/, multi30k/, wmt/ (default: ../shared/data next to the repo)")
     parser.add_argument("--tatoeba-dir", type=Path, default=REPO / "models" / "corpus" / "tatoeba", help="folder with the Tatoeba train/valid splits (default: the shipped corpus)")
     parser.add_argument("--out", type=Path, required=True, help="output folder, e.g. runs/general-data")
-    parser.add_argument("--weights", default="", help="times each corpus is repeated, e.g. europarl=2,news=2,ted=2 (default 1 each; 0 leaves one out); names: " + ", ".join(CORPORA))
     parser.add_argument("--seed", type=int, default=1, help="shuffle seed (default 1)")
     parser.add_argument("--valid-lines", type=int, default=500, help="lines taken from the start of each validation part (default 500)")
     parser.add_argument("--no-capitalize", action="store_true", help="do not upper-case the first letter of subtitles lines")
     args = parser.parse_args(argv)
 
-    weights = parse_weights(args.weights)
     cleaner = Cleaner()
     out: Path = args.out
     (out / "clean").mkdir(parents=True, exist_ok=True)
 
-    stats: dict = {"data_dir": str(args.data_dir), "seed": args.seed, "weights": weights, "capitalize_subtitles": not args.no_capitalize, "corpora": {}}
+    stats: dict = {"data_dir": str(args.data_dir), "seed": args.seed, "capitalize_subtitles": not args.no_capitalize, "corpora": {}}
     train: list[tuple[str, str]] = []
-    print(f"{'corpus':<10} {'read':>8} {'dropped':>8} {'kept':>8} {'weight':>6} {'in train':>9}")
+    print(f"{'corpus':<10} {'read':>8} {'dropped':>8} {'kept':>8}")
     for corpus in CORPORA:
         folder, stem = source_of(corpus, args.data_dir, args.tatoeba_dir)
         de, en = read_pair(folder, stem)
@@ -178,15 +162,15 @@ def main(argv: list[str] | None = None) -> int:
                 pairs.append((cd, ce))
         write_gz(out / "clean" / f"{corpus}.de.gz", [p[0] for p in pairs])
         write_gz(out / "clean" / f"{corpus}.en.gz", [p[1] for p in pairs])
-        train.extend(pairs * weights[corpus])
-        stats["corpora"][corpus] = {"read": len(de), "kept": len(pairs), "dropped_empty": len(de) - len(pairs), "changed_by_cleaning": changed, "in_train": len(pairs) * weights[corpus]}
-        print(f"{corpus:<10} {len(de):>8} {len(de) - len(pairs):>8} {len(pairs):>8} {weights[corpus]:>6} {len(pairs) * weights[corpus]:>9}   ({changed} pairs changed by cleaning)")
+        train.extend(pairs)
+        stats["corpora"][corpus] = {"read": len(de), "kept": len(pairs), "dropped_empty": len(de) - len(pairs), "changed_by_cleaning": changed}
+        print(f"{corpus:<10} {len(de):>8} {len(de) - len(pairs):>8} {len(pairs):>8}   ({changed} pairs changed by cleaning)")
 
     random.Random(args.seed).shuffle(train)
     write_gz(out / "train.de.gz", [p[0] for p in train])
     write_gz(out / "train.en.gz", [p[1] for p in train])
     stats["train_pairs"] = len(train)
-    print(f"{'total':<10} {'':>8} {'':>8} {sum(c['kept'] for c in stats['corpora'].values()):>8} {'':>6} {len(train):>9}")
+    print(f"{'total':<10} {'':>8} {'':>8} {len(train):>8}")
 
     valid_sources = {
         "tatoeba": (args.tatoeba_dir, "valid"),
