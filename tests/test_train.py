@@ -118,6 +118,26 @@ def test_ctrl_c_saves_a_checkpoint(tiny_corpus, tmp_path):
     assert list((out / "checkpoints").glob("step-*.safetensors"))
 
 
+def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tiny_corpus, tmp_path):
+    src, tgt = tiny_corpus
+    out = tmp_path / "run"
+    # Started the way a background job is: SIGINT ignored, so `kill` (SIGTERM) is how it stops.
+    proc = subprocess.Popen([sys.executable, "-m", "xformer_cli", *tiny_args(src, tgt, out, "--max-steps", 100000, "--log-every", 1)],
+                            env=ENV(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    deadline = time.time() + 120
+    while not (out / "metrics.jsonl").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert b"checkpoint saved" in err and b"Traceback" not in err
+    saved = max(int(p.stem.split("-")[1]) for p in (out / "checkpoints").glob("step-*.safetensors"))
+    result = run(*tiny_args(src, tgt, out, "--max-steps", saved + 2, "--log-every", 1), "--resume")
+    assert result.exit_code == 0, result.output
+    assert f"resumed from step-{saved:07d}" in result.stderr
+
+
 def test_two_runs_do_not_share_a_folder(tiny_corpus, tmp_path):
     from filelock import FileLock
 

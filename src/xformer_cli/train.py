@@ -10,8 +10,11 @@ final bundle with its model card (`run_bundle.py`).
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -38,6 +41,25 @@ def inverse_sqrt_lr(step: int, peak: float, warmup: int) -> float:
     """Linear warmup to `peak` over `warmup` steps, then decay with 1/sqrt(step) (the paper's schedule, rescaled)."""
     step = max(step, 1)
     return peak * min(step / warmup, math.sqrt(warmup / step))
+
+
+@contextmanager
+def sigterm_as_ctrl_c() -> Iterator[None]:
+    """Within the block, SIGTERM (what `kill`, systemd and batch schedulers send, and the way to
+    stop a job started in the background, where the shell ignores Ctrl-C's SIGINT) acts as
+    Ctrl-C. Signal handlers belong to the main thread; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def backward_accumulated(model: torch.nn.Module, batches: list[Batch], pad_id: int, label_smoothing: float, dist: Distributed,
@@ -139,11 +161,12 @@ class Trainer:
 
     # ----- the loop -----
     def run(self) -> Path:
-        """Train until a stop condition; returns the bundle folder. Ctrl-C saves a checkpoint
-        first. The folder's lock ends with it."""
+        """Train until a stop condition; returns the bundle folder. Ctrl-C or SIGTERM saves a
+        checkpoint first. The folder's lock ends with it."""
         try:
             try:
-                reason = self.train_loop()
+                with sigterm_as_ctrl_c():
+                    reason = self.train_loop()
             except KeyboardInterrupt:
                 if self.dist.main:
                     path = self.save()
