@@ -100,38 +100,33 @@ def test_killed_run_resumes_on_the_same_loss_trajectory(tiny_corpus, tmp_path):
         assert got[step] == pytest.approx(expected[step], rel=1e-5, abs=1e-6), step
 
 
-def test_ctrl_c_saves_a_checkpoint(tiny_corpus, tmp_path):
-    src, tgt = tiny_corpus
-    out = tmp_path / "run"
-    # A shell starts background jobs with SIGINT ignored, and children inherit that: give the
-    # trainer the default disposition, as a command run in a terminal has, so Ctrl-C reaches it.
+def stop_training(src, tgt, out: Path, sigint: signal.Handlers, stop: signal.Signals) -> bytes:
+    """Start training in a subprocess with SIGINT set to `sigint`, send `stop` once it has logged
+    an update, and return its stderr after checking it saved a checkpoint and exited with 130."""
     proc = subprocess.Popen([sys.executable, "-m", "xformer_cli", *tiny_args(src, tgt, out, "--max-steps", 100000, "--log-every", 1)],
-                            env=ENV(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            env=ENV(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
     deadline = time.time() + 120
     while not (out / "metrics.jsonl").exists() and time.time() < deadline:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert b"checkpoint saved" in err and b"Traceback" not in err
     assert list((out / "checkpoints").glob("step-*.safetensors"))
+    return err
+
+
+def test_ctrl_c_saves_a_checkpoint(tiny_corpus, tmp_path):
+    # A shell starts background jobs with SIGINT ignored, and children inherit that: give the
+    # trainer the default disposition, as a command run in a terminal has, so Ctrl-C reaches it.
+    stop_training(*tiny_corpus, tmp_path / "run", signal.SIG_DFL, signal.SIGINT)
 
 
 def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tiny_corpus, tmp_path):
+    # Started the way a background job is: SIGINT ignored, so `kill` (SIGTERM) is how it stops.
     src, tgt = tiny_corpus
     out = tmp_path / "run"
-    # Started the way a background job is: SIGINT ignored, so `kill` (SIGTERM) is how it stops.
-    proc = subprocess.Popen([sys.executable, "-m", "xformer_cli", *tiny_args(src, tgt, out, "--max-steps", 100000, "--log-every", 1)],
-                            env=ENV(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-    deadline = time.time() + 120
-    while not (out / "metrics.jsonl").exists() and time.time() < deadline:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
-    assert b"checkpoint saved" in err and b"Traceback" not in err
+    stop_training(src, tgt, out, signal.SIG_IGN, signal.SIGTERM)
     saved = max(int(p.stem.split("-")[1]) for p in (out / "checkpoints").glob("step-*.safetensors"))
     result = run(*tiny_args(src, tgt, out, "--max-steps", saved + 2, "--log-every", 1), "--resume")
     assert result.exit_code == 0, result.output
