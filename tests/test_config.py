@@ -10,7 +10,7 @@ from xformer_cli.errors import ConfigError
 
 from conftest import assert_one_line_error
 
-DEFAULT_RECIPE = Path(__file__).parents[1] / "models" / "de-en-small.toml"
+DEFAULT_RECIPE = Path(__file__).parents[1] / "models" / "tatoeba.toml"
 
 
 def write_recipe(tmp_path, text: str) -> Path:

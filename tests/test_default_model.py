@@ -55,3 +55,14 @@ def test_info_describes_it_with_the_cards_scores():
 def test_the_tatoeba_test_split_ships_as_the_default_test_set():
     source, reference = find_testset("tatoeba/test")
     assert len(source.read_text(encoding="utf-8").splitlines()) == 2477
+
+
+def test_sentences_beyond_tatoeba_keep_their_content():
+    """Two of issue 16's sentences (a caption, a travel notice) that the Tatoeba-only model garbled;
+    each word checked is in all of the 5 best hypotheses."""
+    result = runner.invoke(app, ["translate"], input="Ein Mann in einem blauen Hemd fährt Fahrrad auf einer Straße.\n"
+                                                     "Der Zug nach München hat heute leider eine Verspätung von 20 Minuten.\n")
+    assert result.exit_code == 0, result.output
+    caption, notice = result.stdout.splitlines()
+    assert "man" in caption and "blue shirt" in caption and "bi" in caption  # bicycle or bike
+    assert "train" in notice and "Munich" in notice and "20 minutes" in notice

@@ -22,6 +22,7 @@ class CardInfo:
     src_lang: str = "de"
     tgt_lang: str = "en"
     license: str = ""  # Hub license id of the weights' training data; left out of the card when unknown
+    license_name: str = ""  # with license "other": a short name for the terms, which the card's text explains
     datasets: list[str] = field(default_factory=list)  # names of the training corpora; left out when unknown
     parameters: int = 0
     data: str = ""  # training data, attribution and licenses (markdown)
@@ -49,6 +50,7 @@ def metadata_yaml(info: CardInfo) -> str:
     data = ModelCardData(
         language=[info.src_lang, info.tgt_lang],
         license=info.license or None,
+        license_name=info.license_name or None,
         datasets=list(info.datasets) or None,
         library_name="xformer",
         tags=["translation", "transformer", f"{info.src_lang}-{info.tgt_lang}"],

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-DEFAULT_MODEL_NAME = "de-en-small"
-DEFAULT_RECIPE_NAME = "de-en-small.toml"
+DEFAULT_MODEL_NAME = "de-en-general"
+DEFAULT_RECIPE_NAME = "tatoeba.toml"
 
 
 def models_dir() -> Path:

@@ -36,7 +36,7 @@ class Piece:
 class Translator:
     """A loaded bundle ready to translate lists of sentences.
 
-    >>> Translator.load("models/de-en-small").translate(["Guten Tag"])
+    >>> Translator.load("models/de-en-general").translate(["Guten Tag"])
     """
 
     def __init__(self, bundle: Bundle, device: str | torch.device = "cpu", workers: int = 1) -> None:
