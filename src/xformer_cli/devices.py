@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from xformer_cli.errors import ConfigError
@@ -26,3 +28,12 @@ def native_cpu_bf16() -> bool:
     cpu = getattr(torch, "cpu", None)
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+
+
+def bound_onednn_kernel_cache(capacity: int = 8) -> None:
+    """Keep at most `capacity` oneDNN kernels. oneDNN builds a kernel for each input shape and keeps
+    up to 1,024; in bfloat16 each holds its own converted buffers, so training on batches of
+    ever-new shapes grew the process by gigabytes (2.5 GiB against 1.0 in float32 after 200
+    Multi30k updates). oneDNN reads the setting when it builds its first kernel, so call this
+    before; a value already in the environment wins."""
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(capacity))
