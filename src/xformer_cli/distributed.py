@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from xformer_cli.devices import native_cpu_bf16, resolve_device
+from xformer_cli.devices import bound_onednn_kernel_cache, native_cpu_bf16, resolve_device
 
 
 @dataclass
@@ -77,12 +77,15 @@ def setup_distributed(device: torch.device) -> Distributed:
     return Distributed(dist.get_rank(), dist.get_world_size())
 
 
-def training_device(device_name: str, threads: int) -> tuple[torch.device, Distributed]:
+def training_device(device_name: str, threads: int, bf16: bool) -> tuple[torch.device, Distributed]:
     """The device this process trains on and its place in the process group: under torchrun on
-    GPUs, process LOCAL_RANK takes GPU LOCAL_RANK. `threads` > 0 sets torch's CPU threads."""
+    GPUs, process LOCAL_RANK takes GPU LOCAL_RANK. `threads` > 0 sets torch's CPU threads; `bf16`
+    is the training's setting, for what its precision needs of the device."""
     device = resolve_device(device_name)
     if threads > 0:
         torch.set_num_threads(threads)
+    if device.type == "cpu" and half_precision(device, bf16) is not None:
+        bound_onednn_kernel_cache()  # before the first matrix product builds a kernel
     if device.type == "cuda":  # TF32 matrix products where autocast leaves float32 (Ampere and later)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

@@ -27,7 +27,6 @@ from xformer_cli.card import Score
 from xformer_cli.checkpoint import TrainState, load_checkpoint, model_state, restore_optimizer
 from xformer_cli.config import DecodeConfig, ModelConfig, TrainConfig, to_dict
 from xformer_cli.data import Batch
-from xformer_cli.devices import bound_onednn_kernel_cache
 from xformer_cli.distributed import Distributed, autocast, half_precision, training_device
 from xformer_cli.errors import Interrupted, RunError
 from xformer_cli.loss import token_loss
@@ -112,7 +111,7 @@ class Trainer:
         self.decode_config = decode or DecodeConfig()
         self.recipe_text = recipe_text
         self.console = console
-        self.device, self.dist = training_device(cfg.device, cfg.threads)
+        self.device, self.dist = training_device(cfg.device, cfg.threads, cfg.bf16)
         self.run_folder = RunFolder(out, self.dist.main)
         try:
             self.setup(model_config, resume)
@@ -132,8 +131,6 @@ class Trainer:
         self.data = prepare_training_data(cfg, self.run_folder, self.dist, model_config, self.log,
                                           self.console if self.dist.main else None, start.tokenizer if start else None)
         self.model_config = replace(model_config, vocab_size=self.data.tokenizer.vocab_size)
-        if self.device.type == "cpu" and half_precision(self.device, cfg.bf16) is not None:
-            bound_onednn_kernel_cache()  # before the first product builds a kernel
         self.model: Transformer = build_model(self.model_config).to(self.device)
         if start is not None:
             self.model.load_state_dict(start.model.state_dict())
