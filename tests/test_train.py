@@ -467,13 +467,15 @@ def test_cpu_training_in_bfloat16_starts_where_float32_does_learns_and_bundles_f
 
     src, tgt = tiny_corpus
     monkeypatch.setattr(distributed, "native_cpu_bf16", lambda: True)  # bfloat16 runs (emulated) on any CPU
-    half = run(*tiny_args(src, tgt, tmp_path / "bf16", "--max-steps", 20, "--log-every", 1))
-    full = run(*tiny_args(src, tgt, tmp_path / "fp32", "--max-steps", 20, "--log-every", 1, "--no-bf16"))
+    half = run(*tiny_args(src, tgt, tmp_path / "bf16", "--max-steps", 40, "--log-every", 1))
+    full = run(*tiny_args(src, tgt, tmp_path / "fp32", "--max-steps", 1, "--log-every", 1, "--no-bf16"))
     assert half.exit_code == 0 and full.exit_code == 0, half.output + full.output
     assert "device cpu, bfloat16 autocast" in half.stderr and "device cpu, float32" in full.stderr
     half_losses, full_losses = losses(tmp_path / "bf16"), losses(tmp_path / "fp32")
-    assert half_losses[1] == pytest.approx(full_losses[1], rel=2e-2)  # same weights, same batch, rounding apart
+    # Same weights, same batch, rounding apart (measured: 1.5e-5 relative, 6.64067 against 6.64057).
+    assert half_losses[1] == pytest.approx(full_losses[1], rel=2e-2)
     assert half_losses[1] != full_losses[1]  # but computed in bfloat16
-    assert sum(half_losses[s] for s in range(16, 21)) < sum(half_losses[s] for s in range(1, 6))
+    # Measured: 31.28 against 33.09 (after 20 updates the gap was 0.7%, too thin for another CPU).
+    assert sum(half_losses[s] for s in range(36, 41)) < sum(half_losses[s] for s in range(1, 6))
     bundle = load_bundle(tmp_path / "bf16" / "bundle")
     assert all(p.dtype == torch.float32 for p in bundle.model.parameters())
