@@ -13,7 +13,7 @@ import torch
 from typer.testing import CliRunner
 
 from xformer_cli.bundle import load_bundle
-from xformer_cli.checkpoint import average_states
+from xformer_cli.checkpoint import atomic_write, average_states
 from xformer_cli.cli import app
 from xformer_cli.config import preset
 from xformer_cli.data import collate, read_lines
@@ -210,6 +210,33 @@ def test_checkpoint_average_is_the_mean():
     a = {"w": torch.tensor([1.0, 2.0])}
     b = {"w": torch.tensor([3.0, 6.0])}
     assert torch.equal(average_states([a, b])["w"], torch.tensor([2.0, 4.0]))
+
+
+def test_atomic_write_replaces_the_file_with_the_usual_permissions(tmp_path):
+    target = tmp_path / "spm.model"
+    target.write_text("old")
+    old_umask = os.umask(0o022)
+    try:
+        atomic_write(target, lambda tmp: Path(tmp).write_text("new"))
+    finally:
+        os.umask(old_umask)
+    assert target.read_text() == "new"
+    assert target.stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["spm.model"]  # no temporary file left
+
+
+def test_atomic_write_that_fails_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "run.json"
+    target.write_text("old")
+
+    def half_written(tmp: str) -> None:
+        Path(tmp).write_text("ha")
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError):
+        atomic_write(target, half_written)
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
 
 
 def test_data_parallel_training_with_torchrun_on_cpu(tiny_corpus, tmp_path):

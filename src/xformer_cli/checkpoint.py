@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import uuid
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -18,9 +18,11 @@ from xformer_cli.errors import RunError
 
 
 def atomic_write(path: Path, write) -> None:
-    """Call write(tmp_path), then move it over `path` so readers see the old or the new file, never half."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    """Call write(tmp_path), then move it over `path` so readers see the old or the new file, never half.
+
+    write() creates the temporary file itself, so it gets the usual permissions (0666 less the
+    umask), as a plain write would; tempfile.mkstemp's 0600 would make bundles unreadable to others."""
+    tmp = str(path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         write(tmp)
         with open(tmp, "rb") as f:
