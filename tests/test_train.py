@@ -489,6 +489,20 @@ def test_cpu_autocast_is_bfloat16_only_where_the_cpu_computes_in_it(monkeypatch)
         assert torch.nn.Linear(4, 4)(torch.ones(2, 4)).dtype == torch.float32
 
 
+def test_cpu_bfloat16_training_bounds_both_kernel_caches_unless_the_user_set_them(monkeypatch):
+    import xformer_cli.distributed as distributed
+
+    caches = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
+    monkeypatch.setattr(distributed, "native_cpu_bf16", lambda: True)
+    for name in caches:
+        monkeypatch.delenv(name, raising=False)
+    distributed.training_device("cpu", 0, bf16=False)  # float32 keeps the libraries' defaults
+    assert not any(name in os.environ for name in caches)
+    monkeypatch.setenv("LRU_CACHE_CAPACITY", "100")
+    distributed.training_device("cpu", 0, bf16=True)
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "8" and os.environ["LRU_CACHE_CAPACITY"] == "100"
+
+
 def test_cpu_training_in_bfloat16_starts_where_float32_does_learns_and_bundles_float32(tiny_corpus, tmp_path, monkeypatch):
     import xformer_cli.distributed as distributed
 

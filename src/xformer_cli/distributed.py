@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from xformer_cli.devices import bound_onednn_kernel_cache, native_cpu_bf16, resolve_device
+from xformer_cli.devices import bound_kernel_caches, native_cpu_bf16, resolve_device
 
 
 @dataclass
@@ -85,7 +85,7 @@ def training_device(device_name: str, threads: int, bf16: bool) -> tuple[torch.d
     if threads > 0:
         torch.set_num_threads(threads)
     if device.type == "cpu" and half_precision(device, bf16) is not None:
-        bound_onednn_kernel_cache()  # before the first matrix product builds a kernel
+        bound_kernel_caches()  # before the first matrix product builds a kernel
     if device.type == "cuda":  # TF32 matrix products where autocast leaves float32 (Ampere and later)
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
