@@ -27,11 +27,10 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import mmap
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from itertools import chain
 from pathlib import Path
 
@@ -103,19 +102,9 @@ class EncodedCorpus:
     src_lengths: np.ndarray  # (pairs,)
     tgt_lengths: np.ndarray  # (pairs,)
     report: FilterReport
-    maps: tuple[mmap.mmap, ...] = field(default=(), repr=False)  # the arrays' mappings
 
     def __len__(self) -> int:
         return len(self.src_lengths)
-
-    def drop_pages(self) -> None:
-        """Unmap from this process the pages read so far (madvise MADV_DONTNEED). They stay in the
-        kernel's page cache, so reading them again costs a minor fault, not a disk read. Pairs are
-        read from all over the files, and the kernel maps 64 KB around every page touched: without
-        this, a few hundred batches count the whole cache in the trainer's resident memory."""
-        for mapping in self.maps:
-            if hasattr(mapping, "madvise"):
-                mapping.madvise(mmap.MADV_DONTNEED)
 
     def pair(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """The source and target piece ids of pair `i` (views into the mapped files)."""
@@ -141,21 +130,17 @@ def open_encoded(folder: Path, key: str) -> EncodedCorpus:
     if meta.get("key") != key:
         raise StaleCache("made for other files, tokenizer or filter settings")
     try:
-        arrays, maps = {}, []
+        arrays = {}
         for name in ARRAYS:
             dtype, count = np.dtype(meta["dtypes"][name]), int(meta["counts"][name])
             size = (folder / name).stat().st_size
             if size != count * dtype.itemsize:
                 raise StaleCache(f"{name} holds {size} bytes, not {count * dtype.itemsize}")
-            arrays[name] = np.zeros(0, dtype)
-            if count:
-                with open(folder / name, "rb") as f:  # the mapping outlives the file object
-                    maps.append(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
-                arrays[name] = np.frombuffer(maps[-1], dtype=dtype)  # read-only, like the mapping
+            arrays[name] = np.memmap(folder / name, dtype=dtype, mode="r") if count else np.zeros(0, dtype)
         report = FilterReport(**meta["report"])
     except (KeyError, TypeError, ValueError, OSError) as err:
         raise StaleCache(f"incomplete ({err})") from None
-    corpus = EncodedCorpus(folder, key, *(arrays[name] for name in ARRAYS), report=report, maps=tuple(maps))
+    corpus = EncodedCorpus(folder, key, *(arrays[name] for name in ARRAYS), report=report)
     pairs = len(corpus)
     for side in ("src", "tgt"):
         offsets, lengths, tokens = arrays[f"{side}.offsets"], arrays[f"{side}.lengths"], arrays[f"{side}.tokens"]

@@ -141,10 +141,7 @@ class TrainingData:
         ids = np.asarray(pair_ids, dtype=np.int64)
         which = np.searchsorted(self.first_ids, ids, side="right") - 1
         pairs = [self.corpora[c].pair(i) for c, i in zip(which.tolist(), (ids - self.first_ids[which]).tolist())]
-        batch = collate([s for s, _ in pairs], [t for _, t in pairs], config.pad_id, config.bos_id, config.eos_id)
-        for c in np.unique(which).tolist():
-            self.corpora[c].drop_pages()  # the batch holds copies: keep the trainer's memory from growing with the cache
-        return batch
+        return collate([s for s, _ in pairs], [t for _, t in pairs], config.pad_id, config.bos_id, config.eos_id)
 
 
 def corpus_sentences(corpora: Iterable[CorpusConfig]) -> Iterator[str]:
