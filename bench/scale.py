@@ -17,7 +17,7 @@ with a 5-million-pair corpus, against the same run on Multi30k.
    multi30k - the same run on Multi30k (29,000 pairs): its peak RSS and tokens/s to compare.
 Then times the data path alone, in this process on the warm cache: opening the data, making an
 epoch's batches, and the tensors of one update. Prints one JSON object. Needs about 1 GB of disk
-in --work for 5M pairs (a 322 MB corpus, a 435 MB cache). On 2 idle cores it took 5 minutes.
+in --work for 5M pairs (a 322 MB corpus, a 435 MB cache). On 2 idle cores it took 4-5 minutes.
 """
 
 from __future__ import annotations
