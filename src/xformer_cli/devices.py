@@ -35,8 +35,8 @@ def bound_kernel_caches(capacity: int = 8) -> None:
     oneDNN's own (ONEDNN_PRIMITIVE_CACHE_CAPACITY) and ideep's, PyTorch's layer over oneDNN
     (LRU_CACHE_CAPACITY). Each builds a kernel per input shape and keeps up to 1,024; in bfloat16
     a kernel holds its own converted buffers, so training on batches of ever-new shapes grew the
-    process by about 3 MB an update (1.6-1.9 GiB after 150 Multi30k updates with either cache
-    unbounded, 0.9 with both at 8; float32 1.0). Both are read when the first kernel is built, so
+    process by 0.7-0.95 GiB over 150 Multi30k updates (peak RSS 1.6-1.9 GiB with either cache
+    unbounded, 0.9 with both at 8, 1.0 in float32; bench/train_speed.py). Both are read when the first kernel is built, so
     call this before; a value already in the environment wins."""
     for name in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY"):
         os.environ.setdefault(name, str(capacity))
