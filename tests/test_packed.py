@@ -42,3 +42,14 @@ def test_unpackable_weights_fall_back_to_linear():
     x = torch.randn(3, 16, dtype=torch.float64)
     assert torch.equal(output_projection(weight)(x), F.linear(x, weight))
     assert torch.equal(output_projection(weight.float(), packed=False)(x.float()), F.linear(x.float(), weight.float()))
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_projection_adds_the_output_bias_packed_or_not(onednn, enabled):
+    onednn(enabled)
+    weight, bias = torch.randn(1000, 64), torch.randn(1000)
+    project = output_projection(weight, bias)
+    assert isinstance(project, PackedLinear) == enabled
+    for rows in (1, 5):
+        x = torch.randn(rows, 64)
+        torch.testing.assert_close(project(x), F.linear(x, weight) + bias, rtol=1e-5, atol=1e-5)

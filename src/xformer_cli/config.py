@@ -21,6 +21,8 @@ from xformer_cli.errors import ConfigError
 
 NORMS = ("layernorm", "rmsnorm", "dyt", "derf")
 NORM_POSITIONS = ("post", "pre")
+ACTIVATIONS = ("relu", "silu", "gelu")
+POSITION_LAYOUTS = ("interleaved", "halves")
 
 
 @dataclass(frozen=True)
@@ -40,9 +42,12 @@ class ModelConfig:
     norm: str = "layernorm"  # layernorm | rmsnorm | dyt | derf
     norm_position: str = "post"  # post (the paper) | pre
     tie_embeddings: bool = True  # share source, target and output embeddings
+    activation: str = "relu"  # feed-forward activation: relu (the paper) | silu (Marian's "swish") | gelu
+    positions: str = "interleaved"  # sinusoid layout: interleaved sin, cos (the paper) | halves (all sines, then all cosines: Marian)
+    output_bias: bool = False  # a learned bias added to the output logits (Marian's final_logits_bias)
     pad_id: int = 0
     unk_id: int = 1
-    bos_id: int = 2
+    bos_id: int = 2  # the id decoding starts from, and the first decoder input in training (Marian: its pad id)
     eos_id: int = 3
 
     def __post_init__(self) -> None:
@@ -52,6 +57,10 @@ class ModelConfig:
             raise ConfigError(f"unknown norm {self.norm!r} (choose from {', '.join(NORMS)})")
         if self.norm_position not in NORM_POSITIONS:
             raise ConfigError(f"unknown norm position {self.norm_position!r} (choose pre or post)")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(f"unknown activation {self.activation!r} (choose from {', '.join(ACTIVATIONS)})")
+        if self.positions not in POSITION_LAYOUTS:
+            raise ConfigError(f"unknown positions layout {self.positions!r} (choose from {', '.join(POSITION_LAYOUTS)})")
         for name in ("vocab_size", "d_model", "h", "d_ff", "n_encoder_layers", "n_decoder_layers", "max_len"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive (got {getattr(self, name)})")

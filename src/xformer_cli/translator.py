@@ -45,7 +45,7 @@ class Translator:
         self.bundle = bundle
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.model = bundle.model.to(self.device).eval()
-        self.project = output_projection(self.model.output_weight)  # packed for oneDNN on CPU
+        self.project = output_projection(self.model.output_weight, self.model.output_bias)  # packed for oneDNN on CPU
         self.tokenizer = bundle.tokenizer
         self.decode_config = bundle.decode
         self.workers = workers  # batches searched at once, each in its own thread

@@ -52,13 +52,14 @@ class DecoderState:
 class DecoderLayer(nn.Module):
     """Masked self-attention, encoder attention, feed-forward. Shape: (B, T, d_model) -> (B, T, d_model)."""
 
-    def __init__(self, d_model: int, h: int, d_ff: int, dropout: float, attention_dropout: float, activation_dropout: float, norm: str, pre_norm: bool) -> None:
+    def __init__(self, d_model: int, h: int, d_ff: int, dropout: float, attention_dropout: float, activation_dropout: float, norm: str, pre_norm: bool,
+                 activation: str = "relu") -> None:
         super().__init__()
         self.self_attn = MultiHeadAttention(d_model, h, attention_dropout)
         self.self_attn_layer_norm = make_norm(norm, d_model)
         self.encoder_attn = MultiHeadAttention(d_model, h, attention_dropout)
         self.encoder_attn_layer_norm = make_norm(norm, d_model)
-        self.ffn = FeedForward(d_model, d_ff, activation_dropout)
+        self.ffn = FeedForward(d_model, d_ff, activation_dropout, activation)
         self.final_layer_norm = make_norm(norm, d_model)
         self.pre_norm = pre_norm
         self.dropout = dropout
@@ -94,10 +95,11 @@ class Decoder(nn.Module):
     Shape: x (B, T, d_model) embedded target, memory (B, S, d_model) -> (B, T, d_model)
     """
 
-    def __init__(self, n_layers: int, d_model: int, h: int, d_ff: int, dropout: float, attention_dropout: float, activation_dropout: float, norm: str, pre_norm: bool) -> None:
+    def __init__(self, n_layers: int, d_model: int, h: int, d_ff: int, dropout: float, attention_dropout: float, activation_dropout: float, norm: str, pre_norm: bool,
+                 activation: str = "relu") -> None:
         super().__init__()
         self.layers = nn.ModuleList(
-            DecoderLayer(d_model, h, d_ff, dropout, attention_dropout, activation_dropout, norm, pre_norm) for _ in range(n_layers)
+            DecoderLayer(d_model, h, d_ff, dropout, attention_dropout, activation_dropout, norm, pre_norm, activation) for _ in range(n_layers)
         )
         self.layer_norm = make_norm(norm, d_model) if pre_norm else None
 

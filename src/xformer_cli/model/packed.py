@@ -28,17 +28,18 @@ def packable(weight: Tensor) -> bool:
 
 
 class PackedLinear:
-    """x -> x Wᵀ with W packed once. Shape: (..., d_in) -> (..., d_out)."""
+    """x -> x Wᵀ + b with W packed once (b optional). Shape: (..., d_in) -> (..., d_out)."""
 
-    def __init__(self, weight: Tensor) -> None:
+    def __init__(self, weight: Tensor, bias: Tensor | None = None) -> None:
         self.weight = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), None)
+        self.bias = None if bias is None else bias.detach()
 
     def __call__(self, x: Tensor) -> Tensor:
-        return torch.ops.mkldnn._linear_pointwise(x, self.weight, None, "none", [], "")
+        return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
 
 
-def output_projection(weight: Tensor, packed: bool = True) -> Callable[[Tensor], Tensor]:
+def output_projection(weight: Tensor, bias: Tensor | None = None, packed: bool = True) -> Callable[[Tensor], Tensor]:
     """The projection to vocabulary logits for decoding: packed where possible, else `F.linear`."""
     if packed and packable(weight):
-        return PackedLinear(weight)
-    return lambda x: F.linear(x, weight)
+        return PackedLinear(weight, bias)
+    return lambda x: F.linear(x, weight, bias)

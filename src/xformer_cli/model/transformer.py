@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -30,9 +31,12 @@ class Transformer(nn.Module):
         if not c.tie_embeddings:
             self.tgt_embedding = nn.Embedding(c.vocab_size, c.d_model)
             self.output_projection = nn.Linear(c.d_model, c.vocab_size, bias=False)
-        self.positional = PositionalEncoding(c.d_model, c.max_len)
-        self.encoder = Encoder(c.n_encoder_layers, c.d_model, c.h, c.d_ff, c.dropout, c.attention_dropout, c.activation_dropout, c.norm, pre_norm)
-        self.decoder = Decoder(c.n_decoder_layers, c.d_model, c.h, c.d_ff, c.dropout, c.attention_dropout, c.activation_dropout, c.norm, pre_norm)
+        # Marian's final_logits_bias; with tied embeddings it cannot live in a Linear of its own.
+        self.output_bias = nn.Parameter(torch.zeros(c.vocab_size)) if c.output_bias else None
+        self.positional = PositionalEncoding(c.d_model, c.max_len, c.positions)
+        layers = (c.d_model, c.h, c.d_ff, c.dropout, c.attention_dropout, c.activation_dropout, c.norm, pre_norm, c.activation)
+        self.encoder = Encoder(c.n_encoder_layers, *layers)
+        self.decoder = Decoder(c.n_decoder_layers, *layers)
         if initialize:  # skipped when weights are loaded next (a faster start)
             self.reset_parameters()
 
@@ -86,8 +90,9 @@ class Transformer(nn.Module):
         return self.embedding.weight if self.config.tie_embeddings else self.output_projection.weight
 
     def project(self, hidden: Tensor) -> Tensor:
-        """Output projection to vocabulary logits. Shape: (B, T, d_model) -> (B, T, V)."""
-        return F.linear(hidden, self.output_weight)
+        """Output projection to vocabulary logits (plus the output bias, where the config has one).
+        Shape: (B, T, d_model) -> (B, T, V)."""
+        return F.linear(hidden, self.output_weight, self.output_bias)
 
     def forward(self, src: Tensor, tgt_in: Tensor) -> Tensor:
         """Logits of each next target token given the source and the target prefix (teacher forcing).
