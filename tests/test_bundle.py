@@ -15,7 +15,7 @@ SENTENCES = ["Ich habe Hunger.", "Tom ist hier.", "Wo ist der Bahnhof?"]
 def test_bundle_has_the_four_files_and_a_format_version(bundle_dir):
     assert {p.name for p in bundle_dir.iterdir()} >= {"config.json", "model.safetensors", "spm.model"}
     config = json.loads((bundle_dir / "config.json").read_text())
-    assert config["format_version"] == 1
+    assert config["format_version"] == 2
     assert config["model"]["pad_id"] == 0 and config["model"]["eos_id"] == 3
     assert (config["src_lang"], config["tgt_lang"]) == ("de", "en")
 

@@ -2,8 +2,13 @@
 
     config.json        model config, special ids, languages, decoding defaults, format version
     model.safetensors  the weights (loaded strictly, never unpickled)
-    spm.model          the joint SentencePiece model
+    spm.model          the joint SentencePiece model, or for an imported Marian model
+                       source.spm, target.spm and vocab.json (tokenizer.py)
     README.md          the model card (Hub metadata + text)
+
+Format versions: 1 knew only the joint tokenizer and the paper's model; 2 adds the model options
+an imported model needs (activation, positions layout, output bias) and Marian's tokenizer
+files. Version 1 bundles load unchanged: a missing option takes its default.
 
 `load_bundle` takes a local folder or a Hub id (pulled with `huggingface_hub.snapshot_download`).
 """
@@ -21,10 +26,11 @@ import torch
 from xformer_cli.config import DecodeConfig, ModelConfig, from_dict, to_dict
 from xformer_cli.errors import ModelLoadError
 from xformer_cli.model.transformer import Transformer, build_model
-from xformer_cli.tokenizer import Tokenizer
+from xformer_cli.tokenizer import AnyTokenizer, load_tokenizer
 
-FORMAT_VERSION = 1
-CONFIG_FILE, WEIGHTS_FILE, SPM_FILE, CARD_FILE = "config.json", "model.safetensors", "spm.model", "README.md"
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+CONFIG_FILE, WEIGHTS_FILE, CARD_FILE = "config.json", "model.safetensors", "README.md"
 
 
 @dataclass
@@ -32,7 +38,7 @@ class Bundle:
     """A loaded model with everything needed to translate."""
 
     model: Transformer
-    tokenizer: Tokenizer
+    tokenizer: AnyTokenizer
     decode: DecodeConfig = field(default_factory=DecodeConfig)
     src_lang: str = "de"
     tgt_lang: str = "en"
@@ -48,7 +54,8 @@ def save_bundle(bundle: Bundle, directory: str | Path, dtype: torch.dtype = torc
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {name: t.detach().to("cpu", dtype).contiguous() for name, t in bundle.model.state_dict().items()}
     save_file(tensors, str(directory / WEIGHTS_FILE), metadata={"format": "pt"})
-    bundle.tokenizer.save(directory / SPM_FILE)
+    for name, data in bundle.tokenizer.files().items():
+        (directory / name).write_bytes(data)
     config = {
         "format_version": FORMAT_VERSION,
         "library_name": "xformer",
@@ -71,8 +78,9 @@ def is_hub_id(ref: str) -> bool:
     return ref.count("/") <= 1
 
 
-def resolve(ref: str, revision: str | None = None) -> Path:
-    """The local folder of a model given as a path or a Hub id (downloaded or found in the cache)."""
+def resolve(ref: str, revision: str | None = None, allow_patterns: list[str] | None = None) -> Path:
+    """The local folder of a model given as a path or a Hub id (downloaded or found in the cache;
+    only the files matching `allow_patterns`, where given)."""
     if not is_hub_id(ref):
         path = Path(ref).expanduser()
         if not path.is_dir():
@@ -82,7 +90,7 @@ def resolve(ref: str, revision: str | None = None) -> Path:
     from huggingface_hub.errors import HFValidationError
 
     try:
-        return Path(snapshot_download(ref, revision=revision, library_name="xformer"))
+        return Path(snapshot_download(ref, revision=revision, library_name="xformer", allow_patterns=allow_patterns))
     except HFValidationError:
         raise ModelLoadError(f"model not found: {ref!r} is neither a folder nor a valid Hub id") from None
     except Exception as err:  # the Hub client's many network and cache errors
@@ -98,8 +106,8 @@ def read_config(directory: Path) -> dict[str, Any]:
         raise ModelLoadError(f"not a model bundle: {directory} has no {CONFIG_FILE}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ModelLoadError(f"corrupt {CONFIG_FILE} in {directory}: {err}") from None
-    if not isinstance(config, dict) or config.get("format_version") != FORMAT_VERSION:
-        raise ModelLoadError(f"unsupported bundle format in {directory} (expected format_version {FORMAT_VERSION})")
+    if not isinstance(config, dict) or config.get("format_version") not in READABLE_VERSIONS:
+        raise ModelLoadError(f"unsupported bundle format in {directory} (expected format_version 1 to {FORMAT_VERSION})")
     return config
 
 
@@ -141,10 +149,11 @@ def load_bundle(ref: str | Path, revision: str | None = None) -> Bundle:
         raise ModelLoadError(f"corrupt {CONFIG_FILE} in {directory}: no model config") from None
     except Exception as err:
         raise ModelLoadError(str(err)) from None
-    tokenizer = Tokenizer.load(directory / SPM_FILE)
+    tokenizer = load_tokenizer(directory)
     if tokenizer.vocab_size != model_config.vocab_size:
         raise ModelLoadError(
-            f"tokenizer and model disagree: {tokenizer.vocab_size} pieces in {SPM_FILE}, vocab_size {model_config.vocab_size} in {CONFIG_FILE}"
+            f"tokenizer and model disagree: {tokenizer.vocab_size} pieces in {', '.join(tokenizer.files())}, "
+            f"vocab_size {model_config.vocab_size} in {CONFIG_FILE}"
         )
     model = build_model(model_config, initialize=False)  # every weight is loaded below
     load_weights(model, directory / WEIGHTS_FILE)

@@ -39,7 +39,7 @@ import numpy as np
 from xformer_cli.checkpoint import fsync_folder
 from xformer_cli.data import FilterReport, ParallelReader, filter_pairs
 from xformer_cli.errors import DataError
-from xformer_cli.tokenizer import Tokenizer
+from xformer_cli.tokenizer import AnyTokenizer
 
 FORMAT = 1
 CHUNK_PAIRS = 20_000  # pairs encoded at a time: big enough for SentencePiece's threads, small in memory
@@ -175,7 +175,7 @@ def flat(ids: list[list[int]], dtype: np.dtype, total: int) -> np.ndarray:
     return np.fromiter(chain.from_iterable(ids), dtype=dtype, count=total)
 
 
-def encode_corpus(folder: Path, key: str, src: str, tgt: str, tokenizer: Tokenizer, max_tokens: int, max_ratio: float,
+def encode_corpus(folder: Path, key: str, src: str, tgt: str, tokenizer: AnyTokenizer, max_tokens: int, max_ratio: float,
                   threads: int, progress) -> None:
     """Encode and filter the corpus into `folder` (a fresh, empty folder), in chunks of pairs on
     `threads` SentencePiece threads, and write its meta.json last. `progress` is an
@@ -191,7 +191,7 @@ def encode_corpus(folder: Path, key: str, src: str, tgt: str, tokenizer: Tokeniz
         writers["src.offsets"].write(np.zeros(1, np.int64))
         writers["tgt.offsets"].write(np.zeros(1, np.int64))
         for s_text, t_text in reader.chunks(CHUNK_PAIRS):
-            ids = {"src": tokenizer.encode(s_text, threads), "tgt": tokenizer.encode(t_text, threads)}
+            ids = {"src": tokenizer.encode(s_text, threads), "tgt": tokenizer.encode_target(t_text, threads)}
             lengths = {side: np.fromiter(map(len, ids[side]), np.int64, count=len(ids[side])) for side in ids}
             keep, chunk_report = filter_pairs(lengths["src"], lengths["tgt"], max_tokens, max_ratio)
             report += chunk_report
@@ -224,7 +224,7 @@ def encode_corpus(folder: Path, key: str, src: str, tgt: str, tokenizer: Tokeniz
         os.fsync(f.fileno())
 
 
-def cached_corpus(root: Path, name: str, src: str, tgt: str, digests: tuple[str, str], tokenizer: Tokenizer, max_tokens: int,
+def cached_corpus(root: Path, name: str, src: str, tgt: str, digests: tuple[str, str], tokenizer: AnyTokenizer, max_tokens: int,
                   max_ratio: float, threads: int, log: Callable[[str], None], console=None) -> EncodedCorpus:
     """The encoded corpus `src`/`tgt` (with sha256 `digests`) from the cache under `root`,
     encoding it first when the cache has no sound entry for it.
@@ -235,7 +235,7 @@ def cached_corpus(root: Path, name: str, src: str, tgt: str, digests: tuple[str,
 
     from xformer_cli.progress import EncodeProgress
 
-    key = content_key(kind="corpus", src=digests[0], tgt=digests[1], tokenizer=hashlib.sha256(tokenizer.model_proto).hexdigest(),
+    key = content_key(kind="corpus", src=digests[0], tgt=digests[1], tokenizer=tokenizer.digest(),
                       max_tokens=max_tokens, max_ratio=max_ratio)
     corpora = root / "corpora"
     folder = corpora / key[:32]

@@ -220,21 +220,23 @@ def pad(seqs: Sequence[Sequence[int]], pad_id: int, bos: int | None = None, eos:
 
 @dataclass
 class Batch:
-    """src (B, S) ending in EOS; tgt_in (B, T) starting with BOS; tgt_out (B, T) ending in EOS."""
+    """src (B, S) ending in EOS; tgt_in (B, T) starting with BOS; tgt_out (B, T) ending in EOS;
+    all right-padded with `pad_id`."""
 
     src: Tensor
     tgt_in: Tensor
     tgt_out: Tensor
+    pad_id: int = PAD_ID
 
     @property
     def n_tokens(self) -> int:
-        return int((self.tgt_out != PAD_ID).sum())
+        return int((self.tgt_out != self.pad_id).sum())
 
     def to(self, device: torch.device) -> "Batch":
         """The batch on `device`; to a GPU through pinned memory, so the copy does not wait."""
         if device.type != "cuda":
-            return Batch(self.src.to(device), self.tgt_in.to(device), self.tgt_out.to(device))
-        return Batch(*(t.pin_memory().to(device, non_blocking=True) for t in (self.src, self.tgt_in, self.tgt_out)))
+            return Batch(self.src.to(device), self.tgt_in.to(device), self.tgt_out.to(device), self.pad_id)
+        return Batch(*(t.pin_memory().to(device, non_blocking=True) for t in (self.src, self.tgt_in, self.tgt_out)), self.pad_id)
 
 
 def pad_with_eos(seqs: Sequence[Sequence[int]], eos_id: int, pad_id: int) -> Tensor:
@@ -248,4 +250,5 @@ def collate(src_ids: Sequence[Sequence[int]], tgt_ids: Sequence[Sequence[int]], 
         src=pad(src_ids, pad_id, eos=eos_id),
         tgt_in=pad(tgt_ids, pad_id, bos=bos_id),
         tgt_out=pad(tgt_ids, pad_id, eos=eos_id),
+        pad_id=pad_id,
     )

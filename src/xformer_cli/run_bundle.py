@@ -19,7 +19,7 @@ from xformer_cli.checkpoint import average_states, load_checkpoint, model_state
 from xformer_cli.config import DecodeConfig, ModelConfig, TrainConfig, from_dict, to_dict
 from xformer_cli.model.transformer import Transformer, build_model, count_parameters
 from xformer_cli.run_folder import RunFolder
-from xformer_cli.tokenizer import Tokenizer
+from xformer_cli.tokenizer import AnyTokenizer, load_tokenizer
 from xformer_cli.training_data import CorpusStats
 
 
@@ -30,7 +30,7 @@ class RunInfo:
     model: ModelConfig  # with the tokenizer's vocabulary size
     train: TrainConfig
     decode: DecodeConfig
-    tokenizer: Tokenizer
+    tokenizer: AnyTokenizer
     corpora: list[CorpusStats]
 
     def build_model(self) -> Transformer:
@@ -38,9 +38,9 @@ class RunInfo:
 
 
 def run_info(run: RunFolder) -> RunInfo:
-    """Read run.json and spm.model of a run folder."""
+    """Read run.json and the tokenizer of a run folder."""
     saved = run.read_run()
-    tokenizer = Tokenizer.load(run.out / "spm.model")
+    tokenizer = load_tokenizer(run.out)
     return RunInfo(
         model=replace(from_dict(ModelConfig, saved["model"], "run.json"), vocab_size=tokenizer.vocab_size),
         train=from_dict(TrainConfig, saved["train"], "run.json"),

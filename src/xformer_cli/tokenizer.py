@@ -1,12 +1,20 @@
-"""One joint SentencePiece model for source and target text.
+"""Text <-> piece ids: one joint SentencePiece model for source and target text (xformer's own),
+or a source and a target SentencePiece model over one shared vocabulary (Marian's, for imported
+OPUS-MT models).
 
-Special ids are fixed: pad 0, unk 1, bos 2, eos 3. Byte fallback is on, so any character
-outside the vocabulary becomes byte pieces and `<unk>` never reaches the output.
+xformer's special ids are fixed: pad 0, unk 1, bos 2, eos 3. Byte fallback is on, so any
+character outside the vocabulary becomes byte pieces and `<unk>` never reaches the output.
+
+Both kinds offer the same methods: `encode` (source text), `encode_target`, `decode` (target ids),
+`pieces`, `vocab_size`, `digest` (for cache keys) and `files` (what a folder keeps of them);
+`load_tokenizer` reads either from a bundle or run folder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import math
 import random
 from collections.abc import Iterable, Sequence
@@ -19,6 +27,8 @@ import sentencepiece as spm
 from xformer_cli.errors import ConfigError, ModelLoadError
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+SPM_FILE = "spm.model"  # a joint tokenizer's one file
+SOURCE_SPM, TARGET_SPM, VOCAB_FILE = "source.spm", "target.spm", "vocab.json"  # Marian's three
 T = TypeVar("T")
 
 
@@ -43,6 +53,14 @@ class Tokenizer:
     def save(self, path: str | Path) -> None:
         Path(path).write_bytes(self.model_proto)
 
+    def files(self) -> dict[str, bytes]:
+        """The files a bundle or run folder keeps of this tokenizer, by name."""
+        return {SPM_FILE: self.model_proto}
+
+    def digest(self) -> str:
+        """sha256 of the model: the same digest means the same ids for the same text."""
+        return hashlib.sha256(self.model_proto).hexdigest()
+
     @property
     def vocab_size(self) -> int:
         return self.sp.GetPieceSize()
@@ -51,6 +69,10 @@ class Tokenizer:
         """Piece ids of each text, without BOS/EOS. SentencePiece's thread pool costs more than it
         saves on a few lines (translation); encoding a corpus in chunks of thousands, give it the cores."""
         return self.sp.Encode(list(texts), num_threads=threads)
+
+    def encode_target(self, texts: Sequence[str], threads: int = 1) -> list[list[int]]:
+        """Piece ids of target-language texts: the same joint model."""
+        return self.encode(texts, threads)
 
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
         """Texts of id sequences (special ids are dropped)."""
@@ -125,3 +147,110 @@ def _train(sentences: list[str], model: io.BytesIO, vocab_size: int, model_type:
         minloglevel=2,
         hard_vocab_limit=False,
     )
+
+
+class SourceTargetTokenizer:
+    """Marian's layout: source text is cut by one SentencePiece model, target text by another,
+    and the pieces of both map to ids through one shared vocabulary (`vocab.json`, piece -> id).
+
+    A piece the vocabulary lacks becomes `<unk>`. The special pieces are Marian's: `</s>` (end of
+    sentence), `<unk>` and `<pad>`; there is no BOS (Marian's decoder starts from `<pad>`).
+    Decoding joins the pieces and turns SentencePiece's "▁" into spaces, as SentencePiece itself
+    decodes ordinary pieces; it drops `</s>` and `<pad>`.
+    """
+
+    EOS, UNK, PAD = "</s>", "<unk>", "<pad>"
+
+    def __init__(self, source_proto: bytes, target_proto: bytes, vocab: dict[str, int]) -> None:
+        self.source = _load_spm(source_proto, SOURCE_SPM)
+        self.target = _load_spm(target_proto, TARGET_SPM)
+        self.source_proto, self.target_proto = source_proto, target_proto
+        self.vocab = dict(vocab)
+        ids = sorted(self.vocab.values())
+        if ids != list(range(len(ids))):
+            raise ModelLoadError(f"corrupt {VOCAB_FILE}: ids must be 0..{len(ids) - 1}, each once")
+        for piece in (self.EOS, self.UNK, self.PAD):
+            if piece not in self.vocab:
+                raise ModelLoadError(f"corrupt {VOCAB_FILE}: it has no {piece} piece")
+        self.id_to_piece = [""] * len(ids)
+        for piece, i in self.vocab.items():
+            self.id_to_piece[i] = piece
+        self.unk_id, self.eos_id, self.pad_id = self.vocab[self.UNK], self.vocab[self.EOS], self.vocab[self.PAD]
+        self._dropped = {self.eos_id, self.pad_id}
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "SourceTargetTokenizer":
+        folder = Path(folder)
+        try:
+            source, target = (folder / SOURCE_SPM).read_bytes(), (folder / TARGET_SPM).read_bytes()
+            text = (folder / VOCAB_FILE).read_text(encoding="utf-8")
+        except FileNotFoundError as err:
+            raise ModelLoadError(f"tokenizer file not found: {err.filename}") from None
+        try:
+            vocab = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ModelLoadError(f"corrupt {VOCAB_FILE} in {folder}: {err}") from None
+        if not isinstance(vocab, dict) or not all(isinstance(k, str) and type(v) is int for k, v in vocab.items()):
+            raise ModelLoadError(f"corrupt {VOCAB_FILE} in {folder}: expected an object of piece -> integer id")
+        return cls(source, target, vocab)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.id_to_piece)
+
+    def _ids(self, sp: spm.SentencePieceProcessor, texts: Sequence[str], threads: int) -> list[list[int]]:
+        get, unk = self.vocab.get, self.unk_id
+        return [[get(piece, unk) for piece in pieces] for pieces in sp.Encode(list(texts), out_type=str, num_threads=threads)]
+
+    def encode(self, texts: Sequence[str], threads: int = 1) -> list[list[int]]:
+        """Ids of source texts (no EOS), cut by the source model."""
+        return self._ids(self.source, texts, threads)
+
+    def encode_target(self, texts: Sequence[str], threads: int = 1) -> list[list[int]]:
+        """Ids of target texts (no EOS), cut by the target model."""
+        return self._ids(self.target, texts, threads)
+
+    def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
+        """Target texts of id sequences; `</s>` and `<pad>` are dropped."""
+        return ["".join(self.id_to_piece[i] for i in row if i not in self._dropped).replace("▁", " ").strip() for row in ids]
+
+    def pieces(self, ids: Sequence[int]) -> list[str]:
+        return [self.id_to_piece[i] for i in ids]
+
+    def files(self) -> dict[str, bytes]:
+        """The files a bundle or run folder keeps of this tokenizer, by name."""
+        vocab = json.dumps(self.vocab, ensure_ascii=False, indent=0).encode("utf-8")
+        return {SOURCE_SPM: self.source_proto, TARGET_SPM: self.target_proto, VOCAB_FILE: vocab}
+
+    def digest(self) -> str:
+        """sha256 over both models and the vocabulary."""
+        h = hashlib.sha256()
+        for data in self.files().values():
+            h.update(hashlib.sha256(data).digest())
+        return h.hexdigest()
+
+
+AnyTokenizer = Tokenizer | SourceTargetTokenizer
+
+
+def _load_spm(proto: bytes, name: str) -> spm.SentencePieceProcessor:
+    sp = spm.SentencePieceProcessor()
+    try:
+        sp.LoadFromSerializedProto(proto)
+    except (RuntimeError, OSError) as err:
+        raise ModelLoadError(f"corrupt SentencePiece model {name}: {err}") from None
+    return sp
+
+
+def has_tokenizer(folder: Path) -> bool:
+    """True where `folder` holds a tokenizer's files (either kind)."""
+    return (folder / SPM_FILE).exists() or (folder / VOCAB_FILE).exists()
+
+
+def load_tokenizer(folder: str | Path) -> AnyTokenizer:
+    """The tokenizer kept in a bundle or run folder: `spm.model` (joint) where it is there, else
+    Marian's `source.spm`, `target.spm` and `vocab.json`."""
+    folder = Path(folder)
+    if (folder / SPM_FILE).exists() or not (folder / VOCAB_FILE).exists():
+        return Tokenizer.load(folder / SPM_FILE)
+    return SourceTargetTokenizer.load(folder)

@@ -29,7 +29,7 @@ from xformer_cli.data import Batch, ParallelReader, batch_bounds, collate, read_
 from xformer_cli.distributed import Distributed
 from xformer_cli.errors import ModelLoadError, RunError
 from xformer_cli.run_folder import RunFolder
-from xformer_cli.tokenizer import Tokenizer, train_tokenizer
+from xformer_cli.tokenizer import AnyTokenizer, Tokenizer, has_tokenizer, load_tokenizer, train_tokenizer
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ class CorpusStats:
 class TrainingData:
     """The tokenizer, the memory-mapped corpora with their weights, and the validation texts."""
 
-    def __init__(self, tokenizer: Tokenizer, corpora: list[EncodedCorpus], specs: tuple[CorpusConfig, ...], valid: tuple[list[str], list[str]] | None) -> None:
+    def __init__(self, tokenizer: AnyTokenizer, corpora: list[EncodedCorpus], specs: tuple[CorpusConfig, ...], valid: tuple[list[str], list[str]] | None) -> None:
         self.tokenizer = tokenizer
         self.corpora = corpora
         self.specs = specs
@@ -154,15 +154,14 @@ def corpus_sentences(corpora: Iterable[CorpusConfig]) -> Iterator[str]:
 
 
 def prepare_tokenizer(cfg: TrainConfig, run: RunFolder, dist: Distributed, vocab_size: int, sentences: Callable[[], Iterable[str]],
-                      log: Callable[[str], None], given: Tokenizer | None = None, cache_path: Path | None = None, console=None) -> Tokenizer:
+                      log: Callable[[str], None], given: AnyTokenizer | None = None, cache_path: Path | None = None, console=None) -> AnyTokenizer:
     """The run's tokenizer, made once: rank 0 takes the run folder's own, the `given` one,
     `cfg.spm_model`, the one trained on the same data before (`cache_path`), or trains
     SentencePiece on a seeded sample of `sentences()` (and keeps it at `cache_path`); it writes
     it to the run folder atomically. Every other rank waits for the file and loads it."""
     from xformer_cli.progress import status
 
-    spm_path = run.out / "spm.model"
-    if dist.main and not spm_path.exists():
+    if dist.main and not has_tokenizer(run.out):
         tokenizer = given or (Tokenizer.load(cfg.spm_model) if cfg.spm_model else None) or cached_tokenizer(cache_path, log)
         if tokenizer is None:
             started = time.perf_counter()
@@ -175,9 +174,10 @@ def prepare_tokenizer(cfg: TrainConfig, run: RunFolder, dist: Distributed, vocab
                     atomic_write(cache_path, tokenizer.save)
                 except OSError as err:
                     log(f"warning: could not keep the SentencePiece model in the cache ({err.strerror or err})")
-        atomic_write(spm_path, tokenizer.save)
+        for name, data in tokenizer.files().items():  # the marker file (spm.model or vocab.json) last
+            atomic_write(run.out / name, lambda tmp, data=data: Path(tmp).write_bytes(data))
     dist.barrier()
-    return Tokenizer.load(spm_path)
+    return load_tokenizer(run.out)
 
 
 def cached_tokenizer(path: Path | None, log: Callable[[str], None]) -> Tokenizer | None:
@@ -192,7 +192,7 @@ def cached_tokenizer(path: Path | None, log: Callable[[str], None]) -> Tokenizer
 
 
 def prepare_training_data(cfg: TrainConfig, run: RunFolder, dist: Distributed, model_config: ModelConfig, log: Callable[[str], None],
-                          console=None, given: Tokenizer | None = None) -> TrainingData:
+                          console=None, given: AnyTokenizer | None = None) -> TrainingData:
     """Tokenizer, encoded corpora and validation set of a run (see the module's docstring)."""
     specs = cfg.training_corpora()
     if not specs:

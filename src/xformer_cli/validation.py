@@ -20,13 +20,13 @@ from xformer_cli.distributed import Distributed, autocast
 from xformer_cli.loss import token_loss
 from xformer_cli.model.transformer import Transformer
 from xformer_cli.run_folder import RunFolder
-from xformer_cli.tokenizer import Tokenizer
+from xformer_cli.tokenizer import AnyTokenizer
 
 
 class Validator:
     """Validates `model` on `valid` (source and target texts), or does nothing without them."""
 
-    def __init__(self, valid: tuple[list[str], list[str]] | None, model: Transformer, tokenizer: Tokenizer, cfg: TrainConfig,
+    def __init__(self, valid: tuple[list[str], list[str]] | None, model: Transformer, tokenizer: AnyTokenizer, cfg: TrainConfig,
                  device: torch.device, run: RunFolder, dist: Distributed, log: Callable[[str], None]) -> None:
         self.valid = valid
         self.model, self.tokenizer, self.cfg, self.device = model, tokenizer, cfg, device
@@ -72,7 +72,7 @@ class Validator:
         c = self.model.config
         src, tgt = self.valid
         self.model.eval()
-        pairs = [(s[: c.max_pieces], t[: c.max_pieces]) for s, t in zip(self.tokenizer.encode(src), self.tokenizer.encode(tgt)) if s and t]
+        pairs = [(s[: c.max_pieces], t[: c.max_pieces]) for s, t in zip(self.tokenizer.encode(src), self.tokenizer.encode_target(tgt)) if s and t]
         total, tokens = 0.0, 0
         for start in range(0, len(pairs), 64):
             chunk = pairs[start : start + 64]
