@@ -2,7 +2,7 @@
 
 __version__ = "0.1.0"
 
-__all__ = ["Translator", "__version__"]
+__all__ = ["Translator", "import_marian", "__version__"]
 
 
 def __getattr__(name: str):
@@ -11,4 +11,8 @@ def __getattr__(name: str):
         from xformer_cli.translator import Translator
 
         return Translator
+    if name == "import_marian":
+        from xformer_cli.marian import import_marian
+
+        return import_marian
     raise AttributeError(name)

@@ -221,7 +221,8 @@ def info(model: Annotated[Optional[str], typer.Argument(help="Bundle folder or H
     table = Table(title=str(bundle.path), show_header=False)
     table.add_row("languages", f"{bundle.src_lang} → {bundle.tgt_lang}")
     table.add_row("parameters", f"{count_parameters(bundle.model):,}")
-    table.add_row("vocabulary", f"{bundle.tokenizer.vocab_size:,} SentencePiece pieces")
+    kind = "SentencePiece pieces" if len(bundle.tokenizer.files()) == 1 else "pieces (source + target SentencePiece)"
+    table.add_row("vocabulary", f"{bundle.tokenizer.vocab_size:,} {kind}")
     for key, value in to_dict(bundle.model.config).items():
         table.add_row(key, str(value))
     for key, value in to_dict(bundle.decode).items():
@@ -254,6 +255,24 @@ def push(
     from xformer_cli.bundle import push_bundle
 
     print(push_bundle(directory, repo_id, private, revision))
+
+
+@app.command("import")
+@user_errors
+def import_(
+    source: Annotated[str, typer.Argument(help="A Marian (OPUS-MT) model in the transformers format: a folder, or a Hub id such as Helsinki-NLP/opus-mt-de-en.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the xformer bundle to.")],
+    revision: RevisionOption = None,
+) -> None:
+    """Import a Marian (OPUS-MT) model as an xformer bundle: its weights in the from-scratch model.
+
+    Reads config.json, source.spm, target.spm, vocab.json and model.safetensors (or
+    pytorch_model.bin with torch.load(weights_only=True)); never runs code from the model.
+    """
+    from xformer_cli.marian import import_marian
+
+    path = import_marian(source, out, revision)
+    stderr().print(f"wrote {path} (from {source})", highlight=False)
 
 
 def main() -> None:
