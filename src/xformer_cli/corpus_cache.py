@@ -39,7 +39,7 @@ import numpy as np
 from xformer_cli.checkpoint import fsync_folder
 from xformer_cli.data import FilterReport, ParallelReader, filter_pairs
 from xformer_cli.errors import DataError
-from xformer_cli.tokenizer import Tokenizer
+from xformer_cli.tokenizer import TAG_PIECE, Tokenizer
 
 FORMAT = 1
 CHUNK_PAIRS = 20_000  # pairs encoded at a time: big enough for SentencePiece's threads, small in memory
@@ -77,11 +77,12 @@ def content_key(**parts: object) -> str:
 
 def tokenizer_cache_path(root: Path, corpus_digests: list[tuple[str, str]], vocab_size: int, sample: int, seed: int) -> Path:
     """Where a SentencePiece model trained on these corpora (sha256 of source and target files,
-    in order) with these settings and this SentencePiece version is kept."""
+    in order) with these settings, reserved pieces and this SentencePiece version is kept (a model
+    cached before the tag piece was reserved is not taken for one that has it)."""
     import sentencepiece
 
     key = content_key(kind="tokenizer", corpora=corpus_digests, vocab_size=vocab_size, sample=sample, seed=seed,
-                      sentencepiece=sentencepiece.__version__)
+                      sentencepiece=sentencepiece.__version__, reserved=[TAG_PIECE])
     return root / "tokenizers" / f"{key[:32]}.model"
 
 

@@ -2,6 +2,11 @@
 
 Special ids are fixed: pad 0, unk 1, bos 2, eos 3. Byte fallback is on, so any character
 outside the vocabulary becomes byte pieces and `<unk>` never reaches the output.
+
+Every tokenizer trained here also reserves TAG_PIECE, a SentencePiece control symbol: encoding
+text never produces it (the string "<bt>" in a user's text becomes ordinary pieces) and decoding
+drops it. Training puts it in front of the sources of corpora marked synthetic (tagged
+back-translation, Caswell et al. 2019). Tokenizers made before it existed lack it.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import sentencepiece as spm
 from xformer_cli.errors import ConfigError, ModelLoadError
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+TAG_PIECE = "<bt>"  # the reserved piece in front of every source of a synthetic (tagged) corpus
 T = TypeVar("T")
 
 
@@ -58,6 +64,13 @@ class Tokenizer:
 
     def pieces(self, ids: Sequence[int]) -> list[str]:
         return [self.sp.IdToPiece(i) for i in ids]
+
+    @property
+    def tag_id(self) -> int | None:
+        """The id of TAG_PIECE, or None where this model does not reserve it as a control symbol
+        (a tokenizer made before tagging existed, or another one)."""
+        i = self.sp.PieceToId(TAG_PIECE)  # the unknown piece's id when absent
+        return i if i != self.sp.unk_id() and self.sp.IsControl(i) else None
 
 
 def reservoir_sample(items: Iterable[T], k: int, rng: random.Random) -> list[T]:
@@ -124,4 +137,5 @@ def _train(sentences: list[str], model: io.BytesIO, vocab_size: int, model_type:
         num_threads=2,
         minloglevel=2,
         hard_vocab_limit=False,
+        control_symbols=[TAG_PIECE],  # id 4, right after the fixed ids
     )
