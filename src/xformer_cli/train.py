@@ -130,7 +130,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.data = prepare_training_data(cfg, self.run_folder, self.dist, model_config, self.log,
                                           self.console if self.dist.main else None, start.tokenizer if start else None)
-        self.model_config = replace(model_config, vocab_size=self.data.tokenizer.vocab_size)
+        tag_id = self.data.tokenizer.tag_id  # recorded so that search never emits it
+        self.model_config = replace(model_config, vocab_size=self.data.tokenizer.vocab_size, tag_id=-1 if tag_id is None else tag_id)
         self.model: Transformer = build_model(self.model_config).to(self.device)
         if start is not None:
             self.model.load_state_dict(start.model.state_dict())
