@@ -119,3 +119,21 @@ def test_loading_reads_no_pickle(bundle_dir, tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch, "load", refuse)
     load_bundle(copy)
+
+
+def test_the_tag_id_travels_in_config_json_and_must_match_the_tokenizer(tokenizer, trained_bundle_dir, tmp_path):
+    from conftest import make_bundle
+
+    old = load_bundle(trained_bundle_dir)  # its config.json predates tag_id
+    assert "tag_id" not in json.loads((trained_bundle_dir / "config.json").read_text())["model"]
+    assert old.model.config.tag_id == -1 and old.tokenizer.tag_id is None
+    tagged = save_bundle(make_bundle(tokenizer, tag_id=tokenizer.tag_id), tmp_path / "tagged")
+    assert json.loads((tagged / "config.json").read_text())["model"]["tag_id"] == tokenizer.tag_id == 4
+    assert load_bundle(tagged).model.config.tag_id == 4
+    wrong = tmp_path / "wrong"
+    shutil.copytree(trained_bundle_dir, wrong)
+    config = json.loads((wrong / "config.json").read_text())
+    config["model"]["tag_id"] = 4
+    (wrong / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match="tokenizer and model disagree: tag_id 4 in config.json, but spm.model has no <bt> piece"):
+        load_bundle(wrong)

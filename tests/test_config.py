@@ -87,3 +87,11 @@ def test_max_pieces_leaves_room_for_bos_or_eos():
     with pytest.raises(ConfigError, match="max_len must be at least 2"):
         preset("tiny", max_len=1)
     assert Recipe().model.max_pieces == Recipe().model.max_len - 1
+
+
+def test_tag_id_is_none_or_a_piece_of_the_vocabulary():
+    assert Recipe().model.tag_id == -1  # none: bundles made before the tag load with it
+    assert preset("tiny", vocab_size=500, tag_id=4).tag_id == 4
+    for bad in (-2, 500):
+        with pytest.raises(ConfigError, match=f"tag_id must be -1 \\(none\\) or a piece id below vocab_size \\(got {bad}\\)"):
+            preset("tiny", vocab_size=500, tag_id=bad)

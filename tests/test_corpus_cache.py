@@ -33,9 +33,9 @@ def encodes(monkeypatch) -> list[int]:
     return calls
 
 
-def encode(root, src, tgt, tokenizer, logs=None, console=None):
+def encode(root, src, tgt, tokenizer, logs=None, console=None, tag=None):
     log = (logs.append if logs is not None else lambda _: None)
-    return cached_corpus(root, "tiny", str(src), str(tgt), (file_digest(src), file_digest(tgt)), tokenizer, MAX_TOKENS, MAX_RATIO, 2, log, console)
+    return cached_corpus(root, "tiny", str(src), str(tgt), (file_digest(src), file_digest(tgt)), tokenizer, MAX_TOKENS, MAX_RATIO, 2, log, console, tag)
 
 
 def entries(root):
@@ -55,6 +55,26 @@ def test_the_cache_holds_exactly_the_filtered_encoded_pairs(tiny_corpus, tokeniz
         s, t = corpus.pair(row)
         assert s.tolist() == s_ids[i] and t.tolist() == t_ids[i]
     assert corpus.src_tokens.dtype == np.uint16 and corpus.src_lengths.tolist() == [len(s_ids[i]) for i in kept]
+
+
+def test_a_tagged_corpus_has_its_own_entry_with_the_tag_in_front_of_every_source(tiny_corpus, tokenizer, tmp_path, encodes):
+    src, tgt = tiny_corpus
+    tag = tokenizer.tag_id
+    plain = encode(tmp_path, src, tgt, tokenizer)
+    encodes.clear()
+    tagged = encode(tmp_path, src, tgt, tokenizer, tag=tag)
+    assert encodes and tagged.folder != plain.folder  # the tag is part of the key
+    s_ids, t_ids = (tokenizer.encode(lines) for lines in read_parallel(src, tgt))
+    keep, report = filter_pairs(np.array([len(s) for s in s_ids]), np.array([len(t) for t in t_ids]), MAX_TOKENS, MAX_RATIO, src_extra=1)
+    assert report.too_long > plain.report.too_long  # sources of exactly MAX_TOKENS pieces no longer fit
+    assert len(tagged) == report.kept
+    for row, i in enumerate(np.flatnonzero(keep)):
+        s, t = tagged.pair(row)
+        assert s.tolist() == [tag, *s_ids[i]] and t.tolist() == t_ids[i]
+    assert tagged.src_lengths.max() <= MAX_TOKENS and tagged.src_lengths.tolist() == [len(s_ids[i]) + 1 for i in np.flatnonzero(keep)]
+    assert tag not in plain.src_tokens and tag not in plain.tgt_tokens and tag not in tagged.tgt_tokens
+    encodes.clear()
+    assert encode(tmp_path, src, tgt, tokenizer, tag=tag).folder == tagged.folder and encodes == []  # and is kept
 
 
 def test_a_second_use_maps_the_cache_without_encoding(tiny_corpus, tokenizer, tmp_path, encodes):

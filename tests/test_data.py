@@ -77,6 +77,18 @@ def test_the_filter_drops_empty_then_over_long_then_mismatched_pairs():
     assert filter_pairs(np.array([1]), np.array([5]), 128, 3.0)[0].tolist() == [True]  # 5 pieces or fewer: never a mismatch
 
 
+def test_a_tag_in_front_of_the_source_counts_toward_the_length_limit_only():
+    src = np.array([0, 10, 9, 2, 10])
+    tgt = np.array([4, 9, 10, 7, 10])
+    # Untagged: one empty, one mismatched (2:7), the 10-piece sides within the limit.
+    assert filter_pairs(src, tgt, max_tokens=10, max_ratio=3.0)[1] == FilterReport(kept=3, empty=1, too_long=0, ratio=1)
+    keep, report = filter_pairs(src, tgt, max_tokens=10, max_ratio=3.0, src_extra=1)
+    # The tag makes the 10-piece sources 11 long; an empty source stays empty and 2:7 stays a
+    # mismatch (the tag is not text), so only the limit moves.
+    assert keep.tolist() == [False, False, True, False, False]
+    assert report == FilterReport(kept=1, empty=1, too_long=2, ratio=1)
+
+
 def test_a_stream_reads_plain_and_gzip_lines_stripped_in_chunks(tmp_path):
     (tmp_path / "a.de").write_text(" eins \nzwei\ndrei\n", encoding="utf-8")
     (tmp_path / "a.en.gz").write_bytes(gzip.compress("one\ntwo \nthree".encode()))  # no final newline

@@ -175,3 +175,29 @@ def test_fast_paths_decode_like_the_plain_model(trained_bundle_dir, reference, b
     src = source_batch(fast, SENTENCES)
     config = DecodeConfig(beam_size=beam_size, n_best=beam_size, max_len_a=1.5, max_len_b=5)
     assert_same_hypotheses(search(fast.model, src, config, fast.project), search(plain, src, config))
+
+
+def favouring(model, token: int, boost: float = 100.0):
+    """The model's output projection with `token`'s logit raised by `boost`: it wins every step."""
+    def project(hidden):
+        logits = model.project(hidden)
+        logits[:, token] += boost
+        return logits
+
+    return project
+
+
+@pytest.mark.parametrize("decoder, beam_size", [(greedy_search, 1), (beam_search, 3)])
+def test_search_never_emits_the_tag_piece_even_where_the_model_favours_it(tokenizer, decoder, beam_size):
+    from conftest import make_bundle
+
+    tag = tokenizer.tag_id
+    untagged, tagged = make_bundle(tokenizer).model, make_bundle(tokenizer, tag_id=tag).model  # the same seeded weights
+    c = tagged.config
+    src = pad([s + [c.eos_id] for s in tokenizer.encode(SENTENCES)], c.pad_id)
+    config = DecodeConfig(beam_size=beam_size, n_best=beam_size, max_len_a=1.0, max_len_b=5)
+    free = decoder(untagged, src, config, favouring(untagged, tag))
+    assert all(tag in h.tokens for hyps in free for h in hyps)  # without tag_id the boosted tag wins
+    banned = decoder(tagged, src, config, favouring(tagged, tag))
+    assert all(len(hyps) == beam_size for hyps in banned)
+    assert not any(tag in h.tokens for hyps in banned for h in hyps)

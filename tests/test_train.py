@@ -520,3 +520,68 @@ def test_cpu_training_in_bfloat16_starts_where_float32_does_learns_and_bundles_f
     assert sum(half_losses[s] for s in range(36, 41)) < sum(half_losses[s] for s in range(1, 6))
     bundle = load_bundle(tmp_path / "bf16" / "bundle")
     assert all(p.dtype == torch.float32 for p in bundle.model.parameters())
+
+
+def tagged_recipe(tiny_corpus, tmp_path, extra: str = "") -> Path:
+    """A recipe of two corpora split from the tiny one: 'real' (250 pairs) and 'synthetic' (150,
+    tag = true); `extra` goes at the end of [train]."""
+    lines = [p.read_text(encoding="utf-8").splitlines() for p in tiny_corpus]
+    for name, part in (("real", slice(0, 250)), ("synthetic", slice(250, 400))):
+        for lang, side in zip(("de", "en"), lines):
+            (tmp_path / f"{name}.{lang}").write_text("".join(f"{x}\n" for x in side[part]), encoding="utf-8")
+    recipe = tmp_path / "tagged.toml"
+    recipe.write_text(
+        'preset = "tiny"\n[model]\nvocab_size = 500\n[train]\nbatch_tokens = 600\nthreads = 1\nseed = 3\nsave_every = 2\nlog_every = 1\n'
+        f"{extra}\n"
+        '[[train.corpora]]\nname = "real"\nsrc = "real.de"\ntgt = "real.en"\n'
+        '[[train.corpora]]\nname = "synthetic"\nsrc = "synthetic.de"\ntgt = "synthetic.en"\ntag = true\n'
+    )
+    return recipe
+
+
+def test_a_tagged_corpus_trains_a_bundle_that_bans_the_tag_and_resume_and_fine_tuning_keep_it(tiny_corpus, tmp_path):
+    recipe = tagged_recipe(tiny_corpus, tmp_path)
+    out, straight = tmp_path / "run", tmp_path / "straight"
+    result = run("train", "--config", recipe, "--out", out, "--max-steps", 2)
+    assert result.exit_code == 0, result.output
+    assert "training data synthetic: kept" in result.stderr and "tagged <bt>" in result.stderr
+    bundle = load_bundle(out / "bundle")
+    assert bundle.tokenizer.tag_id == bundle.model.config.tag_id == 4
+    stats = {c["name"]: c for c in json.loads((out / "run.json").read_text())["corpora"]}
+    assert (stats["real"]["tagged"], stats["synthetic"]["tagged"]) == (False, True)
+    card = (out / "bundle" / "README.md").read_text()
+    assert "| weight | tagged |" in card and "`<bt>`" in card
+    for name, mark in (("real", "no"), ("synthetic", "yes")):
+        c = stats[name]
+        assert f"| {name} | `{c['src']}` | `{c['tgt']}` | {c['pairs']:,} | {c['weight']:g} | {mark} |" in card
+    assert bundle.extra["training"]["corpora"] == [{"name": "real", "pairs": stats["real"]["pairs"], "weight": 1.0},
+                                                   {"name": "synthetic", "pairs": stats["synthetic"]["pairs"], "weight": 1.0, "tagged": True}]
+
+    # Resumed, it keeps the tag and follows the trajectory of a run that never stopped.
+    result = run("train", "--config", recipe, "--out", out, "--max-steps", 4, "--resume")
+    assert result.exit_code == 0, result.output
+    assert "resumed from step-0000002" in result.stderr and "corpus synthetic: encoded before" in result.stderr
+    assert load_bundle(out / "bundle").model.config.tag_id == 4
+    assert run("train", "--config", recipe, "--out", straight, "--max-steps", 4).exit_code == 0
+    expected, got = losses(straight), losses(out)
+    assert sorted(got) == [1, 2, 3, 4]
+    for step in got:
+        assert got[step] == pytest.approx(expected[step], rel=1e-5, abs=1e-6), step
+
+    # Fine-tuned from that bundle, with the tagged corpus: its tokenizer has the piece.
+    tuned = tmp_path / "tuned"
+    result = run("train", "--config", recipe, "--init-from", out / "bundle", "--out", tuned, "--max-steps", 1)
+    assert result.exit_code == 0, result.output
+    assert (tuned / "spm.model").read_bytes() == (out / "bundle" / "spm.model").read_bytes()
+    assert load_bundle(tuned / "bundle").model.config.tag_id == 4
+
+
+@pytest.mark.parametrize("option", ["--init-from", "spm_model"])
+def test_a_tagged_corpus_with_a_tokenizer_lacking_the_tag_is_one_line_before_training(tiny_corpus, tmp_path, trained_bundle_dir, option):
+    recipe = tagged_recipe(tiny_corpus, tmp_path, f'spm_model = "{trained_bundle_dir / "spm.model"}"' if option == "spm_model" else "")
+    out = tmp_path / "run"
+    args = ["--init-from", trained_bundle_dir] if option == "--init-from" else []
+    origin = f"the bundle --init-from {trained_bundle_dir}" if option == "--init-from" else f"spm_model {trained_bundle_dir / 'spm.model'}"
+    result = run("train", "--config", recipe, "--out", out, "--max-steps", 2, *args)
+    assert_one_line_error(result, "corpus 'synthetic' has tag = true", f"the tokenizer of {origin} reserves no <bt> piece")
+    assert not list((out / "checkpoints").glob("*")) and not (out / "metrics.jsonl").exists()

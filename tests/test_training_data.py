@@ -71,6 +71,48 @@ def test_the_batches_of_an_epoch_honour_the_corpus_weights(two_corpora, tokenize
         assert batch.src.shape[0] == len(batches[0])
 
 
+def test_the_sources_of_a_tagged_corpus_start_with_the_tag_in_every_batch(two_corpora, tokenizer, tmp_path):
+    from dataclasses import replace
+
+    big, small = two_corpora
+    tag = tokenizer.tag_id
+    data, logs = prepare(tmp_path, (replace(big, tag=True), small), tokenizer)
+    assert tag is not None and any(line.startswith("training data big: kept") and "tagged <bt>" in line for line in logs)
+    assert [s.tagged for s in data.stats()] == [True, False]
+    n_big = len(data.corpora[0])
+    untagged, _ = prepare(tmp_path / "plain", (big, small), tokenizer)
+    assert len(untagged.corpora[0]) == n_big  # no source near the length limit: the same pairs kept
+    assert data.src_lens[:n_big].tolist() == (untagged.src_lens[:n_big] + 1).tolist()  # each one piece longer
+    config = preset("tiny", vocab_size=400)
+    batches = data.epoch_batches(batch_tokens=300, seed=1, epoch=0, dist=Distributed())
+    rows = 0
+    for k in range(len(batches)):
+        ids = batches[k]
+        batch = data.batch(ids, config)
+        for pair, row in zip(ids.tolist(), batch.src.tolist()):
+            if pair < n_big:
+                assert row[:row.index(config.eos_id)] == [tag, *untagged.corpora[0].pair(pair)[0].tolist()]
+            else:
+                assert tag not in row
+        assert tag not in batch.tgt_in.flatten().tolist() and tag not in batch.tgt_out.flatten().tolist()
+        rows += len(ids)
+    assert rows == data.pairs
+
+
+def test_a_tagged_corpus_needs_a_tokenizer_that_reserves_the_tag(two_corpora, trained_bundle_dir, tmp_path):
+    from dataclasses import replace
+
+    from xformer_cli.tokenizer import Tokenizer
+
+    big, small = two_corpora
+    old = Tokenizer.load(trained_bundle_dir / "spm.model")  # made before the tag existed
+    with pytest.raises(ConfigError, match="corpus 'small' has tag = true, but the tokenizer of this run folder reserves no <bt> piece"):
+        prepare(tmp_path, (big, replace(small, tag=True)), old)
+    assert not (tmp_path / "cache" / "corpora").exists()  # refused before encoding anything
+    data, _ = prepare(tmp_path, (big, small), old)  # untagged corpora train with it as before
+    assert [s.tagged for s in data.stats()] == [False, False]
+
+
 def test_every_rank_gets_equally_many_batches_and_none_twice(two_corpora, tokenizer, tmp_path):
     data, _ = prepare(tmp_path, two_corpora, tokenizer)
     whole = data.epoch_batches(300, 1, 0, Distributed())
@@ -108,10 +150,10 @@ def test_a_recipe_lists_corpora_with_weights_relative_to_its_folder(tmp_path):
     recipe = tmp_path / "r.toml"
     recipe.write_text(
         '[train]\n[[train.corpora]]\nname = "news"\nsrc = "data/news.de.gz"\ntgt = "data/news.en.gz"\nweight = 2\n'
-        '[[train.corpora]]\nsrc = "/abs/europarl.de"\ntgt = "/abs/europarl.en"\n'
+        '[[train.corpora]]\nsrc = "/abs/europarl.de"\ntgt = "/abs/europarl.en"\ntag = true\n'
     )
     corpora = load_recipe(recipe).train.training_corpora()
-    assert [(c.label, c.weight) for c in corpora] == [("news", 2.0), ("europarl", 1.0)]
+    assert [(c.label, c.weight, c.tag) for c in corpora] == [("news", 2.0, False), ("europarl", 1.0, True)]
     assert corpora[0].src == str((tmp_path / "data" / "news.de.gz").resolve()) and corpora[1].tgt == "/abs/europarl.en"
     shorthand = apply_flags(load_recipe(recipe), train={"src": "a.de", "tgt": "a.en"}).train
     assert shorthand.training_corpora() == (CorpusConfig("a.de", "a.en"),)  # --src/--tgt replace the list
@@ -124,6 +166,8 @@ def test_a_recipe_lists_corpora_with_weights_relative_to_its_folder(tmp_path):
         ('src = "a"', ["tgt missing in corpora[0] in [train] of"]),
         ('src = "a"\ntgt = "b"\nwieght = 2', ["unknown key 'wieght' in corpora[0] in [train] of"]),
         ('src = "a"\ntgt = "b"\nweight = -1', ["corpus weight must be 0 or more"]),
+        ('src = "a"\ntgt = "b"\ntag = "yes"', ["tag in corpora[0] in [train] of", "must be true or false", "'yes'"]),
+        ('src = "a"\ntgt = "b"\ntag = 1', ["tag in corpora[0] in [train] of", "must be true or false"]),
     ],
 )
 def test_a_bad_corpus_table_names_the_key_and_the_file(tmp_path, table, fragments):

@@ -26,7 +26,7 @@ import torch
 from xformer_cli.config import DecodeConfig, ModelConfig, from_dict, to_dict
 from xformer_cli.errors import ModelLoadError
 from xformer_cli.model.transformer import Transformer, build_model
-from xformer_cli.tokenizer import AnyTokenizer, load_tokenizer
+from xformer_cli.tokenizer import TAG_PIECE, AnyTokenizer, load_tokenizer
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -154,6 +154,11 @@ def load_bundle(ref: str | Path, revision: str | None = None) -> Bundle:
         raise ModelLoadError(
             f"tokenizer and model disagree: {tokenizer.vocab_size} pieces in {', '.join(tokenizer.files())}, "
             f"vocab_size {model_config.vocab_size} in {CONFIG_FILE}"
+        )
+    if model_config.tag_id != -1 and model_config.tag_id != tokenizer.tag_id:  # -1: a bundle made before the tag, or none
+        raise ModelLoadError(
+            f"tokenizer and model disagree: tag_id {model_config.tag_id} in {CONFIG_FILE}, but {', '.join(tokenizer.files())} "
+            + (f"reserves {TAG_PIECE} as {tokenizer.tag_id}" if tokenizer.tag_id is not None else f"has no {TAG_PIECE} piece")
         )
     model = build_model(model_config, initialize=False)  # every weight is loaded below
     load_weights(model, directory / WEIGHTS_FILE)

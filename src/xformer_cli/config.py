@@ -49,6 +49,9 @@ class ModelConfig:
     unk_id: int = 1
     bos_id: int = 2  # the id decoding starts from, and the first decoder input in training (Marian: its pad id)
     eos_id: int = 3
+    # The tokenizer's reserved tag piece (tokenizer.TAG_PIECE), which search never emits; -1: none.
+    # Like vocab_size, training sets it from the tokenizer.
+    tag_id: int = -1
 
     def __post_init__(self) -> None:
         if self.d_model % self.h:
@@ -66,6 +69,8 @@ class ModelConfig:
                 raise ConfigError(f"{name} must be positive (got {getattr(self, name)})")
         if self.max_len < 2:
             raise ConfigError(f"max_len must be at least 2, for BOS or EOS and one piece (got {self.max_len})")
+        if not -1 <= self.tag_id < self.vocab_size:
+            raise ConfigError(f"tag_id must be -1 (none) or a piece id below vocab_size (got {self.tag_id})")
 
     @property
     def max_pieces(self) -> int:
@@ -116,13 +121,15 @@ class CorpusConfig:
 
     An epoch takes round(weight × pairs) pairs of each corpus, its pairs counted after filtering:
     weight 1 is every pair once, 2 every pair twice, 0.5 a fresh seeded half of the pairs in each
-    epoch, 0 none.
+    epoch, 0 none. A corpus marked `tag` is synthetic (e.g. back-translated): each of its sources
+    gets the tokenizer's reserved tag piece in front (tagged back-translation, Caswell et al. 2019).
     """
 
     src: str  # source file (plain or .gz); relative to the recipe's folder in a recipe
     tgt: str  # target file, line i translating line i of src
     name: str = ""  # for logs and the model card; default: the source file's name without suffixes
     weight: float = 1.0  # pairs per epoch = round(weight × the corpus's pairs)
+    tag: bool = False  # synthetic: the reserved tag piece goes in front of every source sentence
 
     def __post_init__(self) -> None:
         if not self.src or not self.tgt:
@@ -146,7 +153,7 @@ class TrainConfig:
 
     src: str = ""  # training source file (plain or .gz): the one-corpus shorthand for `corpora`
     tgt: str = ""  # training target file
-    # Several training corpora with weights ([[train.corpora]] tables: name, src, tgt, weight),
+    # Several training corpora with weights ([[train.corpora]] tables: name, src, tgt, weight, tag),
     # instead of src/tgt. One epoch = each corpus contributes round(weight × its pair count after
     # filtering) pairs: weight 2 = every pair twice, 0.5 = a fresh seeded half in every epoch.
     corpora: tuple[CorpusConfig, ...] = ()

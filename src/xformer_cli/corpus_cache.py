@@ -3,7 +3,8 @@ and memory-mapped by training (fairseq's binarized data, kept in a cache like Hu
 datasets' ~/.cache/huggingface/datasets).
 
 The cache is keyed by content, never by file name: the sha256 of the corpus files' bytes and of
-the SentencePiece model, the filter settings and the format version. A repeated or resumed run
+the SentencePiece model, the filter settings, the tag (for a synthetic corpus) and the format
+version. A repeated or resumed run
 on the same data finds its corpus there; a changed file, tokenizer or filter makes a new entry.
 
     <cache>/                        --cache-dir, else $XFORMER_CACHE, else $XDG_CACHE_HOME/xformer,
@@ -11,7 +12,8 @@ on the same data finds its corpus there; a changed file, tokenizer or filter mak
       corpora/<key>/                one encoded corpus (the pairs the filter kept)
         meta.json                   format, key, counts, dtypes, file sizes, filter report, sources
         src.tokens, tgt.tokens      every sentence's piece ids one after another (uint16, or int32
-                                    for a vocabulary over 65,536 pieces)
+                                    for a vocabulary over 65,536 pieces); a tagged corpus's
+                                    sources start with the tag id
         src.offsets, tgt.offsets    int64, pairs + 1: sentence i is tokens[offsets[i]:offsets[i + 1]]
         src.lengths, tgt.lengths    pieces per sentence (uint16, or int32), for batching
       tokenizers/<key>.model        SentencePiece models trained on a corpus, keyed by the corpus
@@ -39,7 +41,7 @@ import numpy as np
 from xformer_cli.checkpoint import fsync_folder
 from xformer_cli.data import FilterReport, ParallelReader, filter_pairs
 from xformer_cli.errors import DataError
-from xformer_cli.tokenizer import AnyTokenizer
+from xformer_cli.tokenizer import TAG_PIECE, AnyTokenizer
 
 FORMAT = 1
 CHUNK_PAIRS = 20_000  # pairs encoded at a time: big enough for SentencePiece's threads, small in memory
@@ -77,11 +79,12 @@ def content_key(**parts: object) -> str:
 
 def tokenizer_cache_path(root: Path, corpus_digests: list[tuple[str, str]], vocab_size: int, sample: int, seed: int) -> Path:
     """Where a SentencePiece model trained on these corpora (sha256 of source and target files,
-    in order) with these settings and this SentencePiece version is kept."""
+    in order) with these settings, reserved pieces and this SentencePiece version is kept (a model
+    cached before the tag piece was reserved is not taken for one that has it)."""
     import sentencepiece
 
     key = content_key(kind="tokenizer", corpora=corpus_digests, vocab_size=vocab_size, sample=sample, seed=seed,
-                      sentencepiece=sentencepiece.__version__)
+                      sentencepiece=sentencepiece.__version__, reserved=[TAG_PIECE])
     return root / "tokenizers" / f"{key[:32]}.model"
 
 
@@ -176,10 +179,11 @@ def flat(ids: list[list[int]], dtype: np.dtype, total: int) -> np.ndarray:
 
 
 def encode_corpus(folder: Path, key: str, src: str, tgt: str, tokenizer: AnyTokenizer, max_tokens: int, max_ratio: float,
-                  threads: int, progress) -> None:
+                  threads: int, progress, tag: int | None = None) -> None:
     """Encode and filter the corpus into `folder` (a fresh, empty folder), in chunks of pairs on
     `threads` SentencePiece threads, and write its meta.json last. `progress` is an
-    EncodeProgress (or anything with its `update`)."""
+    EncodeProgress (or anything with its `update`). A `tag` id goes in front of every source,
+    counted in its length and toward `max_tokens` (see `filter_pairs`)."""
     reader = ParallelReader(src, tgt)
     dtype, length_dtype = token_dtype(tokenizer.vocab_size), np.dtype(np.uint16 if max_tokens < 1 << 16 else np.int32)
     writers = {name: ArrayWriter(folder / name, dtype if name.endswith("tokens") else length_dtype if name.endswith("lengths") else np.int64)
@@ -193,7 +197,10 @@ def encode_corpus(folder: Path, key: str, src: str, tgt: str, tokenizer: AnyToke
         for s_text, t_text in reader.chunks(CHUNK_PAIRS):
             ids = {"src": tokenizer.encode(s_text, threads), "tgt": tokenizer.encode_target(t_text, threads)}
             lengths = {side: np.fromiter(map(len, ids[side]), np.int64, count=len(ids[side])) for side in ids}
-            keep, chunk_report = filter_pairs(lengths["src"], lengths["tgt"], max_tokens, max_ratio)
+            keep, chunk_report = filter_pairs(lengths["src"], lengths["tgt"], max_tokens, max_ratio, src_extra=int(tag is not None))
+            if tag is not None:
+                ids["src"] = [[tag, *s] for s in ids["src"]]
+                lengths["src"] += 1
             report += chunk_report
             kept = np.flatnonzero(keep).tolist()
             for side in ("src", "tgt"):
@@ -216,6 +223,7 @@ def encode_corpus(folder: Path, key: str, src: str, tgt: str, tokenizer: AnyToke
         "dtypes": {name: w.dtype.name for name, w in writers.items()},
         "counts": {name: w.count for name, w in writers.items()},
         "vocab_size": tokenizer.vocab_size,
+        "tag": tag,
         "source": {"src": str(src), "tgt": str(tgt)},
     }
     with open(folder / "meta.json", "w", encoding="utf-8") as f:
@@ -225,9 +233,10 @@ def encode_corpus(folder: Path, key: str, src: str, tgt: str, tokenizer: AnyToke
 
 
 def cached_corpus(root: Path, name: str, src: str, tgt: str, digests: tuple[str, str], tokenizer: AnyTokenizer, max_tokens: int,
-                  max_ratio: float, threads: int, log: Callable[[str], None], console=None) -> EncodedCorpus:
+                  max_ratio: float, threads: int, log: Callable[[str], None], console=None, tag: int | None = None) -> EncodedCorpus:
     """The encoded corpus `src`/`tgt` (with sha256 `digests`) from the cache under `root`,
-    encoding it first when the cache has no sound entry for it.
+    encoding it first when the cache has no sound entry for it; with a `tag` id in front of every
+    source (a synthetic corpus: another entry than the untagged one).
 
     A full disk (or any other write error) while encoding is a DataError, and leaves nothing
     behind but the lock file."""
@@ -236,7 +245,7 @@ def cached_corpus(root: Path, name: str, src: str, tgt: str, digests: tuple[str,
     from xformer_cli.progress import EncodeProgress
 
     key = content_key(kind="corpus", src=digests[0], tgt=digests[1], tokenizer=tokenizer.digest(),
-                      max_tokens=max_tokens, max_ratio=max_ratio)
+                      max_tokens=max_tokens, max_ratio=max_ratio, **({"tag": tag} if tag is not None else {}))  # untagged keys as before
     corpora = root / "corpora"
     folder = corpora / key[:32]
     try:
@@ -264,7 +273,7 @@ def cached_corpus(root: Path, name: str, src: str, tgt: str, digests: tuple[str,
         try:
             tmp.mkdir()
             with EncodeProgress(console, name, os.path.getsize(src)) as progress:
-                encode_corpus(tmp, key, src, tgt, tokenizer, max_tokens, max_ratio, threads, progress)
+                encode_corpus(tmp, key, src, tgt, tokenizer, max_tokens, max_ratio, threads, progress, tag)
             fsync_folder(tmp)
             os.rename(tmp, folder)
             fsync_folder(corpora)

@@ -19,7 +19,7 @@ from xformer_cli.checkpoint import average_states, load_checkpoint, model_state
 from xformer_cli.config import DecodeConfig, ModelConfig, TrainConfig, from_dict, to_dict
 from xformer_cli.model.transformer import Transformer, build_model, count_parameters
 from xformer_cli.run_folder import RunFolder
-from xformer_cli.tokenizer import AnyTokenizer, load_tokenizer
+from xformer_cli.tokenizer import TAG_PIECE, AnyTokenizer, load_tokenizer
 from xformer_cli.training_data import CorpusStats
 
 
@@ -68,13 +68,24 @@ def final_weights(run: RunFolder, average_last: int, current: dict[str, torch.Te
 
 
 def corpora_text(corpora: list[CorpusStats]) -> str:
-    """The model card's training-data section: one row per corpus."""
-    rows = "\n".join(f"| {c.name} | `{c.src}` | `{c.tgt}` | {c.pairs:,} | {c.weight:g} |" for c in corpora)
+    """The model card's training-data section: one row per corpus, with a `tagged` column where
+    any corpus is tagged (synthetic)."""
+    tagged = any(c.tagged for c in corpora)
+    rows = "\n".join(f"| {c.name} | `{c.src}` | `{c.tgt}` | {c.pairs:,} | {c.weight:g} |" + (f" {'yes' if c.tagged else 'no'} |" if tagged else "")
+                     for c in corpora)
     return (
-        f"| corpus | source | target | pairs | weight |\n|---|---|---|---:|---:|\n{rows}\n\n"
+        f"| corpus | source | target | pairs | weight |{' tagged |' if tagged else ''}\n|---|---|---|---:|---:|{'---|' if tagged else ''}\n{rows}\n\n"
         "Pairs are counted after filtering (empty, over-long and length-mismatched pairs dropped). "
         "An epoch takes round(weight × pairs) pairs of each corpus."
+        + (f" A tagged corpus is synthetic (machine-made sources, such as back-translations): each of its sources starts with "
+           f"the reserved piece `{TAG_PIECE}` (tagged back-translation, Caswell et al. 2019), which text to translate never produces."
+           if tagged else "")
     )
+
+
+def corpus_summary(corpus: CorpusStats) -> dict:
+    """One corpus as config.json's "training" lists it ("tagged" only where it is)."""
+    return {"name": corpus.name, "pairs": corpus.pairs, "weight": corpus.weight, **({"tagged": True} if corpus.tagged else {})}
 
 
 def write_run_bundle(out: Path, name: str, model: Transformer, info: RunInfo, training: str, recipe: str, scores: list[Score], extra: dict) -> Path:

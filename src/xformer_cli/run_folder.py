@@ -23,6 +23,8 @@ import torch
 from xformer_cli.checkpoint import TrainState, atomic_write, save_checkpoint
 from xformer_cli.errors import RunError
 
+TOKENIZER_FIELDS = ("vocab_size", "tag_id")  # ModelConfig fields training takes from the tokenizer, not the recipe
+
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """The records of a `metrics.jsonl` file, in order."""
@@ -63,12 +65,12 @@ class RunFolder:
 
     def check_start(self, model: dict[str, Any], resume: bool) -> None:
         """A new run needs a folder without checkpoints; a resumed one, a run.json whose model
-        config equals `model` (the vocabulary size aside: the tokenizer sets it)."""
+        config equals `model` (the vocabulary size and the tag id aside: the tokenizer sets them)."""
         if resume:
             if not (self.out / "run.json").exists():
                 raise RunError(f"nothing to resume in {self.out}: no run.json")
-            old = {k: v for k, v in self.read_run()["model"].items() if k != "vocab_size"}
-            new = {k: v for k, v in model.items() if k != "vocab_size"}
+            old = {k: v for k, v in self.read_run()["model"].items() if k not in TOKENIZER_FIELDS}
+            new = {k: v for k, v in model.items() if k not in TOKENIZER_FIELDS}
             if old != new:
                 raise RunError(f"--resume with a changed model config ({config_difference(old, new)})")
         elif self.checkpoint_paths():

@@ -31,9 +31,9 @@ class Hypothesis:
 
 
 def _banned(model: Transformer, device: torch.device) -> Tensor:
-    """Ids never chosen: padding, BOS and UNK."""
+    """Ids never chosen: padding, BOS, UNK and the tag piece of synthetic sources (where there is one)."""
     c = model.config
-    return torch.tensor([c.pad_id, c.bos_id, c.unk_id], device=device)
+    return torch.tensor([c.pad_id, c.bos_id, c.unk_id] + ([c.tag_id] if c.tag_id >= 0 else []), device=device)
 
 
 def _eos_only(model: Transformer, device: torch.device) -> Tensor:

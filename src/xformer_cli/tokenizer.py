@@ -8,6 +8,11 @@ character outside the vocabulary becomes byte pieces and `<unk>` never reaches t
 Both kinds offer the same methods: `encode` (source text), `encode_target`, `decode` (target ids),
 `pieces`, `vocab_size`, `digest` (for cache keys) and `files` (what a folder keeps of them);
 `load_tokenizer` reads either from a bundle or run folder.
+
+Every joint tokenizer trained here also reserves TAG_PIECE, a SentencePiece control symbol:
+encoding text never produces it (the string "<bt>" in a user's text becomes ordinary pieces)
+and decoding drops it. Training puts it in front of the sources of corpora marked synthetic
+(tagged back-translation, Caswell et al. 2019). Tokenizers made before it existed lack it.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from xformer_cli.errors import ConfigError, ModelLoadError
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 SPM_FILE = "spm.model"  # a joint tokenizer's one file
 SOURCE_SPM, TARGET_SPM, VOCAB_FILE = "source.spm", "target.spm", "vocab.json"  # Marian's three
+TAG_PIECE = "<bt>"  # the reserved piece in front of every source of a synthetic (tagged) corpus
 T = TypeVar("T")
 
 
@@ -80,6 +86,13 @@ class Tokenizer:
 
     def pieces(self, ids: Sequence[int]) -> list[str]:
         return [self.sp.IdToPiece(i) for i in ids]
+
+    @property
+    def tag_id(self) -> int | None:
+        """The id of TAG_PIECE, or None where this model does not reserve it as a control symbol
+        (a tokenizer made before tagging existed, or another one)."""
+        i = self.sp.PieceToId(TAG_PIECE)  # the unknown piece's id when absent
+        return i if i != self.sp.unk_id() and self.sp.IsControl(i) else None
 
 
 def reservoir_sample(items: Iterable[T], k: int, rng: random.Random) -> list[T]:
@@ -146,6 +159,7 @@ def _train(sentences: list[str], model: io.BytesIO, vocab_size: int, model_type:
         num_threads=2,
         minloglevel=2,
         hard_vocab_limit=False,
+        control_symbols=[TAG_PIECE],  # id 4, right after the fixed ids
     )
 
 
@@ -216,6 +230,11 @@ class SourceTargetTokenizer:
 
     def pieces(self, ids: Sequence[int]) -> list[str]:
         return [self.id_to_piece[i] for i in ids]
+
+    @property
+    def tag_id(self) -> int | None:
+        """None: Marian's vocabularies reserve no tag piece."""
+        return None
 
     def files(self) -> dict[str, bytes]:
         """The files a bundle or run folder keeps of this tokenizer, by name."""

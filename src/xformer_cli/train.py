@@ -31,7 +31,7 @@ from xformer_cli.distributed import Distributed, autocast, half_precision, train
 from xformer_cli.errors import Interrupted, RunError
 from xformer_cli.loss import token_loss
 from xformer_cli.model.transformer import Transformer, build_model, count_parameters
-from xformer_cli.run_bundle import RunInfo, final_weights, write_run_bundle
+from xformer_cli.run_bundle import RunInfo, corpus_summary, final_weights, write_run_bundle
 from xformer_cli.run_folder import RunFolder
 from xformer_cli.training_data import EpochBatches, prepare_training_data
 from xformer_cli.validation import Validator
@@ -130,7 +130,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.data = prepare_training_data(cfg, self.run_folder, self.dist, model_config, self.log,
                                           self.console if self.dist.main else None, start.tokenizer if start else None)
-        self.model_config = replace(model_config, vocab_size=self.data.tokenizer.vocab_size)
+        tag_id = self.data.tokenizer.tag_id  # recorded so that search never emits it
+        self.model_config = replace(model_config, vocab_size=self.data.tokenizer.vocab_size, tag_id=-1 if tag_id is None else tag_id)
         self.model: Transformer = build_model(self.model_config).to(self.device)
         if start is not None:
             self.model.load_state_dict(start.model.state_dict())
@@ -308,7 +309,7 @@ class Trainer:
             training=f"{s.step} steps, {s.elapsed / 60:.1f} minutes; weights: {which}.{self.validator.scope()}",
             recipe=self.recipe_text, scores=scores,
             extra={"steps": s.step, "weights": which, "train_pairs": self.data.pairs,
-                   "corpora": [{"name": c.name, "pairs": c.pairs, "weight": c.weight} for c in self.data.stats()]},
+                   "corpora": [corpus_summary(c) for c in self.data.stats()]},
         )
         from xformer_cli.plot import plot_curves
 

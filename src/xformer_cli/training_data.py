@@ -7,6 +7,9 @@ pairs are sorted by length (ties broken at random), cut into token-budget batche
 batches shuffled: a pure function of (lengths, weights, budget, seed, epoch), held in numpy
 arrays, so a resumed run finds the same batches and needs to remember only (epoch, batch index).
 
+A corpus marked `tag` (synthetic) is encoded with the tokenizer's tag id in front of every source,
+into a cache entry of its own: its lengths, and so its batches, count the tag.
+
 Under torchrun, rank 0 trains or loads the tokenizer and encodes the corpora; the others wait,
 then load the same tokenizer and map the same cache files. Every rank computes the same batches
 and takes every world-th of them, all ranks equally many.
@@ -27,9 +30,9 @@ from xformer_cli.config import CorpusConfig, ModelConfig, TrainConfig
 from xformer_cli.corpus_cache import EncodedCorpus, StaleCache, cache_root, cached_corpus, file_digest, open_encoded, tokenizer_cache_path
 from xformer_cli.data import Batch, ParallelReader, batch_bounds, collate, read_parallel
 from xformer_cli.distributed import Distributed
-from xformer_cli.errors import ModelLoadError, RunError
+from xformer_cli.errors import ConfigError, ModelLoadError, RunError
 from xformer_cli.run_folder import RunFolder
-from xformer_cli.tokenizer import AnyTokenizer, Tokenizer, has_tokenizer, load_tokenizer, train_tokenizer
+from xformer_cli.tokenizer import TAG_PIECE, AnyTokenizer, Tokenizer, has_tokenizer, load_tokenizer, train_tokenizer
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,7 @@ class CorpusStats:
     weight: float
     pairs: int  # after filtering
     report: str  # the filter's report
+    tagged: bool = False  # synthetic: its sources start with the tag piece (absent from older run.json files)
 
 
 class TrainingData:
@@ -128,7 +132,7 @@ class TrainingData:
         return len(self.src_lens)
 
     def stats(self) -> list[CorpusStats]:
-        return [CorpusStats(s.label, s.src, s.tgt, s.weight, len(c), str(c.report)) for s, c in zip(self.specs, self.corpora)]
+        return [CorpusStats(s.label, s.src, s.tgt, s.weight, len(c), str(c.report), s.tag) for s, c in zip(self.specs, self.corpora)]
 
     def epoch_batches(self, batch_tokens: int, seed: int, epoch: int, dist: Distributed) -> EpochBatches:
         """This rank's batches of `epoch`."""
@@ -191,6 +195,17 @@ def cached_tokenizer(path: Path | None, log: Callable[[str], None]) -> Tokenizer
     return tokenizer
 
 
+def check_tags(specs: tuple[CorpusConfig, ...], tokenizer: AnyTokenizer, cfg: TrainConfig) -> None:
+    """A tagged corpus needs a tokenizer that reserves the tag piece; else a ConfigError naming the
+    corpus and where the tokenizer came from."""
+    tagged = [s.label for s in specs if s.tag]
+    if tagged and tokenizer.tag_id is None:
+        origin = (f"the bundle --init-from {cfg.init_from}" if cfg.init_from else f"spm_model {cfg.spm_model}" if cfg.spm_model
+                  else "this run folder")
+        raise ConfigError(f"corpus {tagged[0]!r} has tag = true, but the tokenizer of {origin} reserves no {TAG_PIECE} piece "
+                          "(it was made before tagged corpora existed): drop the tag or use a tokenizer trained by this version")
+
+
 def prepare_training_data(cfg: TrainConfig, run: RunFolder, dist: Distributed, model_config: ModelConfig, log: Callable[[str], None],
                           console=None, given: AnyTokenizer | None = None) -> TrainingData:
     """Tokenizer, encoded corpora and validation set of a run (see the module's docstring)."""
@@ -204,12 +219,14 @@ def prepare_training_data(cfg: TrainConfig, run: RunFolder, dist: Distributed, m
         tokenizer_path = tokenizer_cache_path(root, digests, model_config.vocab_size, cfg.spm_sample, cfg.seed)
     tokenizer = prepare_tokenizer(cfg, run, dist, model_config.vocab_size, lambda: corpus_sentences(specs), log, given,
                                   tokenizer_path if dist.main else None, console)
+    check_tags(specs, tokenizer, cfg)
     max_tokens = min(cfg.max_tokens_per_sentence, model_config.max_pieces)
     if dist.main:
-        corpora = [cached_corpus(root, c.label, c.src, c.tgt, d, tokenizer, max_tokens, cfg.max_length_ratio, torch.get_num_threads(), log, console)
+        corpora = [cached_corpus(root, c.label, c.src, c.tgt, d, tokenizer, max_tokens, cfg.max_length_ratio, torch.get_num_threads(), log, console,
+                                 tokenizer.tag_id if c.tag else None)
                    for c, d in zip(specs, digests)]
         for spec, corpus in zip(specs, corpora):
-            log(f"training data {spec.label}: {corpus.report} (weight {spec.weight:g})")
+            log(f"training data {spec.label}: {corpus.report} (weight {spec.weight:g}{f', tagged {TAG_PIECE}' if spec.tag else ''})")
     entries = dist.share([(str(c.folder), c.key) for c in corpora] if dist.main else None)
     if not dist.main:
         try:
