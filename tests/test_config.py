@@ -87,3 +87,10 @@ def test_max_pieces_leaves_room_for_bos_or_eos():
     with pytest.raises(ConfigError, match="max_len must be at least 2"):
         preset("tiny", max_len=1)
     assert Recipe().model.max_pieces == Recipe().model.max_len - 1
+
+
+def test_a_recipe_may_sample_with_a_beam_of_one(tmp_path):
+    recipe = load_recipe(write_recipe(tmp_path, "[decode]\nsample = true\nbeam_size = 1\nsample_topk = 10\ntemperature = 1\nseed = 7\n"))
+    assert (recipe.decode.sample, recipe.decode.sample_topk, recipe.decode.temperature, recipe.decode.seed) == (True, 10, 1.0, 7)
+    with pytest.raises(ConfigError, match=r"beam size must be 1 \(got 5\)"):  # the default beam is for search
+        load_recipe(write_recipe(tmp_path, "[decode]\nsample = true\n"))
