@@ -91,7 +91,7 @@ class DecodeConfig:
     batch_tokens: int = 4000  # source pieces per batch when translating many lines
     batch_size: int = 0  # at most this many sentences per batch (0: only batch_tokens limits)
     split_sentences: bool = True  # translate a line sentence by sentence, joined back on one line
-    protect_spans: bool = True  # hold numbers, URLs, e-mail addresses and emoji back from the model
+    protect_spans: bool = True  # hold numbers, URLs, e-mail addresses and emoji back from the model (numbers return in English form)
     # Sampling (one random translation per sentence, as for back-translation) instead of search;
     # needs beam_size = n_best = 1. The draws of a sentence come from (seed, its source pieces).
     sample: bool = False
