@@ -63,7 +63,8 @@ LIMITS = """
   image descriptions and simple news come out well; long or specialised text (news, law,
   medicine) often loses words or meaning. Check what matters.
 - A line with several sentences is translated sentence by sentence; numbers, URLs, e-mail
-  addresses and emoji are carried through unchanged (`--no-split-sentences` and
+  addresses and emoji are carried through unchanged, except that numbers an English reader would
+  misread take English form (2,3 -> 2.3, 1.500 -> 1,500) (`--no-split-sentences` and
   `--no-protect-spans` turn this off).
 - **Terms**: the training data includes TED (CC BY-NC-ND 4.0), OpenSubtitles (CC BY-NC-SA 4.0)
   and Multi30k (research and education use), so use these weights for non-commercial research

@@ -27,7 +27,7 @@ from xformer_cli.config import DecodeConfig, preset
 from xformer_cli.data import read_lines
 from xformer_cli.model import build_model
 from xformer_cli.penalties import length_normalized, max_output_length
-from xformer_cli.search import Hypothesis
+from xformer_cli.search import Hypothesis, sentence_uniforms
 from xformer_cli.tokenizer import train_tokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -173,3 +173,45 @@ def reference_search(model, src_ids: list[int], config: DecodeConfig) -> tuple[l
     finished.sort(key=lambda h: -h.score)
     ranking = [a.score - b.score for a, b in zip(finished[: config.n_best], finished[1:])]
     return finished[: config.n_best], min([margin, *ranking])
+
+
+@torch.inference_mode()
+def reference_sample(model, src_ids: list[int], config: DecodeConfig) -> tuple[Hypothesis, float]:
+    """Sampling of one source written plainly, by the rules of xformer_cli.search: every prefix
+    decoded in full, the weights p ** (1 / T) of the top k computed from probabilities, and the
+    token found by walking the cumulative weights up to u * total, with the sentence's uniforms.
+
+    Returns (hypothesis, margin). The margin is the smallest change of a log-probability that
+    could alter a draw: the distance of u * total from the edges of the chosen token's share, as
+    a fraction of the total, times T (a log-prob change d moves the weights by a factor
+    exp(d / T)); and with top k, the gap between the k-th and (k + 1)-th log-probability.
+    Like reference_search's, it must be at least MIN_MARGIN for drawn ids to be compared exactly."""
+    c, t = model.config, config.temperature
+    max_len = max_output_length(len(src_ids), config.max_len_a, config.max_len_b, c.max_pieces)
+    uniforms = sentence_uniforms(config.seed, [*src_ids, c.eos_id], max_len).tolist()
+    src = torch.tensor([[*src_ids, c.eos_id]])
+    prefix: list[int] = []
+    log_prob, margin = 0.0, math.inf
+    for step in range(1, max_len + 1):
+        lp = model(src, torch.tensor([[c.bos_id, *prefix]]))[0, -1].float().log_softmax(dim=-1).tolist()
+        for banned in (c.pad_id, c.bos_id, c.unk_id):
+            lp[banned] = -math.inf
+        if step == max_len:  # at the length cap only EOS may follow
+            lp = [v if i == c.eos_id else -math.inf for i, v in enumerate(lp)]
+        ranked = sorted(lp, reverse=True)
+        k = config.sample_topk if 0 < config.sample_topk < len(lp) else len(lp)
+        if k < len(lp) and math.isfinite(ranked[k]):
+            margin = min(margin, ranked[k - 1] - ranked[k])
+        weights = [math.exp(v) ** (1 / t) if v >= ranked[k - 1] else 0.0 for v in lp]
+        total = sum(weights)
+        target, below = uniforms[step - 1] * total, 0.0
+        for token, weight in enumerate(weights):
+            if below + weight > target:
+                break
+            below += weight
+        margin = min(margin, t * min(target - below, below + weight - target) / total)
+        log_prob += lp[token]  # the model's own log-probability, untempered
+        if token == c.eos_id:
+            break
+        prefix.append(token)
+    return Hypothesis(tuple(prefix), length_normalized(log_prob, len(prefix) + 1, config.length_penalty), log_prob), margin

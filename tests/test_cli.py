@@ -5,6 +5,7 @@ import subprocess
 import sys
 from dataclasses import replace
 
+import pytest
 from typer.testing import CliRunner
 
 from xformer_cli import __version__
@@ -225,3 +226,41 @@ def test_stream_mode_gives_the_same_lines(trained_bundle_dir):
     batched = run("translate", "-m", trained_bundle_dir, "-b", "3", input=text)
     streamed = run("translate", "-m", trained_bundle_dir, "-b", "3", "--stream", input=text)
     assert streamed.exit_code == 0 and streamed.stdout == batched.stdout
+
+
+def test_translate_samples_one_seeded_line_per_line(trained_bundle_dir):
+    """--sample draws the same lines for the same seed, other lines for another seed, one per
+    input line; top-k 1 is greedy (the same loop on the same batches, so equal on any weights)."""
+    text = "Ich habe Hunger.\nTom ist hier.\n\nDas ist gut.\n"
+    first, again, other = (run("translate", "-m", trained_bundle_dir, "--sample", "--sample-topk", "10", "--seed", seed, input=text) for seed in (17, 17, 18))
+    assert first.exit_code == 0, first.output
+    assert "sampling (top-k 10, temperature 1, seed 17)" in first.stderr
+    assert first.stdout == again.stdout and len(first.stdout.split("\n")) == 5 and first.stdout.split("\n")[2] == ""
+    assert other.stdout != first.stdout
+    top1 = run("translate", "-m", trained_bundle_dir, "--sample", "--sample-topk", "1", "--temperature", "2", input=text)
+    assert top1.stdout == run("translate", "-m", trained_bundle_dir, "--greedy", input=text).stdout
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--sample", "--temperature", "0"], "temperature must be a positive number (got 0.0)"),
+        (["--sample", "--temperature", "-1"], "temperature must be a positive number (got -1.0)"),
+        (["--sample", "--sample-topk", "-1"], "sample top-k must be 0 (the whole distribution) or positive (got -1)"),
+        (["--sample", "--seed", "-1"], "seed must be between 0 and 2**63 - 1 (got -1)"),
+        (["--sample", "-b", "4"], "sampling draws one translation per sentence: beam size must be 1 (got 4)"),
+        (["--sample", "--n-best", "2"], "sampling draws one translation per sentence: n-best must be 1 (got 2)"),
+        (["--sample", "--greedy"], "--greedy and --sample exclude each other"),
+        (["--temperature", "0.5"], "apply only to sampling"),
+        (["--sample-topk", "5"], "apply only to sampling"),
+    ],
+)
+def test_bad_sampling_flags_are_one_line_errors(trained_bundle_dir, flags, message):
+    assert_one_line_error(run("translate", "-m", trained_bundle_dir, *flags, input="Ich habe Hunger.\n"), message)
+
+
+def test_sampling_flags_are_documented():
+    text = " ".join(run("translate", "--help").stdout.split())
+    for flag in ("--sample ", "--sample-topk", "--temperature", "--seed"):
+        assert flag in text
+    assert "not with --greedy, --beam-size > 1 or --n-best > 1" in text

@@ -95,3 +95,10 @@ def test_tag_id_is_none_or_a_piece_of_the_vocabulary():
     for bad in (-2, 500):
         with pytest.raises(ConfigError, match=f"tag_id must be -1 \\(none\\) or a piece id below vocab_size \\(got {bad}\\)"):
             preset("tiny", vocab_size=500, tag_id=bad)
+
+
+def test_a_recipe_may_sample_with_a_beam_of_one(tmp_path):
+    recipe = load_recipe(write_recipe(tmp_path, "[decode]\nsample = true\nbeam_size = 1\nsample_topk = 10\ntemperature = 1\nseed = 7\n"))
+    assert (recipe.decode.sample, recipe.decode.sample_topk, recipe.decode.temperature, recipe.decode.seed) == (True, 10, 1.0, 7)
+    with pytest.raises(ConfigError, match=r"beam size must be 1 \(got 5\)"):  # the default beam is for search
+        load_recipe(write_recipe(tmp_path, "[decode]\nsample = true\n"))

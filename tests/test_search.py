@@ -7,16 +7,19 @@ its sentences beats the runner-up by at least MIN_MARGIN (see conftest.py).
 """
 
 import functools
+import math
 
 import pytest
+import torch
 
 from xformer_cli.bundle import load_bundle
 from xformer_cli.config import DecodeConfig
 from xformer_cli.data import pad
-from xformer_cli.search import beam_search, greedy_search, search
+from xformer_cli.errors import ConfigError
+from xformer_cli.search import beam_search, greedy_search, inverse_cdf, sample_search, sampling_weights, search
 from xformer_cli.translator import Translator
 
-from conftest import MIN_MARGIN, SCORE_TOL, reference_search, step_margin
+from conftest import MIN_MARGIN, SCORE_TOL, reference_sample, reference_search, step_margin
 
 # Sentences on which the stored model decides clearly at beams 1, 3 and 4 (smallest margin 0.0012,
 # for "Wo ist der Bahnhof?" at beam 4). "Komm!" was dropped: at beam 3 two of its candidates lie
@@ -201,3 +204,186 @@ def test_search_never_emits_the_tag_piece_even_where_the_model_favours_it(tokeni
     banned = decoder(tagged, src, config, favouring(tagged, tag))
     assert all(len(hyps) == beam_size for hyps in banned)
     assert not any(tag in h.tokens for hyps in banned for h in hyps)
+
+
+# ----- sampling -----
+
+# Top-10 sampling at temperature 1 with seeds 17 and 18 draws clearly on every sentence of
+# SENTENCES (every draw at least MIN_MARGIN from an edge; smallest 0.0011). Over seeds 1-24 only
+# 13, 17, 18 and 24 do so on all six: this tiny model's distributions are flat, so a draw often
+# lands near an edge. Sampling from the whole distribution is checked at temperature 0.5, seed 7,
+# on the four sentences where it draws clearly.
+TOP10 = dict(sample=True, sample_topk=10, temperature=1.0)
+WHOLE = dict(sample=True, sample_topk=0, temperature=0.5, seed=7)
+WHOLE_SENTENCES = ["Ich habe Hunger.", "Tom ist hier.", "Das ist gut.", "Ich bin müde."]
+
+
+def assert_clear_draws(translator, sentences, config) -> list:
+    """The plain reference sampler's (hypothesis, margin) per sentence, every margin >= MIN_MARGIN."""
+    results = [reference_sample(translator.model, ids, config) for ids in translator.tokenizer.encode(sentences)]
+    margins = [margin for _, margin in results]
+    assert min(margins) >= MIN_MARGIN, f"draws closer than {MIN_MARGIN} to an edge: {list(zip(sentences, margins))}"
+    return results
+
+
+def test_sampling_weights_are_the_tempered_top_k_distribution():
+    p = torch.tensor([0.0, 0.1, 0.2, 0.3, 0.4])  # id 0 banned (log-prob -inf)
+    lp = p.log().unsqueeze(0)  # (1, 5)
+
+    def shares(temperature, topk=0):
+        weights = sampling_weights(lp, temperature, topk)[0]
+        return (weights / weights.sum()).tolist()
+
+    assert shares(1.0) == pytest.approx(p.tolist())
+    assert shares(0.5) == pytest.approx((p**2 / (p**2).sum()).tolist())  # sharper: p ** 2
+    assert shares(2.0) == pytest.approx((p.sqrt() / p.sqrt().sum()).tolist())  # flatter: sqrt(p)
+    assert shares(1.0, topk=2) == pytest.approx([0, 0, 0, 3 / 7, 4 / 7])  # the 2 most probable only
+    assert shares(0.5, topk=2) == pytest.approx([0, 0, 0, 9 / 25, 16 / 25])
+    assert shares(1.0, topk=5) == shares(1.0, topk=50) == shares(1.0)  # k at or above the vocabulary cuts nothing
+    assert shares(1e-30) == [0, 0, 0, 0, 1]  # extreme temperatures stay finite: all on the best ...
+    assert shares(1e30) == pytest.approx([0, 0.25, 0.25, 0.25, 0.25])  # ... or even over the allowed ids
+    tied = sampling_weights(torch.tensor([[-1.0, -2.0, -2.0, -3.0]]), 1.0, topk=2)[0]
+    assert (tied > 0).tolist() == [True, True, True, False]  # ties at the k-th are all kept
+
+
+def test_inverse_cdf_draws_each_id_by_its_weight_and_never_one_of_weight_zero():
+    weights = torch.tensor([[0.0, 1.0, 0.0, 3.0, 0.0], [2.0, 0.0, 0.0, 0.0, 2.0]])
+    u = torch.arange(1000, dtype=torch.float64) / 1000  # (1000,) evenly over [0, 1)
+    first = inverse_cdf(weights[:1].expand(1000, -1), u)
+    assert torch.bincount(first, minlength=5).tolist() == [0, 250, 0, 750, 0]
+    second = inverse_cdf(weights[1:].expand(1000, -1), u)
+    assert torch.bincount(second, minlength=5).tolist() == [500, 0, 0, 0, 500]
+    edges = torch.tensor([0.0, 0.25, 1 - 2**-53], dtype=torch.float64)  # both ends, and an edge between ids
+    assert inverse_cdf(weights[:1].expand(3, -1), edges).tolist() == [1, 3, 3]
+
+
+def test_sample_search_draws_like_a_plain_reference(translator):
+    """The batched, cached sampler draws what a sampler written plainly (one sentence, every prefix
+    decoded in full, cumulative weights walked in a loop) draws with the same uniforms, and
+    reports the model's untempered log-probability of the draw."""
+    for sentences, options in ((SENTENCES, {**TOP10, "seed": 17}), (WHOLE_SENTENCES, WHOLE)):
+        config = translator.config(**options)
+        want = assert_clear_draws(translator, sentences, config)
+        got = sample_search(translator.model, source_batch(translator, sentences), config, translator.project)
+        assert_same_hypotheses(got, [[hyp] for hyp, _ in want])
+        assert [h[0].log_prob for h in got] == pytest.approx([hyp.log_prob for hyp, _ in want], abs=SCORE_TOL)
+
+
+def test_a_sample_scores_the_models_own_log_probability(translator):
+    """Score semantics: log_prob is the sum of the model's log-probabilities of the sampled pieces
+    and EOS, untempered (teacher forcing), and score normalizes it as greedy and beam search do."""
+    config = translator.config(sample=True, temperature=3.0, seed=5)  # tempered log-probs would be far off
+    src = source_batch(translator, SENTENCES)
+    c = translator.model.config
+    for row, hyps in enumerate(sample_search(translator.model, src, config)):
+        h = hyps[0]
+        tgt = torch.tensor([[c.bos_id, *h.tokens]])
+        with torch.inference_mode():
+            lp = translator.model(src[row : row + 1], tgt)[0].float().log_softmax(dim=-1)  # (T, V)
+        forced = lp.gather(1, torch.tensor([[*h.tokens, c.eos_id]]).T).double().sum().item()  # summed as the search sums them
+        assert h.log_prob == pytest.approx(forced, abs=SCORE_TOL)
+        assert h.score == pytest.approx(h.log_prob / (len(h.tokens) + 1) ** config.length_penalty)
+
+
+def test_top_k_of_one_is_greedy(translator):
+    """Exact, on any weights: only the best piece has weight, so every uniform picks it, and the
+    sampler runs greedy search's loop on the same batch."""
+    src = source_batch(translator, SENTENCES)
+    greedy = greedy_search(translator.model, src, translator.config(beam_size=1))
+    for temperature, seed in ((1.0, 1), (0.3, 2), (5.0, 3)):
+        sampled = search(translator.model, src, translator.config(sample=True, sample_topk=1, temperature=temperature, seed=seed))
+        assert sampled == greedy  # ids, scores and log-probs alike
+
+
+def test_a_temperature_near_zero_is_greedy(translator, reference):
+    """At temperature 1e-6 a runner-up MIN_MARGIN below the best has weight exp(-1000) = 0."""
+    assert_clear_decisions(reference(1))
+    src = source_batch(translator, SENTENCES)
+    greedy = greedy_search(translator.model, src, translator.config(beam_size=1))
+    for seed in (1, 2, 3):
+        assert sample_search(translator.model, src, translator.config(sample=True, temperature=1e-6, seed=seed)) == greedy
+
+
+def test_a_lower_temperature_samples_closer_to_greedy(translator):
+    """Over the same 20 seeds of SENTENCES, a lower temperature draws the greedy translation more
+    often and translations the model finds more probable (on the stored bundle: 58, 16 and 0 of
+    120 draws greedy at 0.1, 0.3 and 1; mean scores -2.35, -2.68, -4.60, -6.58 at 0.1 to 3, far
+    apart for a few draws that rounding might change)."""
+    src = source_batch(translator, SENTENCES)
+    greedy = [h[0].tokens for h in greedy_search(translator.model, src, translator.config(beam_size=1))]
+
+    def draws(temperature):
+        configs = [translator.config(sample=True, temperature=temperature, seed=seed) for seed in range(20)]
+        return [hyps[0] for config in configs for hyps in sample_search(translator.model, src, config)]  # 120 draws
+
+    by_temperature = {t: draws(t) for t in (0.1, 0.3, 1.0, 3.0)}
+    greedy_draws = [sum(h.tokens == greedy[i % len(SENTENCES)] for i, h in enumerate(hs)) for hs in by_temperature.values()]
+    mean_scores = [sum(h.score for h in hs) / len(hs) for hs in by_temperature.values()]
+    assert greedy_draws[0] > greedy_draws[1] > greedy_draws[2] >= greedy_draws[3], greedy_draws
+    assert mean_scores == sorted(mean_scores, reverse=True) and mean_scores[0] - mean_scores[-1] > 1, mean_scores
+
+
+def test_sampled_output_never_has_special_ids_and_respects_the_length_cap(translator):
+    c = translator.model.config
+    src = source_batch(translator, SENTENCES + ["a " * 30])
+    src_lens = (src != c.pad_id).sum(1) - 1
+    for seed in range(10):
+        config = DecodeConfig(beam_size=1, max_len_a=0.5, max_len_b=2, sample=True, temperature=10.0, seed=seed)  # nearly uniform draws
+        for hyps, n in zip(sample_search(translator.model, src, config), src_lens.tolist()):
+            (h,) = hyps
+            assert not {c.pad_id, c.bos_id, c.unk_id, c.eos_id} & set(h.tokens)
+            assert len(h.tokens) + 1 <= int(0.5 * n + 2) and math.isfinite(h.log_prob)  # EOS forced at the cap
+
+
+def test_samples_do_not_depend_on_batch_size_order_or_neighbours(translator):
+    """A sentence's draws are seeded by (seed, its source ids): alone, in a batch, reversed, in
+    small batches or repeated, it is sampled alike (exact where every draw is clear of an edge)."""
+    config = translator.config(**TOP10, seed=18)
+    assert_clear_draws(translator, SENTENCES, config)
+    options = {**TOP10, "seed": 18}
+    alone = [translator.translate([s], **options)[0] for s in SENTENCES]
+    together = translator.translate(SENTENCES, **options)
+    reversed_ = translator.translate(SENTENCES[::-1], **options)[::-1]
+    small_batches = translator.translate(SENTENCES, batch_tokens=12, **options)
+    pairs = translator.translate(SENTENCES, batch_size=2, **options)
+    twice = translator.translate(SENTENCES + SENTENCES[:1], **options)
+    assert together == alone == reversed_ == small_batches == pairs == twice[:-1]
+    assert twice[-1] == twice[0]  # a repeated sentence is sampled alike: vary the seed for other samples
+
+
+def test_golden_samples_follow_the_seed(translator):
+    """The same seed draws the same translation on every run and machine (the uniforms come from
+    a seeded CPU generator; every draw is clear of an edge); another seed draws others."""
+    for seed in (17, 18):
+        assert_clear_draws(translator, SENTENCES[:2], translator.config(**TOP10, seed=seed))
+    src = source_batch(translator, SENTENCES[:2])
+    drawn = {seed: [h[0].tokens for h in sample_search(translator.model, src, translator.config(**TOP10, seed=seed))] for seed in (17, 18)}
+    assert drawn == GOLDEN_SAMPLES
+    assert all(a != b for a, b in zip(drawn[17], drawn[18]))
+
+
+# Top-10 samples at temperature 1 of SENTENCES[:2] with seeds 17 and 18. After remaking the bundle,
+# renew these from `drawn` above (and the seeds chosen for TOP10, by their margins).
+GOLDEN_SAMPLES = {
+    17: [(274, 461, 436, 448), (269, 442, 448)],
+    18: [(274, 454, 291, 442, 443, 458, 309, 282, 448), (279, 266, 272, 436, 448)],
+}
+
+
+def test_sampling_takes_one_hypothesis_per_sentence(translator):
+    """Asking to sample sets beam size and n-best to 1; naming others, or sampling settings without
+    sampling, is an error naming the value."""
+    config = translator.config(sample=True)
+    assert (config.beam_size, config.n_best, translator.decode_config.beam_size) == (1, 1, 3)
+    for options, message in (
+        (dict(sample=True, beam_size=4), "beam size must be 1 (got 4)"),
+        (dict(sample=True, n_best=2), "n-best must be 1 (got 2)"),
+        (dict(sample=True, temperature=0.0), "temperature must be a positive number (got 0.0)"),
+        (dict(sample=True, temperature=float("nan")), "temperature must be a positive number (got nan)"),
+        (dict(sample=True, sample_topk=-1), "top-k must be 0 (the whole distribution) or positive (got -1)"),
+        (dict(sample=True, seed=-1), "seed must be between 0 and 2**63 - 1 (got -1)"),
+        (dict(temperature=0.5), "apply only to sampling"),
+        (dict(sample_topk=5), "apply only to sampling"),
+    ):
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("*", r"\*")):
+            translator.config(**options)

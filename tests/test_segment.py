@@ -1,6 +1,6 @@
 import pytest
 
-from xformer_cli.segment import FIRST_PLACEHOLDER, Masked, protect, restore, split_sentences
+from xformer_cli.segment import FIRST_PLACEHOLDER, Masked, english_number, protect, restore, split_sentences
 from xformer_cli.translator import Translator
 
 
@@ -34,7 +34,7 @@ def test_spans_become_placeholders_and_come_back():
     assert masked.text == f"Er kostet {FIRST_PLACEHOLDER} und ist unter {FIRST_PLACEHOLDER + 1} oder bei {FIRST_PLACEHOLDER + 2} zu finden."
     assert masked.spans == ("3,50 €", "https://example.com/a?b=1", "tom@example.com") and masked.suffix == "😀"
     translation = f"It costs {FIRST_PLACEHOLDER} and can be found at {FIRST_PLACEHOLDER + 1} or {FIRST_PLACEHOLDER + 2}."
-    assert restore(translation, masked) == "It costs 3,50 € and can be found at https://example.com/a?b=1 or tom@example.com 😀."
+    assert restore(translation, masked) == "It costs 3.50 € and can be found at https://example.com/a?b=1 or tom@example.com 😀."  # the price in English form
 
 
 def test_a_span_the_model_dropped_or_garbled_is_never_lost():
@@ -73,5 +73,92 @@ def test_every_span_survives_translation(translator):
              "Das sind 20 % mehr als 2019.", "😀", "https://example.com", "Tom hat 3 Äpfel und 12 Birnen."]
     for line, out in zip(lines, translator.translate(lines, beam_size=2)):
         for span in protect(line).spans + tuple(filter(None, (protect(line).suffix,))):
-            assert span in out, (line, out)
+            assert english_number(span) in out, (line, out)
     assert translator.translate(["😀"]) == ["😀"]  # nothing to translate: the model is not asked
+
+
+# (German span, its English form): what an English reader would misread is converted, the rest kept.
+ENGLISH_NUMBERS = [
+    ("2,3", "2.3"),  # decimal comma
+    ("0,5", "0.5"),
+    ("3,50 €", "3.50 €"),  # with its currency or unit sign
+    ("$3,50", "$3.50"),
+    ("2,5%", "2.5%"),
+    ("0,125", "0.125"),  # three decimals, but "0," starts no English thousands
+    ("1500,125", "1500.125"),  # nor do four digits
+    ("1.500", "1,500"),  # thousands points
+    ("1.500.000", "1,500,000"),
+    ("1.500.000.000", "1,500,000,000"),  # a group above 255: no IP address
+    ("1.234,56", "1,234.56"),  # both
+    ("1.234,567", "1,234.567"),  # point before comma: German order, not ambiguous
+    ("12 345,67 €", "12 345.67 €"),  # thousands spaces read the same; the decimal comma does not
+    ("12 345,678", "12 345.678"),
+    # Left as written:
+    ("2027", "2027"),  # years and plain integers
+    ("3", "3"),
+    ("12 345", "12 345"),
+    ("3.5", "3.5"),  # a point before other than three digits: already English, or ambiguous
+    ("12.30", "12.30"),  # a time (12.30 Uhr), or ambiguous
+    ("10:30", "10:30"),
+    ("1.1.2027", "1.1.2027"),  # dates
+    ("01.01.2027", "01.01.2027"),
+    ("01.500", "01.500"),  # a leading zero: no thousands
+    ("2.13.0", "2.13.0"),  # a version
+    ("192.168.100.200", "192.168.100.200"),  # four groups of at most 255: an IP address
+    ("255.255.255.255", "255.255.255.255"),
+    ("030 1234567", "030 1234567"),  # phone numbers
+    ("49 30 123", "49 30 123"),
+    ("1,5,7", "1,5,7"),  # a list
+    ("1,500", "1,500"),  # German 1.5 to three places, or English for 1500: ambiguous
+    ("10,000 €", "10,000 €"),
+    ("24/7", "24/7"),
+    ("https://example.com/a,1", "https://example.com/a,1"),  # other spans
+    ("tom@example.com", "tom@example.com"),
+    ("😀", "😀"),
+]
+
+
+@pytest.mark.parametrize("span, english", ENGLISH_NUMBERS)
+def test_english_number(span, english):
+    assert english_number(span) == english
+
+
+# (German sentence, the sentence restored from a model that copies its input): numbers come back
+# in English form through protect -> restore, and only those numbers.
+RESTORED = [
+    ("Die Inflation lag bei 2,3 Prozent.", "Die Inflation lag bei 2.3 Prozent."),
+    ("Der Kaffee kostet 3,50 €.", "Der Kaffee kostet 3.50 €."),
+    ("Es kamen 1.500 Besucher, dann 1.500.000.", "Es kamen 1,500 Besucher, dann 1,500,000."),
+    ("Das Konto hat 1.234,56 € und 0,5 % Zins.", "Das Konto hat 1,234.56 € und 0.5 % Zins."),
+    ("Von 2,5-3,5 kg, also -2,5 Grad.", "Von 2.5-3.5 kg, also -2.5 Grad."),
+    ("Es waren 1.307.", "Es waren 1,307."),
+    ("Am 1.1.2027 um 12.30 Uhr, am 01.01.2027 um 10:30 Uhr.", None),  # None: unchanged
+    ("Am 3. Oktober 2027 kommen 12 Leute.", None),  # an ordinal, a year, an integer
+    ("Ruf 030 1234567 oder +49 30 123 an.", None),
+    ("Version 2.13.0 ersetzt v1.2 auf 192.168.100.200.", None),
+    ("Die Seiten 1,5,7 fehlen, und er misst 3.5 Meter.", None),
+    ("Es sind 1,500 Liter.", None),
+    ("Die 1.000er Packung ist 24/7 offen.", None),  # only "1" is a number span in "1.000er"
+]
+
+
+@pytest.mark.parametrize("german, english", RESTORED)
+def test_numbers_come_back_in_english_form(german, english):
+    masked = protect(german)
+    assert masked.spans  # the numbers were held back from the model
+    assert restore(masked.text, masked) == (english or german)
+
+
+def test_without_span_protection_numbers_stay_as_the_model_wrote_them(translator, monkeypatch):
+    """--no-protect-spans turns the whole mechanism off: the model sees the numbers as written, and
+    its output comes back untouched (no placeholder, no English form)."""
+    line = "Er kostet 3,50 € und wiegt 1.500 Gramm."
+    seen, decoded = [], []
+    encode, decode = translator.tokenizer.encode, translator.tokenizer.decode
+    monkeypatch.setattr(translator.tokenizer, "encode", lambda texts: seen.extend(texts) or encode(texts))
+    monkeypatch.setattr(translator.tokenizer, "decode", lambda ids: decoded.extend(out := decode(ids)) or out)
+    assert translator.translate([line], beam_size=1, protect_spans=False) == decoded and seen == [line]
+    seen.clear()
+    (protected,) = translator.translate([line], beam_size=1)
+    assert seen == [f"Er kostet {FIRST_PLACEHOLDER} und wiegt {FIRST_PLACEHOLDER + 1} Gramm."]
+    assert "3.50 €" in protected and "1,500" in protected and "3,50" not in protected

@@ -12,6 +12,7 @@ A recipe (`models/*.toml`) maps one to one onto these dataclasses:
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -104,15 +105,39 @@ class DecodeConfig:
     batch_tokens: int = 4000  # source pieces per batch when translating many lines
     batch_size: int = 0  # at most this many sentences per batch (0: only batch_tokens limits)
     split_sentences: bool = True  # translate a line sentence by sentence, joined back on one line
-    protect_spans: bool = True  # hold numbers, URLs, e-mail addresses and emoji back from the model
+    protect_spans: bool = True  # hold numbers, URLs, e-mail addresses and emoji back from the model (numbers return in English form)
+    # Sampling (one random translation per sentence, as for back-translation) instead of search;
+    # needs beam_size = n_best = 1. The draws of a sentence come from (seed, its source pieces).
+    sample: bool = False
+    sample_topk: int = 0  # draw from the k most probable next pieces only; 0: from every piece
+    temperature: float = 1.0  # sampling distribution ∝ p ** (1 / temperature); below 1 sharper, above flatter
+    seed: int = 1  # of the draws; the same seed gives the same samples on every run
 
     def __post_init__(self) -> None:
         if self.batch_size < 0:
             raise ConfigError(f"batch size must be 0 (no limit) or positive (got {self.batch_size})")
         if self.beam_size < 1:
             raise ConfigError(f"beam size must be at least 1 (got {self.beam_size})")
+        self.check_sampling()
         if not 1 <= self.n_best <= self.beam_size:
             raise ConfigError(f"n-best must be between 1 and the beam size (got {self.n_best}, beam {self.beam_size})")
+
+    def check_sampling(self) -> None:
+        """Sampling settings that are valid, and none that would be silently ignored."""
+        if self.sample_topk < 0:
+            raise ConfigError(f"sample top-k must be 0 (the whole distribution) or positive (got {self.sample_topk})")
+        if not (0.0 < self.temperature < math.inf):
+            raise ConfigError(f"temperature must be a positive number (got {self.temperature})")
+        if not 0 <= self.seed < 2**63:
+            raise ConfigError(f"seed must be between 0 and 2**63 - 1 (got {self.seed})")
+        if not self.sample:
+            if self.sample_topk != 0 or self.temperature != 1.0:
+                raise ConfigError(f"sample top-k and temperature apply only to sampling (got top-k {self.sample_topk}, temperature {self.temperature} without sampling)")
+            return
+        if self.beam_size != 1:
+            raise ConfigError(f"sampling draws one translation per sentence: beam size must be 1 (got {self.beam_size})")
+        if self.n_best != 1:
+            raise ConfigError(f"sampling draws one translation per sentence: n-best must be 1 (got {self.n_best})")
 
 
 @dataclass(frozen=True)

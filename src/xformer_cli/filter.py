@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from xformer_cli.config import DecodeConfig
 from xformer_cli.translator import Translator
 
 CHUNK_LINES = 5000  # lines read, sorted and batched at a time when not streaming
@@ -61,7 +62,7 @@ def run_filter(
         torch.set_num_threads(max(1, (threads or torch.get_num_threads()) // parallel))  # threads per worker
     config = translator.config(**options)
     console.print(
-        f"xformer: model {translator.bundle.path}, device {translator.device}{', int8' if quantize else ''}, beam {config.beam_size}"
+        f"xformer: model {translator.bundle.path}, device {translator.device}{', int8' if quantize else ''}, {search_name(config)}"
         + (f", {parallel} workers x {torch.get_num_threads()} thread(s)" if parallel > 1 else ""),
         highlight=False,
     )
@@ -109,6 +110,13 @@ def run_filter(
             source.close()
         if output_path:
             sink.close()
+
+
+def search_name(config: DecodeConfig) -> str:
+    """How the translations are found, for the opening log line."""
+    if config.sample:
+        return f"sampling (top-k {config.sample_topk or 'all'}, temperature {config.temperature:g}, seed {config.seed})"
+    return f"beam {config.beam_size}"
 
 
 def draw_attention(translator: Translator, source: str, translation: str, path: Path, warn) -> None:

@@ -1,13 +1,24 @@
-"""Greedy and beam search over the model's `encode`/`decode`, batched, with the key/value cache.
+"""Greedy search, sampling and beam search over the model's `encode`/`decode`, batched, with the
+key/value cache.
 
 Rules learned by fairseq and kept here: padding, BOS and UNK are never selected; EOS is forced at
 the maximum length; beam search keeps 2×beam candidates so finished hypotheses never starve the
 beam; the cache is reordered with the beam; finished sentences leave the batch.
+
+Sampling draws each next piece from the model's distribution, sharpened or flattened by a
+temperature and cut to the top k pieces. Its randomness belongs to the sentence, not the batch:
+a sentence's draws are uniforms from a generator seeded by (seed, its source piece ids), taken by
+inverse transform, one per output position. So a sample does not depend on batch size, batch
+order or the other lines of the input, and a sentence that occurs twice is sampled the same way
+twice (draw again with another seed). A sampled hypothesis's log_prob is the model's own
+log-probability of its pieces (untempered, over the whole vocabulary), as greedy and beam search
+report it, so scores of all three compare.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +30,8 @@ from xformer_cli.model.transformer import Transformer
 from xformer_cli.penalties import length_normalized, max_output_length
 
 Projection = Callable[[Tensor], Tensor]  # decoder states (B, d_model) -> logits (B, V)
+# Chooses each alive row's next piece: (log-probs (B_alive, V), original rows (B_alive,), step) -> ids (B_alive,)
+Picker = Callable[[Tensor, Tensor, int], Tensor]
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,62 @@ def _max_lengths(model: Transformer, src: Tensor, config: DecodeConfig) -> list[
 def greedy_search(model: Transformer, src: Tensor, config: DecodeConfig, project: Projection | None = None) -> list[list[Hypothesis]]:
     """The most probable next token at every step. src: (B, S) ids ending in EOS, padded.
     `project` maps decoder states to logits (default `model.project`)."""
+    return _one_per_sentence(model, src, config, project, lambda lp, alive, step: lp.max(dim=-1).indices)
+
+
+@torch.inference_mode()
+def sample_search(model: Transformer, src: Tensor, config: DecodeConfig, project: Projection | None = None) -> list[list[Hypothesis]]:
+    """One sampled translation per sentence: each next token drawn from the model's distribution
+    with `config.temperature` and `config.sample_topk`, by the sentence's own seeded uniforms (see
+    the module docstring). src: (B, S) ids ending in EOS, padded."""
+    pad_id = model.config.pad_id
+    max_lens = _max_lengths(model, src, config)
+    uniforms = torch.zeros(src.size(0), max(max_lens, default=0), dtype=torch.float64)  # (B, longest output)
+    for row, (ids, n) in enumerate(zip(src.tolist(), max_lens)):
+        uniforms[row, :n] = sentence_uniforms(config.seed, [i for i in ids if i != pad_id], n)
+    uniforms = uniforms.to(src.device)
+
+    def pick(lp: Tensor, alive: Tensor, step: int) -> Tensor:
+        weights = sampling_weights(lp, config.temperature, config.sample_topk)  # (B_alive, V)
+        return inverse_cdf(weights, uniforms[alive, step - 1])
+
+    return _one_per_sentence(model, src, config, project, pick)
+
+
+def sentence_uniforms(seed: int, source: Sequence[int], n: int) -> Tensor:
+    """The `n` uniforms in [0, 1) a sentence draws, the i-th for its i-th output piece: from a CPU
+    generator seeded by a hash of (seed, the source ids without padding), the same on every
+    machine and device. Shape (n,), float64."""
+    key = hashlib.blake2b(seed.to_bytes(8, "little"), digest_size=8)
+    key.update(b"".join(i.to_bytes(4, "little") for i in source))
+    generator = torch.Generator().manual_seed(int.from_bytes(key.digest(), "little"))
+    return torch.rand(n, generator=generator, dtype=torch.float64)
+
+
+def sampling_weights(lp: Tensor, temperature: float, topk: int) -> Tensor:
+    """Unnormalized sampling weights ∝ p ** (1 / temperature) from log-probabilities lp (B, V),
+    zero outside each row's `topk` largest (0: none cut; ties at the k-th are all kept) and
+    wherever lp is -inf (banned ids). The largest weight of each row is 1. Shape (B, V)."""
+    best = lp.max(dim=-1, keepdim=True).values  # (B, 1)
+    weights = ((lp - best) / temperature).exp()  # subtracting the maximum first: no overflow or 0/0 at any temperature
+    if 0 < topk < lp.size(-1):
+        kth = lp.topk(topk, dim=-1).values[:, -1:]  # (B, 1)
+        weights = weights.masked_fill(lp < kth, 0.0)
+    return weights
+
+
+def inverse_cdf(weights: Tensor, u: Tensor) -> Tensor:
+    """For each row of `weights` (B, V) (unnormalized, not all zero), the id whose share of the
+    cumulative weight holds u * total, u (B,) in [0, 1): an id with weight 0 is never chosen.
+    Shape -> (B,)."""
+    cdf = weights.double().cumsum(dim=-1)  # (B, V)
+    total = cdf[:, -1:]  # (B, 1)
+    target = torch.minimum(u.double().unsqueeze(1) * total, total.nextafter(torch.zeros_like(total)))  # below the total even if u * total rounds up to it
+    return torch.searchsorted(cdf, target, right=True).squeeze(1)  # first id whose cumulative weight exceeds the target
+
+
+def _one_per_sentence(model: Transformer, src: Tensor, config: DecodeConfig, project: Projection | None, pick: Picker) -> list[list[Hypothesis]]:
+    """Greedy search's loop, one hypothesis per sentence, with `pick` choosing each next token."""
     project = project or model.project
     c = model.config
     batch, device = src.size(0), src.device
@@ -77,7 +146,8 @@ def greedy_search(model: Transformer, src: Tensor, config: DecodeConfig, project
         at_max = max_lens[alive] <= step
         if at_max.any():
             lp[at_max] += eos_only
-        best_lp, best = lp.max(dim=-1)  # (B_alive,)
+        best = pick(lp, alive, step)  # (B_alive,)
+        best_lp = lp.gather(1, best.unsqueeze(1)).squeeze(1)  # (B_alive,) the model's log-prob of each choice
         finished = best == c.eos_id
         for orig, tok, tok_lp, done in zip(alive.tolist(), best.tolist(), best_lp.tolist(), finished.tolist()):
             log_probs[orig] += tok_lp
@@ -163,6 +233,6 @@ def beam_search(model: Transformer, src: Tensor, config: DecodeConfig, project: 
 
 
 def search(model: Transformer, src: Tensor, config: DecodeConfig, project: Projection | None = None) -> list[list[Hypothesis]]:
-    """Greedy search for beam size 1, beam search otherwise."""
-    decoder = greedy_search if config.beam_size == 1 else beam_search
+    """Sampling when the config says so; else greedy search for beam size 1, beam search otherwise."""
+    decoder = sample_search if config.sample else greedy_search if config.beam_size == 1 else beam_search
     return decoder(model, src, config, project)

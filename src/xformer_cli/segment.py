@@ -9,6 +9,11 @@ them ("3,50 €" -> "350"). Each such span is replaced by a placeholder number b
 and put back afterwards; numbers are what a model copies most reliably. A span whose placeholder
 the model dropped is appended to the translation, so no span is ever lost (only, at worst,
 moved). Emoji at the very start or end of a sentence are set aside and put back at the same edge.
+
+A number comes back in English form where an English reader would misread the German one
+("2,3 Prozent" is not two numbers): a decimal comma becomes a point and thousands points become
+commas (`english_number`). Dates, times, versions, phone numbers, lists and whatever could be
+read either way stay as written.
 """
 
 from __future__ import annotations
@@ -94,6 +99,50 @@ FIRST_PLACEHOLDER = 42  # placeholders are 42, 43, ...: two-digit numbers a mode
 EDGE_PUNCTUATION = ".!?…:;,"
 
 
+# German number forms an English reader misreads (each digit group as German writes it):
+GERMAN_DECIMAL = re.compile(r"(\d+),(\d+)")  # 2,3  3,50  0,5: a decimal comma
+GERMAN_THOUSANDS = re.compile(r"[1-9]\d{0,2}(?:\.\d{3})+")  # 1.500  1.500.000: thousands points
+GERMAN_GROUPED_DECIMAL = re.compile(r"([1-9]\d{0,2}(?:\.\d{3})+),(\d+)")  # 1.234,56: both
+SPACED_DECIMAL = re.compile(r"([1-9]\d{0,2}(?: \d{3})+),(\d+)")  # 12 345,67: thousands spaces, decimal comma
+ENGLISH_THOUSANDS = re.compile(r"[1-9]\d{0,2}")  # a first group English thousands commas could follow
+NUMBER_PARTS = re.compile(rf"([$€£¥]?)({DIGITS}(?: {DIGITS})*)((?: ?[€$£¥%‰])?)")  # sign, digits, unit
+
+
+def english_number(span: str) -> str:
+    """The English form of a number span as German writes it, where the German form would be
+    misread; any other span (a URL, an e-mail address, emoji) as it is.
+
+    Converted: a decimal comma (2,3 -> 2.3; 3,50 € -> 3.50 €; 0,125 -> 0.125), thousands points
+    (1.500 -> 1,500; 1.500.000 -> 1,500,000), both (1.234,56 -> 1,234.56) and a decimal comma
+    after thousands spaces (12 345,67 -> 12 345.67). Left as written: what English reads the
+    same (2027, 3.5, 12 345), dates (1.1.2027), times (12.30, 10:30), versions (2.13.0), phone
+    numbers (030 1234567), lists (1,5,7), fractions (24/7), and what could be read either way: a
+    comma before exactly three digits after one to three digits (1,500: German 1.5 to three
+    places, or English for 1500) and four point-separated groups of at most 255 (an IP address)."""
+    parts = NUMBER_PARTS.fullmatch(span)
+    if parts is None:
+        return span
+    sign, digits, unit = parts.groups()
+    return f"{sign}{english_digits(digits)}{unit}"
+
+
+def english_digits(digits: str) -> str:
+    """`english_number` of the digits alone (no currency sign or unit)."""
+    if match := GERMAN_GROUPED_DECIMAL.fullmatch(digits):
+        return f"{match[1].replace('.', ',')}.{match[2]}"
+    if GERMAN_THOUSANDS.fullmatch(digits):
+        groups = digits.split(".")
+        if len(groups) == 4 and all(int(g) <= 255 for g in groups):
+            return digits  # 192.168.100.200: an IP address as likely as billions
+        return digits.replace(".", ",")
+    if (match := GERMAN_DECIMAL.fullmatch(digits)) or (match := SPACED_DECIMAL.fullmatch(digits)):
+        whole, fraction = match.groups()
+        if len(fraction) == 3 and ENGLISH_THOUSANDS.fullmatch(whole):
+            return digits  # 1,500: German 1.5 to three places, or English thousands
+        return f"{whole}.{fraction}"
+    return digits
+
+
 @dataclass(frozen=True)
 class Masked:
     """A sentence prepared for the model, and what to put back into its translation."""
@@ -134,9 +183,9 @@ def needs_model(masked: Masked) -> bool:
 
 
 def restore(translation: str, masked: Masked) -> str:
-    """Put the spans back: each placeholder's first occurrence becomes its span (later copies are
-    dropped), a number the model made up takes the place of a missing one, a span still missing
-    joins the end, and edge emoji return to their edge."""
+    """Put the spans back, numbers in English form (`english_number`): each placeholder's first
+    occurrence becomes its span (later copies are dropped), a number the model made up takes the
+    place of a missing one, a span still missing joins the end, and edge emoji return to their edge."""
     text, missing = translation, []
     for i, span in enumerate(masked.spans):  # placeholders become private-use marks first, so that
         pattern = re.compile(rf"(?<![\d.,]){FIRST_PLACEHOLDER + i}(?![\d])")  # a span that is a number is not taken for one
@@ -150,9 +199,10 @@ def restore(translation: str, masked: Masked) -> str:
     for i, match in zip(list(missing), stray):
         text = text.replace(match.group(), chr(0xE000 + i), 1)
         missing.remove(i)
-    for i, span in enumerate(masked.spans):
+    spans = [english_number(span) for span in masked.spans]
+    for i, span in enumerate(spans):
         text = text.replace(chr(0xE000 + i), span)
-    missing = [masked.spans[i] for i in missing]
+    missing = [spans[i] for i in missing]
     suffix = " ".join([*missing, masked.suffix] if masked.suffix else missing)
     if suffix:
         body = text.rstrip(EDGE_PUNCTUATION + " ")

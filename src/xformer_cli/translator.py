@@ -85,8 +85,13 @@ class Translator:
         return [nbest[0].text for nbest in self.translate_nbest(texts, config)]
 
     def config(self, **options) -> DecodeConfig:
-        """The bundle's decoding defaults with the given options (None keeps a default)."""
-        return replace(self.decode_config, **{k: v for k, v in options.items() if v is not None})
+        """The bundle's decoding defaults with the given options (None keeps a default). Sampling
+        gives one translation per sentence: `sample=True` without a beam size or n-best sets both
+        to 1 (the bundle's beam size is for search); naming another is an error."""
+        given = {k: v for k, v in options.items() if v is not None}
+        if given.get("sample"):
+            given = {"beam_size": 1, "n_best": 1, **given}
+        return replace(self.decode_config, **given)
 
     def translate_nbest(
         self, texts: Sequence[str], config: DecodeConfig, warn: Callable[[str], None] | None = None
