@@ -162,3 +162,20 @@ def test_without_span_protection_numbers_stay_as_the_model_wrote_them(translator
     (protected,) = translator.translate([line], beam_size=1)
     assert seen == [f"Er kostet {FIRST_PLACEHOLDER} und wiegt {FIRST_PLACEHOLDER + 1} Gramm."]
     assert "3.50 €" in protected and "1,500" in protected and "3,50" not in protected
+
+
+@pytest.mark.parametrize("german, english", [pair for pair in RESTORED if pair[1]])
+def test_numbers_stay_as_written_when_the_output_is_not_english(german, english):
+    masked = protect(german)
+    assert restore(masked.text, masked, english_numbers=False) == german
+    assert restore(masked.text, masked) == english
+
+
+def test_a_translator_into_german_keeps_the_numbers_as_written(tiny_bundle):
+    from dataclasses import replace
+
+    line = "Er kostet 3,50 € und wiegt 1.500 Gramm."
+    into_english, into_german = Translator(tiny_bundle), Translator(replace(tiny_bundle, src_lang="en", tgt_lang="de"))
+    english, german = into_english.translate([line], beam_size=1)[0], into_german.translate([line], beam_size=1)[0]
+    assert "3.50 €" in english and "1,500" in english
+    assert "3,50 €" in german and "1.500" in german

@@ -182,8 +182,9 @@ def needs_model(masked: Masked) -> bool:
     return any(ch.isalpha() for ch in masked.text)
 
 
-def restore(translation: str, masked: Masked) -> str:
-    """Put the spans back, numbers in English form (`english_number`): each placeholder's first
+def restore(translation: str, masked: Masked, english_numbers: bool = True) -> str:
+    """Put the spans back, numbers in English form (`english_number`) unless `english_numbers` is
+    False (a translation into another language): each placeholder's first
     occurrence becomes its span (later copies are dropped), a number the model made up takes the
     place of a missing one, a span still missing joins the end, and edge emoji return to their edge."""
     text, missing = translation, []
@@ -199,7 +200,7 @@ def restore(translation: str, masked: Masked) -> str:
     for i, match in zip(list(missing), stray):
         text = text.replace(match.group(), chr(0xE000 + i), 1)
         missing.remove(i)
-    spans = [english_number(span) for span in masked.spans]
+    spans = [english_number(span) for span in masked.spans] if english_numbers else list(masked.spans)
     for i, span in enumerate(spans):
         text = text.replace(chr(0xE000 + i), span)
     missing = [spans[i] for i in missing]

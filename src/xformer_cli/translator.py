@@ -124,25 +124,27 @@ class Translator:
         by_line: list[list[tuple[Piece, list[Translation]]]] = [[] for _ in texts]
         for piece, nbest in zip(pieces, found):
             by_line[piece.line].append((piece, [Translation(next(texts_out), h.score) for h in nbest]))
-        return [self.join(line_pieces, config.n_best) for line_pieces in by_line]
+        english = self.bundle.tgt_lang == "en"  # numbers in English form only in English output
+        return [self.join(line_pieces, config.n_best, english) for line_pieces in by_line]
 
     @staticmethod
-    def join(pieces: list[tuple["Piece", list[Translation]]], n_best: int) -> list[Translation]:
-        """The translations of one line from those of its pieces: exactly `n_best` entries."""
+    def join(pieces: list[tuple["Piece", list[Translation]]], n_best: int, english_numbers: bool = True) -> list[Translation]:
+        """The translations of one line from those of its pieces: exactly `n_best` entries; spans
+        restored with numbers in English form where `english_numbers` (see `segment.restore`)."""
         if not pieces:
             return [Translation("", 0.0)] * n_best
         if len(pieces) == 1:
             piece, nbest = pieces[0]
             if not piece.ids:  # nothing for the model: the spans alone
-                return [Translation(restore("", piece.masked), 0.0)] * n_best
-            results = [Translation(restore(t.text, piece.masked), t.score) for t in nbest]
+                return [Translation(restore("", piece.masked, english_numbers), 0.0)] * n_best
+            results = [Translation(restore(t.text, piece.masked, english_numbers), t.score) for t in nbest]
             return results + [results[-1]] * (n_best - len(results))  # a tiny vocabulary can give fewer
         parts: dict[int, list[str]] = {}  # sentence -> the best translation of each of its parts
         masks = {piece.sentence: piece.masked for piece, _ in pieces}
         for piece, nbest in pieces:
             parts.setdefault(piece.sentence, []).append(nbest[0].text if nbest else "")
         scores = [nbest[0].score for _, nbest in pieces if nbest]
-        line = " ".join(restore(" ".join(t for t in translated if t), masks[s]) for s, translated in parts.items())
+        line = " ".join(restore(" ".join(t for t in translated if t), masks[s], english_numbers) for s, translated in parts.items())
         return [Translation(" ".join(line.split()), sum(scores) / max(len(scores), 1))] * n_best
 
     def search_ids(self, segments: Sequence[list[int]], config: DecodeConfig) -> list[list[Hypothesis]]:
