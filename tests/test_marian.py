@@ -253,6 +253,9 @@ def test_every_command_takes_an_imported_bundle(imported_dir, tmp_path):
     ref.write_text("I am hungry.\nTom is here.\nWhere is it?\nGood day.\n")
     evaluated = runner.invoke(app, ["evaluate", "-m", str(imported_dir), "--src", str(src), "--ref", str(ref), "--json"])
     assert evaluated.exit_code == 0 and json.loads(evaluated.stdout.splitlines()[0])["bleu"] >= 0, evaluated.output
+    plot = tmp_path / "attention.png"
+    drawn = runner.invoke(app, ["translate", "-m", str(imported_dir), "--greedy", "--attention-plot", str(plot)], input="Tom ist hier.\n")
+    assert drawn.exit_code == 0 and plot.stat().st_size > 0, drawn.output
     described = runner.invoke(app, ["info", str(imported_dir)])
     assert described.exit_code == 0 and "pieces (source + target SentencePiece)" in described.stdout, described.output
 
@@ -307,3 +310,18 @@ def test_output_bias_is_added_to_the_logits_and_defaults_off():
     hidden = torch.randn(2, 3, 8)
     assert torch.allclose(model.project(hidden), F.linear(hidden, model.embedding.weight) + model.output_bias, atol=1e-6)
     assert "output_bias" in model.state_dict()
+
+
+def test_the_attention_plot_cuts_the_translation_with_the_target_model(imported_dir, tmp_path, monkeypatch):
+    import xformer_cli.attention_plot as attention_plot
+    from xformer_cli.filter import draw_attention
+
+    drawn = {}
+    monkeypatch.setattr(attention_plot, "plot_attention", lambda weights, src, tgt, path: drawn.update(src=src, tgt=tgt, shape=tuple(weights.shape)))
+    translator = Translator(load_bundle(imported_dir))
+    tokenizer = translator.tokenizer
+    assert tokenizer.encode(["the station"]) != tokenizer.encode_target(["the station"])  # the two models cut differently
+    draw_attention(translator, "Wo ist der Bahnhof?", "Where is the station?", tmp_path / "a.png", warn=print)
+    assert drawn["tgt"] == tokenizer.pieces(tokenizer.encode_target(["Where is the station?"])[0]) + ["</s>"]
+    assert drawn["src"] == tokenizer.pieces(tokenizer.encode(["Wo ist der Bahnhof?"])[0]) + ["</s>"]
+    assert drawn["shape"] == (len(drawn["tgt"]), len(drawn["src"]))

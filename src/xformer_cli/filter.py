@@ -124,7 +124,7 @@ def draw_attention(translator: Translator, source: str, translation: str, path: 
     from xformer_cli.attention_plot import cross_attention, plot_attention
 
     tokenizer = translator.tokenizer
-    src_ids, tgt_ids = tokenizer.encode([source, translation])
+    src_ids, tgt_ids = tokenizer.encode([source])[0], tokenizer.encode_target([translation])[0]
     limit = translator.model.config.max_pieces
     if not src_ids or len(src_ids) > limit or len(tgt_ids) > limit:
         warn("line 1 is empty or too long to draw its attention; no plot written")
