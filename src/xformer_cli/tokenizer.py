@@ -7,7 +7,9 @@ character outside the vocabulary becomes byte pieces and `<unk>` never reaches t
 
 Both kinds offer the same methods: `encode` (source text), `encode_target`, `decode` (target ids),
 `pieces`, `vocab_size`, `digest` (for cache keys) and `files` (what a folder keeps of them);
-`load_tokenizer` reads either from a bundle or run folder.
+`load_tokenizer` reads either from a bundle or run folder. `sample_encode` and
+`sample_encode_target` give a seeded random segmentation instead (subword regularization, for
+training only; see `sampled_encode`).
 
 Every joint tokenizer trained here also reserves TAG_PIECE, a SentencePiece control symbol:
 encoding text never produces it (the string "<bt>" in a user's text becomes ordinary pieces)
@@ -80,6 +82,14 @@ class Tokenizer:
         """Piece ids of target-language texts: the same joint model."""
         return self.encode(texts, threads)
 
+    def sample_encode(self, texts: Sequence[str], alpha: float, seed: int) -> list[list[int]]:
+        """Piece ids of a random segmentation of each text, which `seed` reproduces (`sampled_encode`)."""
+        return sampled_encode(self.sp, texts, alpha, seed)
+
+    def sample_encode_target(self, texts: Sequence[str], alpha: float, seed: int) -> list[list[int]]:
+        """The same for target-language texts: the same joint model."""
+        return self.sample_encode(texts, alpha, seed)
+
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
         """Texts of id sequences (special ids are dropped)."""
         return self.sp.Decode([list(x) for x in ids], num_threads=1)
@@ -122,6 +132,35 @@ def reservoir_sample(items: Iterable[T], k: int, rng: random.Random) -> list[T]:
 
 
 _END = object()
+
+NO_SEED = 2**32 - 1  # SentencePiece's value for "no seed set: draw one from the system"
+
+
+def sampling_seed(*words: int) -> int:
+    """A seed for SentencePiece's generator (32 bits, never NO_SEED) made from integers: the
+    same integers, the same seed."""
+    digest = hashlib.sha256(json.dumps(list(words)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") % NO_SEED
+
+
+def sampled_encode(sp: spm.SentencePieceProcessor, texts: Sequence[str], alpha: float, seed: int, out_type: type = int) -> list[list]:
+    """A random segmentation of each text (ids, or pieces with `out_type=str`), the same for the
+    same `seed`: SentencePiece's subword sampling over all segmentations (nbest_size -1). For a
+    BPE model that is BPE-dropout, each merge skipped with probability `alpha` (Provilkov et al.
+    2020); for a unigram model, Kudo's (2018) sampling with smoothing exponent `alpha`.
+
+    Reproducible because SentencePiece draws from one generator per thread, seeded from the
+    process-wide seed when that thread first draws, and a batch call encodes on fresh threads:
+    with the seed set just before and one thread, the draws do not depend on scheduling or on
+    what was encoded before. (A one-text batch gets a blank companion: older SentencePiece
+    versions encode it on the calling thread, whose generator was seeded long ago.) The seed is
+    process-wide state: do not sample from two Python threads at once."""
+    if not texts:
+        return []
+    batch = [*texts, ""] if len(texts) == 1 else list(texts)
+    spm.set_random_generator_seed(seed)
+    out = sp.Encode(batch, out_type=out_type, enable_sampling=True, alpha=alpha, nbest_size=-1, num_threads=1)
+    return out[: len(texts)]
 
 
 def train_tokenizer(
@@ -223,6 +262,19 @@ class SourceTargetTokenizer:
     def encode_target(self, texts: Sequence[str], threads: int = 1) -> list[list[int]]:
         """Ids of target texts (no EOS), cut by the target model."""
         return self._ids(self.target, texts, threads)
+
+    def _sampled_ids(self, sp: spm.SentencePieceProcessor, texts: Sequence[str], alpha: float, seed: int) -> list[list[int]]:
+        get, unk = self.vocab.get, self.unk_id
+        return [[get(piece, unk) for piece in pieces] for pieces in sampled_encode(sp, texts, alpha, seed, out_type=str)]
+
+    def sample_encode(self, texts: Sequence[str], alpha: float, seed: int) -> list[list[int]]:
+        """Ids of a random segmentation of source texts by the source model, which `seed`
+        reproduces (`sampled_encode`)."""
+        return self._sampled_ids(self.source, texts, alpha, seed)
+
+    def sample_encode_target(self, texts: Sequence[str], alpha: float, seed: int) -> list[list[int]]:
+        """The same for target texts, by the target model."""
+        return self._sampled_ids(self.target, texts, alpha, seed)
 
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
         """Target texts of id sequences; `</s>` and `<pad>` are dropped."""
