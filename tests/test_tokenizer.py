@@ -66,9 +66,8 @@ def test_a_sampled_segmentation_is_another_cut_of_the_same_text_that_its_seed_re
     assert all(0 <= sampling_seed(s, 7) < 2**32 - 1 for s in range(100))
 
 
-def test_marians_source_and_target_models_sample_too(tmp_path, tiny_corpus):
+def test_marians_source_and_target_models_sample_too(tiny_corpus):
     import io
-    import json
 
     import sentencepiece as spm
 
