@@ -4,13 +4,12 @@ datasets' ~/.cache/huggingface/datasets).
 
 The cache is keyed by content, never by file name: the sha256 of the corpus files' bytes and of
 the SentencePiece model, the filter settings, the tag (for a synthetic corpus), the sampling (for
-a sampled segmentation: its alpha, seed, chunk size and the SentencePiece version) and the format
-version. A repeated or resumed run
+a sampled segmentation: its alpha, seed, chunk size and sampler) and the format version. A repeated or resumed run
 on the same data finds its corpus there; a changed file, tokenizer or filter makes a new entry.
 
-A sampled segmentation (subword regularization: `Sampling`) is encoded chunk by chunk, each
-chunk's source and target on one SentencePiece thread with a seed of its own made from the
-sampling's seed and the chunk's index, so the same key always holds the same ids.
+A sampled segmentation (subword regularization: `Sampling`, BPE-dropout) is encoded chunk by
+chunk, each chunk's source and target drawn with a seed of their own made from the sampling's
+seed, the chunk's index and the side, so the same key holds the same ids in any process.
 
     <cache>/                        --cache-dir, else $XFORMER_CACHE, else $XDG_CACHE_HOME/xformer,
                                     else ~/.cache/xformer
@@ -46,6 +45,7 @@ import numpy as np
 from xformer_cli.checkpoint import fsync_folder
 from xformer_cli.data import FilterReport, ParallelReader, filter_pairs
 from xformer_cli.errors import DataError
+from xformer_cli.bpe_dropout import SAMPLER
 from xformer_cli.tokenizer import TAG_PIECE, AnyTokenizer, sampling_seed
 
 FORMAT = 1
@@ -97,7 +97,7 @@ def tokenizer_cache_path(root: Path, corpus_digests: list[tuple[str, str]], voca
 class Sampling:
     """A sampled segmentation (subword regularization) instead of the plain one."""
 
-    alpha: float  # SentencePiece's alpha: BPE-dropout's drop probability for a BPE model
+    alpha: float  # BPE-dropout's probability of skipping a merge
     seed: int  # every chunk's seed is made from it and the chunk's index
 
 
@@ -108,9 +108,7 @@ def corpus_key(digests: tuple[str, str], tokenizer: AnyTokenizer, max_tokens: in
     `sampling` segmentation: untagged and plain keys are those of earlier versions."""
     extra: dict[str, object] = {"tag": tag} if tag is not None else {}
     if sampling is not None:
-        import sentencepiece
-
-        extra["sampling"] = {"alpha": sampling.alpha, "seed": sampling.seed, "chunk_pairs": CHUNK_PAIRS, "sentencepiece": sentencepiece.__version__}
+        extra["sampling"] = {"alpha": sampling.alpha, "seed": sampling.seed, "chunk_pairs": CHUNK_PAIRS, "sampler": SAMPLER}
     return content_key(kind="corpus", src=digests[0], tgt=digests[1], tokenizer=tokenizer.digest(), max_tokens=max_tokens, max_ratio=max_ratio, **extra)
 
 
@@ -230,12 +228,12 @@ def flat(ids: list[list[int]], dtype: np.dtype, total: int) -> np.ndarray:
 
 
 def encode_chunk(tokenizer: AnyTokenizer, src: list[str], tgt: list[str], threads: int, sampling: Sampling | None, chunk: int) -> dict[str, list[list[int]]]:
-    """The piece ids of chunk number `chunk` of a corpus: plain on `threads` SentencePiece
-    threads, or sampled with seeds made from (the sampling's seed, `chunk`, side)."""
+    """The piece ids of chunk number `chunk` of a corpus (`threads` SentencePiece threads):
+    plain, or sampled with seeds made from (the sampling's seed, `chunk`, side)."""
     if sampling is None:
         return {"src": tokenizer.encode(src, threads), "tgt": tokenizer.encode_target(tgt, threads)}
-    return {"src": tokenizer.sample_encode(src, sampling.alpha, sampling_seed(sampling.seed, chunk, 0)),
-            "tgt": tokenizer.sample_encode_target(tgt, sampling.alpha, sampling_seed(sampling.seed, chunk, 1))}
+    return {"src": tokenizer.sample_encode(src, sampling.alpha, sampling_seed(sampling.seed, chunk, 0), threads),
+            "tgt": tokenizer.sample_encode_target(tgt, sampling.alpha, sampling_seed(sampling.seed, chunk, 1), threads)}
 
 
 def encode_corpus(folder: Path, key: str, src: str, tgt: str, tokenizer: AnyTokenizer, max_tokens: int, max_ratio: float,
@@ -244,7 +242,7 @@ def encode_corpus(folder: Path, key: str, src: str, tgt: str, tokenizer: AnyToke
     `threads` SentencePiece threads, and write its meta.json last. `progress` is an
     EncodeProgress (or anything with its `update`). A `tag` id goes in front of every source,
     counted in its length and toward `max_tokens` (see `filter_pairs`). With `sampling`, the
-    segmentation is sampled, one thread per chunk (`encode_chunk`), and filtered as it came out."""
+    segmentation is sampled (`encode_chunk`) and filtered as it came out."""
     reader = ParallelReader(src, tgt)
     dtype, length_dtype = token_dtype(tokenizer.vocab_size), np.dtype(np.uint16 if max_tokens < 1 << 16 else np.int32)
     writers = {name: ArrayWriter(folder / name, dtype if name.endswith("tokens") else length_dtype if name.endswith("lengths") else np.int64)

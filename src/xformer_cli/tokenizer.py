@@ -7,9 +7,9 @@ character outside the vocabulary becomes byte pieces and `<unk>` never reaches t
 
 Both kinds offer the same methods: `encode` (source text), `encode_target`, `decode` (target ids),
 `pieces`, `vocab_size`, `digest` (for cache keys) and `files` (what a folder keeps of them);
-`load_tokenizer` reads either from a bundle or run folder. `sample_encode` and
-`sample_encode_target` give a seeded random segmentation instead (subword regularization, for
-training only; see `sampled_encode`).
+`load_tokenizer` reads either from a bundle or run folder. A joint BPE tokenizer also samples:
+`sample_encode` and `sample_encode_target` give a seeded BPE-dropout segmentation (subword
+regularization, for training only; `bpe_dropout.py`).
 
 Every joint tokenizer trained here also reserves TAG_PIECE, a SentencePiece control symbol:
 encoding text never produces it (the string "<bt>" in a user's text becomes ordinary pieces)
@@ -31,6 +31,7 @@ from typing import TypeVar
 
 import sentencepiece as spm
 
+from xformer_cli.bpe_dropout import BpeDropout
 from xformer_cli.errors import ConfigError, ModelLoadError
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
@@ -50,6 +51,7 @@ class Tokenizer:
         except (RuntimeError, OSError) as err:
             raise ModelLoadError(f"corrupt SentencePiece model: {err}") from None
         self.model_proto = model_proto
+        self._bpe_dropout: BpeDropout | None = None  # made when first sampled
 
     @classmethod
     def load(cls, path: str | Path) -> "Tokenizer":
@@ -82,13 +84,29 @@ class Tokenizer:
         """Piece ids of target-language texts: the same joint model."""
         return self.encode(texts, threads)
 
-    def sample_encode(self, texts: Sequence[str], alpha: float, seed: int) -> list[list[int]]:
-        """Piece ids of a random segmentation of each text, which `seed` reproduces (`sampled_encode`)."""
-        return sampled_encode(self.sp, texts, alpha, seed)
+    def sampling_problem(self) -> str | None:
+        """Why `sample_encode` cannot sample with this model (it is no BPE model), or None."""
+        try:
+            self._dropout()
+        except ValueError as why:
+            return str(why)
+        return None
 
-    def sample_encode_target(self, texts: Sequence[str], alpha: float, seed: int) -> list[list[int]]:
+    def _dropout(self) -> BpeDropout:
+        if self._bpe_dropout is None:
+            self._bpe_dropout = BpeDropout(self.sp, self.model_proto)
+        return self._bpe_dropout
+
+    def sample_encode(self, texts: Sequence[str], alpha: float, seed: int, threads: int = 1) -> list[list[int]]:
+        """Piece ids of a BPE-dropout segmentation of each text (subword regularization, for
+        training): the plain segmentation's merges made again from the characters, each skipped
+        with probability `alpha`, drawn from a generator seeded with `seed`, so the same seed gives
+        the same ids in any process (`bpe_dropout`). A ValueError for a model that is not BPE."""
+        return self._dropout().sample(self.encode(texts, threads), alpha, random.Random(seed))
+
+    def sample_encode_target(self, texts: Sequence[str], alpha: float, seed: int, threads: int = 1) -> list[list[int]]:
         """The same for target-language texts: the same joint model."""
-        return self.sample_encode(texts, alpha, seed)
+        return self.sample_encode(texts, alpha, seed, threads)
 
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
         """Texts of id sequences (special ids are dropped)."""
@@ -133,34 +151,10 @@ def reservoir_sample(items: Iterable[T], k: int, rng: random.Random) -> list[T]:
 
 _END = object()
 
-NO_SEED = 2**32 - 1  # SentencePiece's value for "no seed set: draw one from the system"
-
 
 def sampling_seed(*words: int) -> int:
-    """A seed for SentencePiece's generator (32 bits, never NO_SEED) made from integers: the
-    same integers, the same seed."""
-    digest = hashlib.sha256(json.dumps(list(words)).encode()).digest()
-    return int.from_bytes(digest[:8], "little") % NO_SEED
-
-
-def sampled_encode(sp: spm.SentencePieceProcessor, texts: Sequence[str], alpha: float, seed: int, out_type: type = int) -> list[list]:
-    """A random segmentation of each text (ids, or pieces with `out_type=str`), the same for the
-    same `seed`: SentencePiece's subword sampling over all segmentations (nbest_size -1). For a
-    BPE model that is BPE-dropout, each merge skipped with probability `alpha` (Provilkov et al.
-    2020); for a unigram model, Kudo's (2018) sampling with smoothing exponent `alpha`.
-
-    Reproducible because SentencePiece draws from one generator per thread, seeded from the
-    process-wide seed when that thread first draws, and a batch call encodes on fresh threads:
-    with the seed set just before and one thread, the draws do not depend on scheduling or on
-    what was encoded before. (A one-text batch gets a blank companion: older SentencePiece
-    versions encode it on the calling thread, whose generator was seeded long ago.) The seed is
-    process-wide state: do not sample from two Python threads at once."""
-    if not texts:
-        return []
-    batch = [*texts, ""] if len(texts) == 1 else list(texts)
-    spm.set_random_generator_seed(seed)
-    out = sp.Encode(batch, out_type=out_type, enable_sampling=True, alpha=alpha, nbest_size=-1, num_threads=1)
-    return out[: len(texts)]
+    """A 64-bit seed made from integers: the same integers, the same seed."""
+    return int.from_bytes(hashlib.sha256(json.dumps(list(words)).encode()).digest()[:8], "little")
 
 
 def train_tokenizer(
@@ -263,19 +257,6 @@ class SourceTargetTokenizer:
         """Ids of target texts (no EOS), cut by the target model."""
         return self._ids(self.target, texts, threads)
 
-    def _sampled_ids(self, sp: spm.SentencePieceProcessor, texts: Sequence[str], alpha: float, seed: int) -> list[list[int]]:
-        get, unk = self.vocab.get, self.unk_id
-        return [[get(piece, unk) for piece in pieces] for pieces in sampled_encode(sp, texts, alpha, seed, out_type=str)]
-
-    def sample_encode(self, texts: Sequence[str], alpha: float, seed: int) -> list[list[int]]:
-        """Ids of a random segmentation of source texts by the source model, which `seed`
-        reproduces (`sampled_encode`)."""
-        return self._sampled_ids(self.source, texts, alpha, seed)
-
-    def sample_encode_target(self, texts: Sequence[str], alpha: float, seed: int) -> list[list[int]]:
-        """The same for target texts, by the target model."""
-        return self._sampled_ids(self.target, texts, alpha, seed)
-
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
         """Target texts of id sequences; `</s>` and `<pad>` are dropped."""
         return ["".join(self.id_to_piece[i] for i in row if i not in self._dropped).replace("▁", " ").strip() for row in ids]
@@ -287,6 +268,10 @@ class SourceTargetTokenizer:
     def tag_id(self) -> int | None:
         """None: Marian's vocabularies reserve no tag piece."""
         return None
+
+    def sampling_problem(self) -> str | None:
+        """Why this tokenizer cannot sample segmentations: subword sampling is xformer's joint BPE tokenizer's."""
+        return "Marian's pair of source and target models"
 
     def files(self) -> dict[str, bytes]:
         """The files a bundle or run folder keeps of this tokenizer, by name."""
