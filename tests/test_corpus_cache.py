@@ -251,3 +251,20 @@ def test_an_entry_is_removed_unless_a_run_holds_its_lock(tiny_corpus, tokenizer,
         assert not remove_entry(tmp_path, corpus.key) and corpus.folder.exists()
     assert remove_entry(tmp_path, corpus.key) and not corpus.folder.exists()
     assert not remove_entry(tmp_path, corpus.key)  # nothing there
+
+
+def test_worker_processes_sample_the_ids_one_process_does(tiny_corpus, tokenizer, tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus_cache, "CHUNK_PAIRS", 50)  # 8 chunks: 2 workers, several chunks ahead
+    src, tgt = tiny_corpus
+    here = []  # chunks this process encoded itself
+    real = corpus_cache.encode_chunk
+    monkeypatch.setattr(corpus_cache, "encode_chunk", lambda *args: here.append(args[-1]) or real(*args))
+    made = {}
+    for threads in (1, 2):
+        here.clear()
+        made[threads] = cached_corpus(tmp_path / str(threads), "tiny", str(src), str(tgt), (file_digest(src), file_digest(tgt)), tokenizer,
+                                      MAX_TOKENS, MAX_RATIO, threads, lambda _: None, None, None, Sampling(0.1, 7))
+        assert here == ([] if threads == 2 else list(range(8)))
+    assert made[1].key == made[2].key
+    for name in ("src_tokens", "tgt_tokens", "src_offsets", "tgt_offsets", "src_lengths"):
+        assert np.array_equal(getattr(made[1], name), getattr(made[2], name)), name

@@ -9,7 +9,8 @@ on the same data finds its corpus there; a changed file, tokenizer or filter mak
 
 A sampled segmentation (subword regularization: `Sampling`, BPE-dropout) is encoded chunk by
 chunk, each chunk's source and target drawn with a seed of their own made from the sampling's
-seed, the chunk's index and the side, so the same key holds the same ids in any process.
+seed, the chunk's index and the side, so the same key holds the same ids in any process. BPE-dropout
+runs in Python, so a corpus of several chunks is sampled by `threads` worker processes at once.
 
     <cache>/                        --cache-dir, else $XFORMER_CACHE, else $XDG_CACHE_HOME/xformer,
                                     else ~/.cache/xformer
@@ -35,7 +36,8 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from itertools import chain
 from pathlib import Path
@@ -46,7 +48,7 @@ from xformer_cli.checkpoint import fsync_folder
 from xformer_cli.data import FilterReport, ParallelReader, filter_pairs
 from xformer_cli.errors import DataError
 from xformer_cli.bpe_dropout import SAMPLER
-from xformer_cli.tokenizer import TAG_PIECE, AnyTokenizer, sampling_seed
+from xformer_cli.tokenizer import TAG_PIECE, AnyTokenizer, sample_in_worker, sampling_seed, start_sampling_worker
 
 FORMAT = 1
 CHUNK_PAIRS = 20_000  # pairs encoded at a time: big enough for SentencePiece's threads, small in memory
@@ -227,13 +229,51 @@ def flat(ids: list[list[int]], dtype: np.dtype, total: int) -> np.ndarray:
     return np.fromiter(chain.from_iterable(ids), dtype=dtype, count=total)
 
 
+def chunk_seeds(sampling: Sampling, chunk: int) -> tuple[int, int]:
+    """The seeds of chunk number `chunk`'s sources and targets."""
+    return sampling_seed(sampling.seed, chunk, 0), sampling_seed(sampling.seed, chunk, 1)
+
+
 def encode_chunk(tokenizer: AnyTokenizer, src: list[str], tgt: list[str], threads: int, sampling: Sampling | None, chunk: int) -> dict[str, list[list[int]]]:
     """The piece ids of chunk number `chunk` of a corpus (`threads` SentencePiece threads):
-    plain, or sampled with seeds made from (the sampling's seed, `chunk`, side)."""
+    plain, or sampled with its `chunk_seeds`."""
     if sampling is None:
         return {"src": tokenizer.encode(src, threads), "tgt": tokenizer.encode_target(tgt, threads)}
-    return {"src": tokenizer.sample_encode(src, sampling.alpha, sampling_seed(sampling.seed, chunk, 0), threads),
-            "tgt": tokenizer.sample_encode_target(tgt, sampling.alpha, sampling_seed(sampling.seed, chunk, 1), threads)}
+    seeds = chunk_seeds(sampling, chunk)
+    return {"src": tokenizer.sample_encode(src, sampling.alpha, seeds[0], threads),
+            "tgt": tokenizer.sample_encode_target(tgt, sampling.alpha, seeds[1], threads)}
+
+
+def encoded_chunks(reader: ParallelReader, tokenizer: AnyTokenizer, threads: int, sampling: Sampling | None) -> Iterator[tuple[list[str], dict[str, list[list[int]]]]]:
+    """(source lines, piece ids) of each chunk of the corpus, in order. A sampled segmentation of
+    more than one chunk is drawn by `threads` worker processes (spawned, each with a copy of the
+    tokenizer), a few chunks ahead; the ids do not depend on how many (each chunk has its seeds)."""
+    chunks = enumerate(reader.chunks(CHUNK_PAIRS))
+    first = next(chunks, None)
+    second = next(chunks, None) if first is not None else None
+    if sampling is None or threads <= 1 or second is None:
+        for chunk, (src, tgt) in (c for c in (first, second) if c is not None):
+            yield src, encode_chunk(tokenizer, src, tgt, threads, sampling, chunk)
+        for chunk, (src, tgt) in chunks:
+            yield src, encode_chunk(tokenizer, src, tgt, threads, sampling, chunk)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from itertools import chain
+
+    with ProcessPoolExecutor(threads, multiprocessing.get_context("spawn"), start_sampling_worker, (tokenizer.model_proto,)) as pool:
+        pending: deque = deque()
+        try:
+            for chunk, (src, tgt) in chain((first, second), chunks):
+                pending.append((src, pool.submit(sample_in_worker, src, tgt, sampling.alpha, chunk_seeds(sampling, chunk))))
+                if len(pending) > 2 * threads:
+                    done_src, future = pending.popleft()
+                    yield done_src, dict(zip(("src", "tgt"), future.result()))
+            while pending:
+                done_src, future = pending.popleft()
+                yield done_src, dict(zip(("src", "tgt"), future.result()))
+        finally:
+            pool.shutdown(cancel_futures=True)
 
 
 def encode_corpus(folder: Path, key: str, src: str, tgt: str, tokenizer: AnyTokenizer, max_tokens: int, max_ratio: float,
@@ -253,8 +293,7 @@ def encode_corpus(folder: Path, key: str, src: str, tgt: str, tokenizer: AnyToke
         ends = {"src": 0, "tgt": 0}
         writers["src.offsets"].write(np.zeros(1, np.int64))
         writers["tgt.offsets"].write(np.zeros(1, np.int64))
-        for chunk, (s_text, t_text) in enumerate(reader.chunks(CHUNK_PAIRS)):
-            ids = encode_chunk(tokenizer, s_text, t_text, threads, sampling, chunk)
+        for s_text, ids in encoded_chunks(reader, tokenizer, threads, sampling):
             lengths = {side: np.fromiter(map(len, ids[side]), np.int64, count=len(ids[side])) for side in ids}
             keep, chunk_report = filter_pairs(lengths["src"], lengths["tgt"], max_tokens, max_ratio, src_extra=int(tag is not None))
             if tag is not None:

@@ -123,6 +123,25 @@ class Tokenizer:
         return i if i != self.sp.unk_id() and self.sp.IsControl(i) else None
 
 
+_worker_tokenizer: Tokenizer | None = None  # in a sampling worker process: its copy of the tokenizer
+
+
+def start_sampling_worker(model_proto: bytes) -> None:
+    """Set up a worker process of `sample_in_worker` (a ProcessPoolExecutor initializer): its own
+    copy of the tokenizer; Ctrl-C is the parent's to handle."""
+    import signal
+
+    global _worker_tokenizer
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker_tokenizer = Tokenizer(model_proto)
+
+
+def sample_in_worker(src: list[str], tgt: list[str], alpha: float, seeds: tuple[int, int]) -> tuple[list[list[int]], list[list[int]]]:
+    """In a worker process: `sample_encode` of a chunk's sources and targets, with their seeds."""
+    assert _worker_tokenizer is not None, "start_sampling_worker first"
+    return _worker_tokenizer.sample_encode(src, alpha, seeds[0]), _worker_tokenizer.sample_encode_target(tgt, alpha, seeds[1])
+
+
 def reservoir_sample(items: Iterable[T], k: int, rng: random.Random) -> list[T]:
     """A uniform random sample of `k` items of a stream of unknown length (all of them, in
     order, when there are at most `k`), holding only the sample in memory. Li's Algorithm L:
