@@ -70,6 +70,10 @@ def test_a_sampled_segmentation_is_another_cut_of_the_same_text_that_its_seed_re
     sampled = tokenizer.sample_encode(texts, 0.3, seed=1)
     assert tokenizer.decode(sampled) == texts and len({tuple(x) for x in sampled}) > 1
     assert sampling_seed(3, 0, 1) == sampling_seed(3, 0, 1) != sampling_seed(3, 1, 0)
+    assert tokenizer.sample_encode(lines, 0.0, seed=11) == plain
+    for bad in (1.0, -0.1):
+        with pytest.raises(ValueError, match="must be at least 0 and below 1"):
+            tokenizer.sample_encode(lines[:3], bad, seed=1)
 
 
 def test_bpe_dropout_without_a_skip_is_sentencepieces_own_segmentation(tokenizer, tiny_corpus, trained_bundle_dir):

@@ -99,7 +99,11 @@ class BpeDropout:
 
     def sample(self, ids: Sequence[Sequence[int]], p: float, rng: random.Random) -> list[list[int]]:
         """A BPE-dropout segmentation of each plain segmentation in `ids`, merges skipped with
-        probability `p` (0 < p < 1), drawn from `rng`."""
+        probability `p` (0 <= p < 1; 0 keeps them), drawn from `rng`."""
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"the probability of skipping a merge must be at least 0 and below 1 (got {p})")
+        if p == 0.0:
+            return [list(row) for row in ids]
         log_keep = math.log1p(-p)
         return [self.sample_one(row, p, log_keep, rng) for row in ids]
 
