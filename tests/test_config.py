@@ -102,3 +102,27 @@ def test_a_recipe_may_sample_with_a_beam_of_one(tmp_path):
     assert (recipe.decode.sample, recipe.decode.sample_topk, recipe.decode.temperature, recipe.decode.seed) == (True, 10, 1.0, 7)
     with pytest.raises(ConfigError, match=r"beam size must be 1 \(got 5\)"):  # the default beam is for search
         load_recipe(write_recipe(tmp_path, "[decode]\nsample = true\n"))
+
+
+@pytest.mark.parametrize("value", ["1.0", "1", "1.5", "-0.1", "nan", "inf"])
+def test_subword_alpha_is_at_least_0_and_below_1(tmp_path, value):
+    with pytest.raises(ConfigError, match=r"subword_alpha must be at least 0 \(off\) and below 1 \(got "):
+        load_recipe(write_recipe(tmp_path, f"[train]\nsubword_alpha = {value}\n"))
+
+
+def test_subword_alpha_comes_from_the_recipe_or_the_flag_and_is_off_by_default(tmp_path):
+    assert Recipe().train.subword_alpha == 0.0
+    with pytest.raises(ConfigError, match="subword_alpha in \\[train\\] of .* must be a number"):
+        load_recipe(write_recipe(tmp_path, '[train]\nsubword_alpha = "0.1"\n'))
+    recipe = load_recipe(write_recipe(tmp_path, "[train]\nsubword_alpha = 0\n"))
+    assert recipe.train.subword_alpha == 0.0 and isinstance(recipe.train.subword_alpha, float)
+    recipe = load_recipe(write_recipe(tmp_path, "[train]\nsubword_alpha = 0.1\n"))
+    assert recipe.train.subword_alpha == 0.1 and apply_flags(recipe, train={"subword_alpha": 0.2}).train.subword_alpha == 0.2
+
+
+@pytest.mark.parametrize("value", ["1", "-0.5"])
+def test_a_bad_subword_alpha_flag_is_a_one_line_error_before_anything_is_made(tiny_corpus, tmp_path, value):
+    src, tgt = tiny_corpus
+    result = CliRunner().invoke(app, ["train", "--src", str(src), "--tgt", str(tgt), "--out", str(tmp_path / "run"), "--subword-alpha", value])
+    assert_one_line_error(result, f"subword_alpha must be at least 0 (off) and below 1 (got {float(value)})")
+    assert not (tmp_path / "run").exists()

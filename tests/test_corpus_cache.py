@@ -11,7 +11,7 @@ import pytest
 from rich.console import Console
 
 from xformer_cli import corpus_cache
-from xformer_cli.corpus_cache import cached_corpus, file_digest
+from xformer_cli.corpus_cache import Sampling, cached_corpus, content_key, corpus_key, entry_folder, file_digest, remove_entry
 from xformer_cli.data import filter_pairs, read_parallel
 from xformer_cli.errors import DataError
 from xformer_cli.tokenizer import Tokenizer, train_tokenizer
@@ -33,9 +33,10 @@ def encodes(monkeypatch) -> list[int]:
     return calls
 
 
-def encode(root, src, tgt, tokenizer, logs=None, console=None, tag=None):
+def encode(root, src, tgt, tokenizer, logs=None, console=None, tag=None, sampling=None):
     log = (logs.append if logs is not None else lambda _: None)
-    return cached_corpus(root, "tiny", str(src), str(tgt), (file_digest(src), file_digest(tgt)), tokenizer, MAX_TOKENS, MAX_RATIO, 2, log, console, tag)
+    return cached_corpus(root, "tiny", str(src), str(tgt), (file_digest(src), file_digest(tgt)), tokenizer, MAX_TOKENS, MAX_RATIO, 2, log, console, tag,
+                         sampling)
 
 
 def entries(root):
@@ -187,3 +188,83 @@ def test_encoding_shows_a_progress_bar_on_a_terminal_and_one_line_elsewhere(tiny
     plain = Console(file=io.StringIO(), force_terminal=False, width=120)
     encode(tmp_path / "b", src, tgt, tokenizer, console=plain)
     assert "━" not in plain.file.getvalue() and plain.file.getvalue().count("\n") == 1
+
+
+def test_plain_and_tagged_entries_keep_the_keys_of_earlier_versions(tiny_corpus, tokenizer, tmp_path):
+    src, tgt = tiny_corpus
+    digests = (file_digest(src), file_digest(tgt))
+    earlier = dict(kind="corpus", src=digests[0], tgt=digests[1], tokenizer=tokenizer.digest(), max_tokens=MAX_TOKENS, max_ratio=MAX_RATIO)
+    assert corpus_key(digests, tokenizer, MAX_TOKENS, MAX_RATIO) == content_key(**earlier)
+    assert corpus_key(digests, tokenizer, MAX_TOKENS, MAX_RATIO, tag=4) == content_key(**earlier, tag=4)
+    assert encode(tmp_path, src, tgt, tokenizer).folder == entry_folder(tmp_path, content_key(**earlier))
+
+
+def decoded_pairs(corpus, tokenizer) -> list[tuple[str, str]]:
+    return list(zip(tokenizer.decode([corpus.pair(i)[0] for i in range(len(corpus))]), tokenizer.decode([corpus.pair(i)[1] for i in range(len(corpus))])))
+
+
+def test_a_sampled_segmentation_has_an_entry_of_its_own_that_its_seed_repeats(tiny_corpus, tokenizer, tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus_cache, "CHUNK_PAIRS", 64)  # 7 chunks, the last of 16 pairs
+    src, tgt = tiny_corpus
+    plain = encode(tmp_path / "cache", src, tgt, tokenizer)
+    logs = []
+    sampled = encode(tmp_path / "cache", src, tgt, tokenizer, logs, sampling=Sampling(0.1, 7))
+    assert sampled.folder != plain.folder and json.loads((sampled.folder / "meta.json").read_text())["sampling"] == {"alpha": 0.1, "seed": 7}
+    assert not np.array_equal(sampled.src_lengths[:50], plain.src_lengths[:50])
+    # Filtered as it came out: longer segmentations, so more pairs over MAX_TOKENS than in the plain one.
+    assert max(sampled.src_lengths.max(), sampled.tgt_lengths.max()) <= MAX_TOKENS
+    assert sampled.report.too_long > plain.report.too_long and len(sampled) == sampled.report.kept < len(plain)
+    # Each kept pair is a pair of the corpus, cut otherwise, in corpus order.
+    lines = iter(zip(*(tokenizer.decode(tokenizer.encode(side)) for side in read_parallel(src, tgt))))
+    assert all(pair in lines for pair in decoded_pairs(sampled, tokenizer))
+    # The same sampling: the same entry, found; in another cache, encoded to the same ids.
+    again = encode(tmp_path / "cache", src, tgt, tokenizer, logs, sampling=Sampling(0.1, 7))
+    assert again.folder == sampled.folder and "encoded before" in logs[-1]
+    elsewhere = encode(tmp_path / "other", src, tgt, tokenizer, sampling=Sampling(0.1, 7))
+    for name in ("src_tokens", "tgt_tokens", "src_offsets", "tgt_offsets"):
+        assert np.array_equal(getattr(elsewhere, name), getattr(sampled, name)), name
+    # Another seed or alpha: another entry, other pieces.
+    for other in (Sampling(0.1, 8), Sampling(0.2, 7)):
+        corpus = encode(tmp_path / "cache", src, tgt, tokenizer, sampling=other)
+        assert corpus.folder not in (plain.folder, sampled.folder) and not np.array_equal(corpus.src_tokens, sampled.src_tokens)
+    assert len(entries(tmp_path / "cache")) == 4
+
+
+def test_every_chunk_of_a_sampled_segmentation_draws_with_a_seed_of_its_own(tiny_corpus, tokenizer, tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus_cache, "CHUNK_PAIRS", 50)
+    src, tgt = read_parallel(*tiny_corpus)
+    (tmp_path / "twice.de").write_text("\n".join(src[:50] * 2) + "\n", encoding="utf-8")  # two chunks of the same text
+    (tmp_path / "twice.en").write_text("\n".join(tgt[:50] * 2) + "\n", encoding="utf-8")
+    corpus = cached_corpus(tmp_path, "twice", str(tmp_path / "twice.de"), str(tmp_path / "twice.en"), ("a", "b"), tokenizer, 200, 10.0, 2,
+                           lambda _: None, None, None, Sampling(0.1, 7))
+    assert len(corpus) == 100
+    first, second = ([corpus.pair(i)[0].tolist() for i in rows] for rows in (range(50), range(50, 100)))
+    assert first != second and tokenizer.decode(first) == tokenizer.decode(second)
+
+
+def test_an_entry_is_removed_unless_a_run_holds_its_lock(tiny_corpus, tokenizer, tmp_path):
+    from filelock import FileLock
+
+    src, tgt = tiny_corpus
+    corpus = encode(tmp_path, src, tgt, tokenizer, sampling=Sampling(0.1, 7))
+    with FileLock(corpus.folder.parent / f".{corpus.folder.name}.lock"):  # another run encoding or opening it
+        assert not remove_entry(tmp_path, corpus.key) and corpus.folder.exists()
+    assert remove_entry(tmp_path, corpus.key) and not corpus.folder.exists()
+    assert not remove_entry(tmp_path, corpus.key)  # nothing there
+
+
+def test_worker_processes_sample_the_ids_one_process_does(tiny_corpus, tokenizer, tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus_cache, "CHUNK_PAIRS", 50)  # 8 chunks: 2 workers, several chunks ahead
+    src, tgt = tiny_corpus
+    here = []  # chunks this process encoded itself
+    real = corpus_cache.encode_chunk
+    monkeypatch.setattr(corpus_cache, "encode_chunk", lambda *args: here.append(args[-1]) or real(*args))
+    made = {}
+    for threads in (1, 2):
+        here.clear()
+        made[threads] = cached_corpus(tmp_path / str(threads), "tiny", str(src), str(tgt), (file_digest(src), file_digest(tgt)), tokenizer,
+                                      MAX_TOKENS, MAX_RATIO, threads, lambda _: None, None, None, Sampling(0.1, 7))
+        assert here == ([] if threads == 2 else list(range(8)))
+    assert made[1].key == made[2].key
+    for name in ("src_tokens", "tgt_tokens", "src_offsets", "tgt_offsets", "src_lengths"):
+        assert np.array_equal(getattr(made[1], name), getattr(made[2], name)), name

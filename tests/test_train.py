@@ -255,6 +255,25 @@ def test_data_parallel_training_with_torchrun_on_cpu(tiny_corpus, tmp_path):
     load_bundle(out / "bundle")
 
 
+def test_data_parallel_training_with_subword_sampling_encodes_each_epoch_once_on_rank_0(tiny_corpus, tmp_path, corpus_cache):
+    src, tgt = tiny_corpus
+    out = tmp_path / "ddp"
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29521", "-m", "xformer_cli",
+         *tiny_args(src, tgt, out, "--max-steps", 12, "--log-every", 1, "--device", "cpu", "--subword-alpha", 0.1)],
+        env=ENV(), capture_output=True, timeout=300,
+    )
+    err = done.stderr.decode()
+    assert done.returncode == 0, err[-2000:]
+    assert "2 processes" in err and err.count("stopped at step 12") == 1
+    for epoch in (1, 2):  # rank 0 encoded each epoch once; rank 1 waited and mapped it (and logs nothing)
+        assert err.count(f"epoch {epoch}: sampled segmentation (subword_alpha 0.1), encoded in ") == 1, err[-2000:]
+    epochs = {json.loads(line).get("epoch") for line in (out / "metrics.jsonl").read_text().splitlines()}
+    assert {1, 2} <= epochs and sorted(losses(out)) == list(range(1, 13))
+    assert len([p for p in (corpus_cache / "corpora").iterdir() if p.is_dir()]) == 1
+    load_bundle(out / "bundle")
+
+
 def test_early_stopping_after_patience_validations_without_a_better_bleu(tiny_corpus, tmp_path):
     src, tgt = tiny_corpus
     out = tmp_path / "run"
@@ -585,3 +604,43 @@ def test_a_tagged_corpus_with_a_tokenizer_lacking_the_tag_is_one_line_before_tra
     result = run("train", "--config", recipe, "--out", out, "--max-steps", 2, *args)
     assert_one_line_error(result, "corpus 'synthetic' has tag = true", f"the tokenizer of {origin} reserves no <bt> piece")
     assert not list((out / "checkpoints").glob("*")) and not (out / "metrics.jsonl").exists()
+
+
+def test_subword_sampling_trains_each_epoch_on_its_own_segmentation_and_resumes_mid_epoch_exactly(tiny_corpus, tmp_path, corpus_cache):
+    src, tgt = tiny_corpus
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    sampling = ("--subword-alpha", 0.1, "--log-every", 1, "--save-every", 100)
+    result = run(*tiny_args(src, tgt, straight, "--max-steps", 24, *sampling))
+    assert result.exit_code == 0, result.output
+    for epoch in (1, 2):
+        assert result.stderr.count(f"epoch {epoch}: sampled segmentation (subword_alpha 0.1), encoded in ") == 1
+    assert "epoch 3:" not in result.stderr
+    records = [json.loads(line) for line in (straight / "metrics.jsonl").read_text().splitlines()]
+    first_epoch = max(r["step"] for r in records if r.get("epoch") == 1)
+    assert 4 <= first_epoch < 20 and {r.get("epoch") for r in records if "loss" in r} == {1, 2}
+    assert json.loads((straight / "run.json").read_text())["train"]["subword_alpha"] == 0.1
+    assert "Subword regularization (subword_alpha 0.1): every epoch trained on a fresh sampled segmentation" in (straight / "bundle" / "README.md").read_text()
+    assert len([p for p in (corpus_cache / "corpora").iterdir() if p.is_dir()]) == 1  # the finished run left only the plain entry
+
+    # Stopped in the middle of epoch 1 (which deletes that epoch's entry) and resumed: the epoch is
+    # sampled again, to the same pieces, and training follows the straight run's losses.
+    middle = first_epoch // 2
+    assert run(*tiny_args(src, tgt, stopped, "--max-steps", middle, *sampling)).exit_code == 0
+    result = run(*tiny_args(src, tgt, stopped, "--max-steps", 24, *sampling), "--resume")
+    assert result.exit_code == 0, result.output
+    assert f"resumed from step-{middle:07d}.safetensors: step {middle}, epoch 1, batch {middle}" in result.stderr
+    assert "epoch 1: sampled segmentation (subword_alpha 0.1), encoded in " in result.stderr and "epoch 2: sampled" in result.stderr
+    expected, got = losses(straight), losses(stopped)
+    assert sorted(got) == list(range(1, 25))
+    for step in range(1, 25):
+        assert got[step] == pytest.approx(expected[step], rel=1e-5, abs=1e-6), step
+
+
+def test_subword_alpha_0_trains_exactly_as_without_it(tiny_corpus, tmp_path, corpus_cache):
+    src, tgt = tiny_corpus
+    plain = run(*tiny_args(src, tgt, tmp_path / "plain", "--max-steps", 3, "--log-every", 1))
+    zero = run(*tiny_args(src, tgt, tmp_path / "zero", "--max-steps", 3, "--log-every", 1, "--subword-alpha", 0))
+    assert plain.exit_code == zero.exit_code == 0, plain.output + zero.output
+    assert "sampled" not in zero.stderr and "Subword regularization" not in (tmp_path / "zero" / "bundle" / "README.md").read_text()
+    assert losses(tmp_path / "zero") == losses(tmp_path / "plain")
+    assert len([p for p in (corpus_cache / "corpora").iterdir() if p.is_dir()]) == 1  # one entry, the same key

@@ -188,3 +188,118 @@ def test_corpora_and_src_together_or_all_weights_zero_are_refused():
         TrainConfig(corpora=(CorpusConfig("c", "d", weight=0),))
     with pytest.raises(ConfigError, match="share the name 'x'"):
         TrainConfig(corpora=(CorpusConfig("a", "b", name="x"), CorpusConfig("c", "d", name="x")))
+
+
+def epoch_ids(data) -> list[tuple[list[int], list[int]]]:
+    return [tuple(side.tolist() for side in c.pair(i)) for c in data.corpora for i in range(len(c))]
+
+
+def test_without_subword_sampling_every_epoch_trains_on_the_plain_corpora(two_corpora, tokenizer, tmp_path):
+    data, logs = prepare(tmp_path, two_corpora, tokenizer)
+    assert TrainConfig().subword_alpha == 0.0 and not data.sampled
+    before = sorted(p.name for p in (tmp_path / "cache" / "corpora").iterdir())
+    assert all(data.for_epoch(epoch, Distributed(), logs.append) is data for epoch in range(3))
+    assert sorted(p.name for p in (tmp_path / "cache" / "corpora").iterdir()) == before and not any("sampled" in line for line in logs)
+    sampling, _ = prepare(tmp_path, two_corpora, tokenizer, subword_alpha=0.1)  # the plain entries are the same either way
+    assert [c.folder for c in sampling.corpora] == [c.folder for c in data.corpora]
+
+
+def test_each_epoch_samples_its_own_segmentation_of_the_same_text_and_repeats_it_exactly(two_corpora, tokenizer, tmp_path):
+    data, logs = prepare(tmp_path, two_corpora, tokenizer, subword_alpha=0.1, seed=3)
+    assert data.sampled
+    plain = epoch_ids(data)
+    one = data.for_epoch(0, Distributed(), logs.append)
+    assert logs[-1].startswith("epoch 1: sampled segmentation (subword_alpha 0.1), encoded in ") and "pieces per sentence (plain " in logs[-1]
+    two = data.for_epoch(1, Distributed(), logs.append)
+    assert not any(c.folder.exists() for c in one.corpora)  # epoch 1's entries went as epoch 2 started
+    first, second = epoch_ids(one), epoch_ids(two)
+    assert len(first) == len(second) == len(plain) == 400  # nothing near the length limit: every pair fits in each epoch
+    assert sum(a != p for a, p in zip(first, plain)) > 200 and sum(a != b for a, b in zip(first, second)) > 200
+    for ids in (plain, first, second):  # each a segmentation of the same text
+        assert tokenizer.decode([s for s, _ in ids]) == tokenizer.decode([s for s, _ in plain])
+        assert tokenizer.decode([t for _, t in ids]) == tokenizer.decode([t for _, t in plain])
+    assert one.mean_pieces > data.mean_pieces and two.mean_pieces > data.mean_pieces
+    # The batches of an epoch come from its own lengths, and its pairs are its own.
+    config = preset("tiny", vocab_size=400)
+    batches = two.epoch_batches(batch_tokens=300, seed=3, epoch=1, dist=Distributed())
+    assert sum(len(batches[k]) for k in range(len(batches))) == 400
+    for k in range(len(batches)):
+        ids = batches[k]
+        assert len(ids) * int(max((two.src_lens[ids] + 1).max(), (two.tgt_lens[ids] + 1).max())) <= 300  # the budget, by epoch 2's lengths
+        row = two.batch(ids, config).src[0].tolist()
+        assert row[:row.index(config.eos_id)] == second[ids[0]][0]
+    # Asked again (a resumed run), epoch 2 is found in the cache; made again elsewhere, it is the same.
+    assert epoch_ids(data.for_epoch(1, Distributed(), logs.append)) == second and "found in the cache" in logs[-1]
+    again, _ = prepare(tmp_path / "fresh", two_corpora, tokenizer, subword_alpha=0.1, seed=3)
+    assert epoch_ids(again.for_epoch(1, Distributed(), logs.append)) == second and "encoded in" in logs[-1]
+    assert epoch_ids(again.for_epoch(0, Distributed(), logs.append)) == first
+
+
+def test_a_fresh_process_samples_the_same_segmentation(tiny_corpus, tokenizer, tmp_path):
+    import hashlib
+    import subprocess
+    import sys
+
+    tokenizer.save(tmp_path / "spm.model")
+    script = (
+        "import hashlib, sys\n"
+        "from xformer_cli.config import TrainConfig, preset\n"
+        "from xformer_cli.distributed import Distributed\n"
+        "from xformer_cli.run_folder import RunFolder\n"
+        "from xformer_cli.training_data import prepare_training_data\n"
+        "src, tgt, spm, cache, run = sys.argv[1:]\n"
+        "cfg = TrainConfig(src=src, tgt=tgt, spm_model=spm, cache_dir=cache, subword_alpha=0.1, seed=3)\n"
+        "data = prepare_training_data(cfg, RunFolder(__import__('pathlib').Path(run), True), Distributed(), preset('tiny', vocab_size=400), lambda _: None)\n"
+        "c = data.for_epoch(1, Distributed(), lambda _: None).corpora[0]\n"
+        "print(hashlib.sha256(c.src_tokens.tobytes() + c.tgt_tokens.tobytes()).hexdigest())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, *map(str, tiny_corpus), str(tmp_path / "spm.model"), str(tmp_path / "cache-a"), str(tmp_path / "run-a")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    cfg = TrainConfig(src=str(tiny_corpus[0]), tgt=str(tiny_corpus[1]), spm_model=str(tmp_path / "spm.model"), cache_dir=str(tmp_path / "cache-b"),
+                      subword_alpha=0.1, seed=3)
+    run = RunFolder(tmp_path / "run-b", main=True)
+    data = prepare_training_data(cfg, run, Distributed(), preset("tiny", vocab_size=400), lambda _: None)
+    run.release()
+    here = data.for_epoch(1, Distributed(), lambda _: None).corpora[0]
+    assert done.stdout.strip() == hashlib.sha256(here.src_tokens.tobytes() + here.tgt_tokens.tobytes()).hexdigest()
+    other = data.for_epoch(2, Distributed(), lambda _: None).corpora[0]  # and another epoch is another draw
+    assert done.stdout.strip() != hashlib.sha256(other.src_tokens.tobytes() + other.tgt_tokens.tobytes()).hexdigest()
+
+
+def test_a_tagged_corpus_keeps_its_tag_in_front_under_sampling(two_corpora, tokenizer, tmp_path):
+    from dataclasses import replace
+
+    big, small = two_corpora
+    tag = tokenizer.tag_id
+    data, _ = prepare(tmp_path, (replace(big, tag=True), small), tokenizer, subword_alpha=0.1)
+    epoch = data.for_epoch(0, Distributed(), lambda _: None)
+    n_big = len(epoch.corpora[0])
+    sources = [s for s, _ in epoch_ids(epoch)]
+    assert n_big == len(data.corpora[0]) and all(s[0] == tag and tag not in s[1:] for s in sources[:n_big])
+    assert all(tag not in s for s in sources[n_big:]) and all(tag not in t for _, t in epoch_ids(epoch))
+    plain_sources = [s for s, _ in epoch_ids(data)]
+    assert sum(s != p for s, p in zip(sources, plain_sources)) > 150  # sampled behind the tag
+    assert tokenizer.decode(sources) == tokenizer.decode(plain_sources)  # decoding drops the tag
+
+
+def test_an_epoch_whose_sampled_segmentation_leaves_no_pair_is_a_run_error(two_corpora, tokenizer, tmp_path, monkeypatch):
+    from xformer_cli.errors import RunError
+
+    data, _ = prepare(tmp_path, two_corpora, tokenizer, subword_alpha=0.1)
+    monkeypatch.setattr(data.tokenizer, "sample_encode", lambda texts, alpha, seed, threads=1: [[7] * 300 for _ in texts])  # every source over-long
+    with pytest.raises(RunError, match="no training pairs left after filtering epoch 2's sampled segmentation"):
+        data.for_epoch(1, Distributed(), lambda _: None)
+
+
+def test_subword_sampling_with_a_tokenizer_that_cannot_sample_is_refused_before_encoding(two_corpora, tiny_corpus, tmp_path):
+    from xformer_cli.tokenizer import train_tokenizer
+
+    lines = [line for path in tiny_corpus for line in path.read_text(encoding="utf-8").splitlines()]
+    unigram = train_tokenizer(lines, 500, model_type="unigram")
+    with pytest.raises(ConfigError, match="subword_alpha 0.1 samples BPE-dropout segmentations of one joint BPE SentencePiece model, "
+                                          "as xformer trains; the tokenizer of this run folder is a unigram model: set subword_alpha = 0"):
+        prepare(tmp_path, two_corpora, unigram, subword_alpha=0.1)
+    assert not (tmp_path / "cache" / "corpora").exists()
+    data, _ = prepare(tmp_path, two_corpora, unigram)  # without sampling it trains as before
+    assert not data.sampled

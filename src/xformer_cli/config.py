@@ -202,6 +202,11 @@ class TrainConfig:
     clip_norm: float = 1.0  # 0: no clipping
     max_tokens_per_sentence: int = 128  # longer pairs are dropped from training
     max_length_ratio: float = 3.0  # pairs whose piece counts differ more are dropped
+    # Subword regularization: with alpha > 0 every epoch trains on a fresh sampled segmentation of
+    # the corpora, seeded by (seed, epoch): BPE-dropout, each merge of the BPE tokenizer skipped
+    # with probability alpha (SentencePiece's alpha for BPE; about 0.1). Needs xformer's joint BPE
+    # tokenizer. 0: the plain segmentation. Validation and translation always use the plain one.
+    subword_alpha: float = 0.0
     seed: int = 1
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # CPU threads; 0: torch's default
@@ -225,6 +230,8 @@ class TrainConfig:
             raise ConfigError(f"accumulate must be at least 1 (got {self.accumulate})")
         if self.batch_tokens < 1:
             raise ConfigError(f"batch_tokens must be positive (got {self.batch_tokens})")
+        if not 0.0 <= self.subword_alpha < 1.0:
+            raise ConfigError(f"subword_alpha must be at least 0 (off) and below 1 (got {self.subword_alpha})")
         if self.corpora and (self.src or self.tgt):
             raise ConfigError("give the training data either as src/tgt or as [[train.corpora]], not both")
         if self.corpora and not any(c.weight > 0 for c in self.corpora):

@@ -3,9 +3,14 @@ and memory-mapped by training (fairseq's binarized data, kept in a cache like Hu
 datasets' ~/.cache/huggingface/datasets).
 
 The cache is keyed by content, never by file name: the sha256 of the corpus files' bytes and of
-the SentencePiece model, the filter settings, the tag (for a synthetic corpus) and the format
-version. A repeated or resumed run
+the SentencePiece model, the filter settings, the tag (for a synthetic corpus), the sampling (for
+a sampled segmentation: its alpha, seed, chunk size and sampler) and the format version. A repeated or resumed run
 on the same data finds its corpus there; a changed file, tokenizer or filter makes a new entry.
+
+A sampled segmentation (subword regularization: `Sampling`, BPE-dropout) is encoded chunk by
+chunk, each chunk's source and target drawn with a seed of their own made from the sampling's
+seed, the chunk's index and the side, so the same key holds the same ids in any process. BPE-dropout
+runs in Python, so a corpus of several chunks is sampled by `threads` worker processes at once.
 
     <cache>/                        --cache-dir, else $XFORMER_CACHE, else $XDG_CACHE_HOME/xformer,
                                     else ~/.cache/xformer
@@ -31,7 +36,8 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from itertools import chain
 from pathlib import Path
@@ -41,7 +47,8 @@ import numpy as np
 from xformer_cli.checkpoint import fsync_folder
 from xformer_cli.data import FilterReport, ParallelReader, filter_pairs
 from xformer_cli.errors import DataError
-from xformer_cli.tokenizer import TAG_PIECE, AnyTokenizer
+from xformer_cli.bpe_dropout import SAMPLER
+from xformer_cli.tokenizer import TAG_PIECE, AnyTokenizer, sample_in_worker, sampling_seed, start_sampling_worker
 
 FORMAT = 1
 CHUNK_PAIRS = 20_000  # pairs encoded at a time: big enough for SentencePiece's threads, small in memory
@@ -86,6 +93,50 @@ def tokenizer_cache_path(root: Path, corpus_digests: list[tuple[str, str]], voca
     key = content_key(kind="tokenizer", corpora=corpus_digests, vocab_size=vocab_size, sample=sample, seed=seed,
                       sentencepiece=sentencepiece.__version__, reserved=[TAG_PIECE])
     return root / "tokenizers" / f"{key[:32]}.model"
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """A sampled segmentation (subword regularization) instead of the plain one."""
+
+    alpha: float  # BPE-dropout's probability of skipping a merge
+    seed: int  # every chunk's seed is made from it and the chunk's index
+
+
+def corpus_key(digests: tuple[str, str], tokenizer: AnyTokenizer, max_tokens: int, max_ratio: float, tag: int | None = None,
+               sampling: Sampling | None = None) -> str:
+    """The content key of the corpus with these sha256 `digests` (source, target) encoded by
+    `tokenizer`, filtered with these settings, with a `tag` id in front of every source and a
+    `sampling` segmentation: untagged and plain keys are those of earlier versions."""
+    extra: dict[str, object] = {"tag": tag} if tag is not None else {}
+    if sampling is not None:
+        extra["sampling"] = {"alpha": sampling.alpha, "seed": sampling.seed, "chunk_pairs": CHUNK_PAIRS, "sampler": SAMPLER}
+    return content_key(kind="corpus", src=digests[0], tgt=digests[1], tokenizer=tokenizer.digest(), max_tokens=max_tokens, max_ratio=max_ratio, **extra)
+
+
+def entry_folder(root: Path, key: str) -> Path:
+    """Where the entry of `key` lives under the cache `root`."""
+    return root / "corpora" / key[:32]
+
+
+def remove_entry(root: Path, key: str) -> bool:
+    """Delete the entry of `key` unless a run holds its lock (encoding or opening it) right now;
+    whether it was there and is gone. A run that has it memory-mapped keeps reading it (POSIX)."""
+    from filelock import FileLock, Timeout
+
+    folder = entry_folder(root, key)
+    if not folder.exists():
+        return False
+    lock = FileLock(folder.parent / f".{folder.name}.lock", thread_local=False)
+    try:
+        lock.acquire(timeout=0)
+    except (Timeout, OSError):
+        return False
+    try:
+        shutil.rmtree(folder, ignore_errors=True)
+        return not folder.exists()
+    finally:
+        lock.release()
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -178,12 +229,60 @@ def flat(ids: list[list[int]], dtype: np.dtype, total: int) -> np.ndarray:
     return np.fromiter(chain.from_iterable(ids), dtype=dtype, count=total)
 
 
+def chunk_seeds(sampling: Sampling, chunk: int) -> tuple[int, int]:
+    """The seeds of chunk number `chunk`'s sources and targets."""
+    return sampling_seed(sampling.seed, chunk, 0), sampling_seed(sampling.seed, chunk, 1)
+
+
+def encode_chunk(tokenizer: AnyTokenizer, src: list[str], tgt: list[str], threads: int, sampling: Sampling | None, chunk: int) -> dict[str, list[list[int]]]:
+    """The piece ids of chunk number `chunk` of a corpus (`threads` SentencePiece threads):
+    plain, or sampled with its `chunk_seeds`."""
+    if sampling is None:
+        return {"src": tokenizer.encode(src, threads), "tgt": tokenizer.encode_target(tgt, threads)}
+    seeds = chunk_seeds(sampling, chunk)
+    return {"src": tokenizer.sample_encode(src, sampling.alpha, seeds[0], threads),
+            "tgt": tokenizer.sample_encode_target(tgt, sampling.alpha, seeds[1], threads)}
+
+
+def encoded_chunks(reader: ParallelReader, tokenizer: AnyTokenizer, threads: int, sampling: Sampling | None) -> Iterator[tuple[list[str], dict[str, list[list[int]]]]]:
+    """(source lines, piece ids) of each chunk of the corpus, in order. A sampled segmentation of
+    more than one chunk is drawn by `threads` worker processes (spawned, each with a copy of the
+    tokenizer), a few chunks ahead; the ids do not depend on how many (each chunk has its seeds)."""
+    chunks = enumerate(reader.chunks(CHUNK_PAIRS))
+    first = next(chunks, None)
+    second = next(chunks, None) if first is not None else None
+    if sampling is None or threads <= 1 or second is None:
+        for chunk, (src, tgt) in (c for c in (first, second) if c is not None):
+            yield src, encode_chunk(tokenizer, src, tgt, threads, sampling, chunk)
+        for chunk, (src, tgt) in chunks:
+            yield src, encode_chunk(tokenizer, src, tgt, threads, sampling, chunk)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from itertools import chain
+
+    with ProcessPoolExecutor(threads, multiprocessing.get_context("spawn"), start_sampling_worker, (tokenizer.model_proto,)) as pool:
+        pending: deque = deque()
+        try:
+            for chunk, (src, tgt) in chain((first, second), chunks):
+                pending.append((src, pool.submit(sample_in_worker, src, tgt, sampling.alpha, chunk_seeds(sampling, chunk))))
+                if len(pending) > 2 * threads:
+                    done_src, future = pending.popleft()
+                    yield done_src, dict(zip(("src", "tgt"), future.result()))
+            while pending:
+                done_src, future = pending.popleft()
+                yield done_src, dict(zip(("src", "tgt"), future.result()))
+        finally:
+            pool.shutdown(cancel_futures=True)
+
+
 def encode_corpus(folder: Path, key: str, src: str, tgt: str, tokenizer: AnyTokenizer, max_tokens: int, max_ratio: float,
-                  threads: int, progress, tag: int | None = None) -> None:
+                  threads: int, progress, tag: int | None = None, sampling: Sampling | None = None) -> None:
     """Encode and filter the corpus into `folder` (a fresh, empty folder), in chunks of pairs on
     `threads` SentencePiece threads, and write its meta.json last. `progress` is an
     EncodeProgress (or anything with its `update`). A `tag` id goes in front of every source,
-    counted in its length and toward `max_tokens` (see `filter_pairs`)."""
+    counted in its length and toward `max_tokens` (see `filter_pairs`). With `sampling`, the
+    segmentation is sampled (`encode_chunk`) and filtered as it came out."""
     reader = ParallelReader(src, tgt)
     dtype, length_dtype = token_dtype(tokenizer.vocab_size), np.dtype(np.uint16 if max_tokens < 1 << 16 else np.int32)
     writers = {name: ArrayWriter(folder / name, dtype if name.endswith("tokens") else length_dtype if name.endswith("lengths") else np.int64)
@@ -194,8 +293,7 @@ def encode_corpus(folder: Path, key: str, src: str, tgt: str, tokenizer: AnyToke
         ends = {"src": 0, "tgt": 0}
         writers["src.offsets"].write(np.zeros(1, np.int64))
         writers["tgt.offsets"].write(np.zeros(1, np.int64))
-        for s_text, t_text in reader.chunks(CHUNK_PAIRS):
-            ids = {"src": tokenizer.encode(s_text, threads), "tgt": tokenizer.encode_target(t_text, threads)}
+        for s_text, ids in encoded_chunks(reader, tokenizer, threads, sampling):
             lengths = {side: np.fromiter(map(len, ids[side]), np.int64, count=len(ids[side])) for side in ids}
             keep, chunk_report = filter_pairs(lengths["src"], lengths["tgt"], max_tokens, max_ratio, src_extra=int(tag is not None))
             if tag is not None:
@@ -225,6 +323,7 @@ def encode_corpus(folder: Path, key: str, src: str, tgt: str, tokenizer: AnyToke
         "vocab_size": tokenizer.vocab_size,
         "tag": tag,
         "source": {"src": str(src), "tgt": str(tgt)},
+        **({"sampling": asdict(sampling)} if sampling is not None else {}),
     }
     with open(folder / "meta.json", "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=1)
@@ -233,10 +332,12 @@ def encode_corpus(folder: Path, key: str, src: str, tgt: str, tokenizer: AnyToke
 
 
 def cached_corpus(root: Path, name: str, src: str, tgt: str, digests: tuple[str, str], tokenizer: AnyTokenizer, max_tokens: int,
-                  max_ratio: float, threads: int, log: Callable[[str], None], console=None, tag: int | None = None) -> EncodedCorpus:
+                  max_ratio: float, threads: int, log: Callable[[str], None], console=None, tag: int | None = None,
+                  sampling: Sampling | None = None) -> EncodedCorpus:
     """The encoded corpus `src`/`tgt` (with sha256 `digests`) from the cache under `root`,
     encoding it first when the cache has no sound entry for it; with a `tag` id in front of every
-    source (a synthetic corpus: another entry than the untagged one).
+    source (a synthetic corpus: another entry than the untagged one), and with a `sampling`
+    segmentation instead of the plain one (another entry for each sampling).
 
     A full disk (or any other write error) while encoding is a DataError, and leaves nothing
     behind but the lock file."""
@@ -244,10 +345,9 @@ def cached_corpus(root: Path, name: str, src: str, tgt: str, digests: tuple[str,
 
     from xformer_cli.progress import EncodeProgress
 
-    key = content_key(kind="corpus", src=digests[0], tgt=digests[1], tokenizer=tokenizer.digest(),
-                      max_tokens=max_tokens, max_ratio=max_ratio, **({"tag": tag} if tag is not None else {}))  # untagged keys as before
-    corpora = root / "corpora"
-    folder = corpora / key[:32]
+    key = corpus_key(digests, tokenizer, max_tokens, max_ratio, tag, sampling)
+    folder = entry_folder(root, key)
+    corpora = folder.parent
     try:
         corpora.mkdir(parents=True, exist_ok=True)
         lock = FileLock(corpora / f".{folder.name}.lock", thread_local=False)
@@ -273,7 +373,7 @@ def cached_corpus(root: Path, name: str, src: str, tgt: str, digests: tuple[str,
         try:
             tmp.mkdir()
             with EncodeProgress(console, name, os.path.getsize(src)) as progress:
-                encode_corpus(tmp, key, src, tgt, tokenizer, max_tokens, max_ratio, threads, progress, tag)
+                encode_corpus(tmp, key, src, tgt, tokenizer, max_tokens, max_ratio, threads, progress, tag, sampling)
             fsync_folder(tmp)
             os.rename(tmp, folder)
             fsync_folder(corpora)

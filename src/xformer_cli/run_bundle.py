@@ -83,6 +83,16 @@ def corpora_text(corpora: list[CorpusStats]) -> str:
     )
 
 
+def sampling_text(alpha: float) -> str:
+    """The model card's sentence on subword sampling (TrainConfig.subword_alpha), or nothing when it was off."""
+    if not alpha:
+        return ""
+    return (f"\n\nSubword regularization (subword_alpha {alpha:g}): every epoch trained on a fresh sampled segmentation of the corpora "
+            "(BPE-dropout, each merge skipped with that probability), seeded by the run's seed and the epoch, and filtered anew: "
+            "an epoch took round(weight × the pairs that fit in its segmentation), which can differ slightly from the pairs above. "
+            "Those are counted in the plain segmentation, which validation and translation use.")
+
+
 def corpus_summary(corpus: CorpusStats) -> dict:
     """One corpus as config.json's "training" lists it ("tagged" only where it is)."""
     return {"name": corpus.name, "pairs": corpus.pairs, "weight": corpus.weight, **({"tagged": True} if corpus.tagged else {})}
@@ -102,7 +112,7 @@ def write_run_bundle(out: Path, name: str, model: Transformer, info: RunInfo, tr
             src_lang=cfg.src_lang,
             tgt_lang=cfg.tgt_lang,
             parameters=count_parameters(model),
-            data=corpora_text(info.corpora),
+            data=corpora_text(info.corpora) + sampling_text(cfg.subword_alpha),
             training=training,
             recipe=recipe or json.dumps({"model": to_dict(info.model), "train": to_dict(cfg)}, indent=2),
             scores=scores,

@@ -7,7 +7,9 @@ character outside the vocabulary becomes byte pieces and `<unk>` never reaches t
 
 Both kinds offer the same methods: `encode` (source text), `encode_target`, `decode` (target ids),
 `pieces`, `vocab_size`, `digest` (for cache keys) and `files` (what a folder keeps of them);
-`load_tokenizer` reads either from a bundle or run folder.
+`load_tokenizer` reads either from a bundle or run folder. A joint BPE tokenizer also samples:
+`sample_encode` and `sample_encode_target` give a seeded BPE-dropout segmentation (subword
+regularization, for training only; `bpe_dropout.py`).
 
 Every joint tokenizer trained here also reserves TAG_PIECE, a SentencePiece control symbol:
 encoding text never produces it (the string "<bt>" in a user's text becomes ordinary pieces)
@@ -29,6 +31,7 @@ from typing import TypeVar
 
 import sentencepiece as spm
 
+from xformer_cli.bpe_dropout import BpeDropout
 from xformer_cli.errors import ConfigError, ModelLoadError
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
@@ -48,6 +51,7 @@ class Tokenizer:
         except (RuntimeError, OSError) as err:
             raise ModelLoadError(f"corrupt SentencePiece model: {err}") from None
         self.model_proto = model_proto
+        self._bpe_dropout: BpeDropout | None = None  # made when first sampled
 
     @classmethod
     def load(cls, path: str | Path) -> "Tokenizer":
@@ -80,6 +84,30 @@ class Tokenizer:
         """Piece ids of target-language texts: the same joint model."""
         return self.encode(texts, threads)
 
+    def sampling_problem(self) -> str | None:
+        """Why `sample_encode` cannot sample with this model (it is no BPE model), or None."""
+        try:
+            self._dropout()
+        except ValueError as why:
+            return str(why)
+        return None
+
+    def _dropout(self) -> BpeDropout:
+        if self._bpe_dropout is None:
+            self._bpe_dropout = BpeDropout(self.sp, self.model_proto)
+        return self._bpe_dropout
+
+    def sample_encode(self, texts: Sequence[str], alpha: float, seed: int, threads: int = 1) -> list[list[int]]:
+        """Piece ids of a BPE-dropout segmentation of each text (subword regularization, for
+        training): the plain segmentation's merges made again from the characters, each skipped
+        with probability `alpha`, drawn from a generator seeded with `seed`, so the same seed gives
+        the same ids in any process (`bpe_dropout`). A ValueError for a model that is not BPE."""
+        return self._dropout().sample(self.encode(texts, threads), alpha, random.Random(seed))
+
+    def sample_encode_target(self, texts: Sequence[str], alpha: float, seed: int, threads: int = 1) -> list[list[int]]:
+        """The same for target-language texts: the same joint model."""
+        return self.sample_encode(texts, alpha, seed, threads)
+
     def decode(self, ids: Sequence[Sequence[int]]) -> list[str]:
         """Texts of id sequences (special ids are dropped)."""
         return self.sp.Decode([list(x) for x in ids], num_threads=1)
@@ -93,6 +121,25 @@ class Tokenizer:
         (a tokenizer made before tagging existed, or another one)."""
         i = self.sp.PieceToId(TAG_PIECE)  # the unknown piece's id when absent
         return i if i != self.sp.unk_id() and self.sp.IsControl(i) else None
+
+
+_worker_tokenizer: Tokenizer | None = None  # in a sampling worker process: its copy of the tokenizer
+
+
+def start_sampling_worker(model_proto: bytes) -> None:
+    """Set up a worker process of `sample_in_worker` (a ProcessPoolExecutor initializer): its own
+    copy of the tokenizer; Ctrl-C is the parent's to handle."""
+    import signal
+
+    global _worker_tokenizer
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker_tokenizer = Tokenizer(model_proto)
+
+
+def sample_in_worker(src: list[str], tgt: list[str], alpha: float, seeds: tuple[int, int]) -> tuple[list[list[int]], list[list[int]]]:
+    """In a worker process: `sample_encode` of a chunk's sources and targets, with their seeds."""
+    assert _worker_tokenizer is not None, "start_sampling_worker first"
+    return _worker_tokenizer.sample_encode(src, alpha, seeds[0]), _worker_tokenizer.sample_encode_target(tgt, alpha, seeds[1])
 
 
 def reservoir_sample(items: Iterable[T], k: int, rng: random.Random) -> list[T]:
@@ -122,6 +169,11 @@ def reservoir_sample(items: Iterable[T], k: int, rng: random.Random) -> list[T]:
 
 
 _END = object()
+
+
+def sampling_seed(*words: int) -> int:
+    """A 64-bit seed made from integers: the same integers, the same seed."""
+    return int.from_bytes(hashlib.sha256(json.dumps(list(words)).encode()).digest()[:8], "little")
 
 
 def train_tokenizer(
@@ -235,6 +287,10 @@ class SourceTargetTokenizer:
     def tag_id(self) -> int | None:
         """None: Marian's vocabularies reserve no tag piece."""
         return None
+
+    def sampling_problem(self) -> str | None:
+        """Why this tokenizer cannot sample segmentations: subword sampling is xformer's joint BPE tokenizer's."""
+        return "Marian's pair of source and target models"
 
     def files(self) -> dict[str, bytes]:
         """The files a bundle or run folder keeps of this tokenizer, by name."""

@@ -33,7 +33,7 @@ from xformer_cli.loss import token_loss
 from xformer_cli.model.transformer import Transformer, build_model, count_parameters
 from xformer_cli.run_bundle import RunInfo, corpus_summary, final_weights, write_run_bundle
 from xformer_cli.run_folder import RunFolder
-from xformer_cli.training_data import EpochBatches, prepare_training_data
+from xformer_cli.training_data import EpochBatches, TrainingData, prepare_training_data
 from xformer_cli.validation import Validator
 
 
@@ -149,7 +149,7 @@ class Trainer:
         self.grad_scaler = torch.amp.GradScaler("cuda", enabled=half_precision(self.device, cfg.bf16) == torch.float16)
         self.validator = Validator(self.data.valid, self.model, self.data.tokenizer, cfg, self.device, self.run_folder, self.dist, self.log)
         self.state = TrainState()
-        self._epoch: tuple[int, EpochBatches] | None = None  # this epoch's batches, made once
+        self._epoch: tuple[int, TrainingData, EpochBatches] | None = None  # this epoch's data (its own segmentation when sampling) and batches, made once
         if resume and self.run_folder.checkpoint_paths():
             self.restore(self.run_folder.checkpoint_paths()[-1])
         else:
@@ -209,20 +209,24 @@ class Trainer:
         return reason
 
     def epoch_batches(self) -> EpochBatches:
-        """This epoch's batches (this rank's share), made once per epoch."""
+        """This epoch's batches (this rank's share), made once per epoch, with its data: with
+        subword sampling, the epoch's own segmentation (encoded as the epoch starts)."""
         if self._epoch is None or self._epoch[0] != self.state.epoch:
-            batches = self.data.epoch_batches(self.cfg.batch_tokens, self.cfg.seed, self.state.epoch, self.dist)
+            self._epoch = None  # the previous epoch's data goes before the next is made
+            data = self.data.for_epoch(self.state.epoch, self.dist, self.log)
+            batches = data.epoch_batches(self.cfg.batch_tokens, self.cfg.seed, self.state.epoch, self.dist)
             if not len(batches):
                 raise RunError(f"epoch {self.state.epoch + 1} has {len(batches.order)} pairs, too few for a batch in each of {self.dist.world} processes")
-            self._epoch = (self.state.epoch, batches)
-        return self._epoch[1]
+            self._epoch = (self.state.epoch, data, batches)
+        return self._epoch[2]
 
     def train_step(self, batches: list[np.ndarray]) -> tuple[float, int]:
         """One optimizer update over `batches` (each an array of pair ids; gradient accumulation).
         Returns the mean loss and the target tokens."""
         self.ddp_model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        micro = [self.data.batch(ids, self.model_config).to(self.device) for ids in batches]
+        data = self._epoch[1] if self._epoch is not None else self.data
+        micro = [data.batch(ids, self.model_config).to(self.device) for ids in batches]
         total_loss, total_tokens = backward_accumulated(self.ddp_model, micro, self.model_config.pad_id, self.cfg.label_smoothing, self.dist,
                                                         lambda: autocast(self.device, self.cfg.bf16), self.grad_scaler)
         self.grad_scaler.unscale_(self.optimizer)  # true gradients before clipping (a no-op unless float16)
@@ -315,4 +319,5 @@ class Trainer:
 
         plot_curves(self.run_folder.out / "metrics.jsonl", self.run_folder.out / "curves.png", self.log)
         self.log(f"bundle written to {bundle_dir} ({which})")
+        self.data.remove_sampled(range(s.epoch + 1))  # a finished run leaves no sampled segmentation in the cache
         return bundle_dir

@@ -13,6 +13,14 @@ into a cache entry of its own: its lengths, and so its batches, count the tag.
 Under torchrun, rank 0 trains or loads the tokenizer and encodes the corpora; the others wait,
 then load the same tokenizer and map the same cache files. Every rank computes the same batches
 and takes every world-th of them, all ranks equally many.
+
+Subword regularization (`subword_alpha` > 0): each epoch trains on a sampled segmentation of its
+own, seeded by (seed, epoch, corpus), encoded into a cache entry of its own when the epoch
+starts (rank 0 again; `TrainingData.for_epoch`) and filtered as it came out, so an epoch counts
+the pairs that fit with that segmentation. The epoch's batches come from that entry's lengths,
+so they are still a pure function of the run's settings and the epoch: a resumed run finds, or
+encodes again, the same entry and the same batches. Entries of earlier epochs are deleted as
+an epoch starts. The plain segmentation stays encoded too: it gives the corpus statistics.
 """
 
 from __future__ import annotations
@@ -27,7 +35,8 @@ import torch
 
 from xformer_cli.checkpoint import atomic_write
 from xformer_cli.config import CorpusConfig, ModelConfig, TrainConfig
-from xformer_cli.corpus_cache import EncodedCorpus, StaleCache, cache_root, cached_corpus, file_digest, open_encoded, tokenizer_cache_path
+from xformer_cli.corpus_cache import (EncodedCorpus, Sampling, StaleCache, cache_root, cached_corpus, corpus_key, entry_folder, file_digest,
+                                      open_encoded, remove_entry, tokenizer_cache_path)
 from xformer_cli.data import Batch, ParallelReader, batch_bounds, collate, read_parallel
 from xformer_cli.distributed import Distributed
 from xformer_cli.errors import ConfigError, ModelLoadError, RunError
@@ -114,14 +123,57 @@ class CorpusStats:
     tagged: bool = False  # synthetic: its sources start with the tag piece (absent from older run.json files)
 
 
+def epoch_sampling(alpha: float, seed: int, epoch: int, corpus: int) -> Sampling | None:
+    """The sampled segmentation of corpus number `corpus` in `epoch` (None: the plain one, alpha 0)."""
+    if not alpha:
+        return None
+    return Sampling(alpha, int(np.random.SeedSequence([seed, epoch, 2, corpus]).generate_state(1, np.uint64)[0] >> 1))
+
+
+@dataclass(frozen=True)
+class Encoding:
+    """How a run encodes its corpora into the cache (again for every epoch, when it samples)."""
+
+    root: Path  # the cache folder
+    digests: tuple[tuple[str, str], ...]  # sha256 of each corpus's source and target file (rank 0 only; the others never encode)
+    max_tokens: int  # the filter's longest sentence, in pieces
+    max_ratio: float  # the filter's largest length ratio
+    threads: int  # SentencePiece threads (a sampled segmentation starts from the plain one)
+    alpha: float = 0.0  # TrainConfig.subword_alpha: 0, every epoch the plain segmentation
+    seed: int = 1  # TrainConfig.seed, of the sampled segmentations
+
+    def sampling(self, epoch: int | None, corpus: int) -> Sampling | None:
+        """Epoch `epoch`'s segmentation of corpus number `corpus` (None: plain; so is epoch None)."""
+        return None if epoch is None else epoch_sampling(self.alpha, self.seed, epoch, corpus)
+
+
+def encode_corpora(specs: tuple[CorpusConfig, ...], tokenizer: AnyTokenizer, enc: Encoding, dist: Distributed, log: Callable[[str], None],
+                   console=None, epoch: int | None = None) -> list[EncodedCorpus]:
+    """The corpora from the cache, plain or (with an `epoch`) in that epoch's sampled
+    segmentation: rank 0 finds or encodes each entry, the others wait and map the same files."""
+    if dist.main:
+        corpora = [cached_corpus(enc.root, c.label if epoch is None else f"{c.label} (epoch {epoch + 1}, sampled)", c.src, c.tgt, d, tokenizer,
+                                 enc.max_tokens, enc.max_ratio, enc.threads, log, console, tokenizer.tag_id if c.tag else None, enc.sampling(epoch, i))
+                   for i, (c, d) in enumerate(zip(specs, enc.digests))]
+    entries = dist.share([(str(c.folder), c.key) for c in corpora] if dist.main else None)
+    if not dist.main:
+        try:
+            corpora = [open_encoded(Path(folder), key) for folder, key in entries]
+        except StaleCache as why:
+            raise RunError(f"rank {dist.rank} cannot map the corpus cache rank 0 wrote ({why})") from None
+    return corpora
+
+
 class TrainingData:
     """The tokenizer, the memory-mapped corpora with their weights, and the validation texts."""
 
-    def __init__(self, tokenizer: AnyTokenizer, corpora: list[EncodedCorpus], specs: tuple[CorpusConfig, ...], valid: tuple[list[str], list[str]] | None) -> None:
+    def __init__(self, tokenizer: AnyTokenizer, corpora: list[EncodedCorpus], specs: tuple[CorpusConfig, ...], valid: tuple[list[str], list[str]] | None,
+                 encoding: Encoding | None = None) -> None:
         self.tokenizer = tokenizer
         self.corpora = corpora
         self.specs = specs
         self.valid = valid
+        self.encoding = encoding  # None: these corpora are all there is (no sampled epochs)
         sizes = [len(c) for c in corpora]
         self.first_ids = np.cumsum([0, *sizes])[:-1]  # (corpora,) the id of each corpus's first pair
         self.src_lens = np.concatenate([c.src_lengths for c in corpora])  # (pairs,) pieces, EOS not counted
@@ -146,6 +198,51 @@ class TrainingData:
         which = np.searchsorted(self.first_ids, ids, side="right") - 1
         pairs = [self.corpora[c].pair(i) for c, i in zip(which.tolist(), (ids - self.first_ids[which]).tolist())]
         return collate([s for s, _ in pairs], [t for _, t in pairs], config.pad_id, config.bos_id, config.eos_id)
+
+    @property
+    def mean_pieces(self) -> float:
+        """Pieces per sentence, sources and targets together (a tag counted)."""
+        return float(self.src_lens.sum(dtype=np.int64) + self.tgt_lens.sum(dtype=np.int64)) / max(2 * self.pairs, 1)
+
+    @property
+    def sampled(self) -> bool:
+        """Whether each epoch trains on a sampled segmentation of its own."""
+        return self.encoding is not None and self.encoding.alpha > 0
+
+    def for_epoch(self, epoch: int, dist: Distributed, log: Callable[[str], None]) -> "TrainingData":
+        """The data `epoch` trains on: these corpora, or with subword sampling the epoch's own
+        sampled segmentation of them (from the cache, or encoded into it; under torchrun by rank 0,
+        the others waiting), after deleting the entries of earlier epochs. Logs one line."""
+        if not self.sampled:
+            return self
+        enc = self.encoding
+        started = time.perf_counter()
+        if dist.main:
+            self.remove_sampled(range(epoch))
+            found = all(entry_folder(enc.root, self.sampled_key(epoch, i)).exists() for i in range(len(self.specs)))
+        corpora = encode_corpora(self.specs, self.tokenizer, enc, dist, log, None, epoch)
+        data = TrainingData(self.tokenizer, corpora, self.specs, self.valid)
+        if dist.main:
+            log(f"epoch {epoch + 1}: sampled segmentation (subword_alpha {enc.alpha:g}), "
+                f"{'found in the cache' if found else 'encoded'} in {time.perf_counter() - started:.1f} s; "
+                f"{data.mean_pieces:.1f} pieces per sentence (plain {self.mean_pieces:.1f}); {data.pairs:,} pairs fit the filter (plain {self.pairs:,})")
+        if not data.pairs:
+            raise RunError(f"no training pairs left after filtering epoch {epoch + 1}'s sampled segmentation "
+                           f"({'; '.join(str(c.report) for c in corpora)}): lower subword_alpha or raise max_tokens_per_sentence")
+        return data
+
+    def sampled_key(self, epoch: int, corpus: int) -> str:
+        """The cache key of corpus number `corpus` in `epoch`'s sampled segmentation (rank 0)."""
+        enc, spec = self.encoding, self.specs[corpus]
+        return corpus_key(enc.digests[corpus], self.tokenizer, enc.max_tokens, enc.max_ratio, self.tokenizer.tag_id if spec.tag else None,
+                          enc.sampling(epoch, corpus))
+
+    def remove_sampled(self, epochs: Iterable[int]) -> None:
+        """Delete the cache entries of these epochs' sampled segmentations, where there (rank 0)."""
+        if self.sampled and self.encoding.digests:
+            for epoch in epochs:
+                for i in range(len(self.specs)):
+                    remove_entry(self.encoding.root, self.sampled_key(epoch, i))
 
 
 def corpus_sentences(corpora: Iterable[CorpusConfig]) -> Iterator[str]:
@@ -195,13 +292,25 @@ def cached_tokenizer(path: Path | None, log: Callable[[str], None]) -> Tokenizer
     return tokenizer
 
 
+def tokenizer_origin(cfg: TrainConfig) -> str:
+    """Where a run's tokenizer came from, for error messages."""
+    return f"the bundle --init-from {cfg.init_from}" if cfg.init_from else f"spm_model {cfg.spm_model}" if cfg.spm_model else "this run folder"
+
+
+def check_sampling(tokenizer: AnyTokenizer, cfg: TrainConfig) -> None:
+    """Subword sampling needs a joint BPE tokenizer; else a ConfigError saying what the run's is."""
+    problem = tokenizer.sampling_problem() if cfg.subword_alpha else None
+    if problem:
+        raise ConfigError(f"subword_alpha {cfg.subword_alpha:g} samples BPE-dropout segmentations of one joint BPE SentencePiece model, "
+                          f"as xformer trains; the tokenizer of {tokenizer_origin(cfg)} is {problem}: set subword_alpha = 0")
+
+
 def check_tags(specs: tuple[CorpusConfig, ...], tokenizer: AnyTokenizer, cfg: TrainConfig) -> None:
     """A tagged corpus needs a tokenizer that reserves the tag piece; else a ConfigError naming the
     corpus and where the tokenizer came from."""
     tagged = [s.label for s in specs if s.tag]
     if tagged and tokenizer.tag_id is None:
-        origin = (f"the bundle --init-from {cfg.init_from}" if cfg.init_from else f"spm_model {cfg.spm_model}" if cfg.spm_model
-                  else "this run folder")
+        origin = tokenizer_origin(cfg)
         raise ConfigError(f"corpus {tagged[0]!r} has tag = true, but the tokenizer of {origin} reserves no {TAG_PIECE} piece "
                           "(it was made before tagged corpora existed): drop the tag or use a tokenizer trained by this version")
 
@@ -220,19 +329,13 @@ def prepare_training_data(cfg: TrainConfig, run: RunFolder, dist: Distributed, m
     tokenizer = prepare_tokenizer(cfg, run, dist, model_config.vocab_size, lambda: corpus_sentences(specs), log, given,
                                   tokenizer_path if dist.main else None, console)
     check_tags(specs, tokenizer, cfg)
-    max_tokens = min(cfg.max_tokens_per_sentence, model_config.max_pieces)
+    check_sampling(tokenizer, cfg)
+    enc = Encoding(root, tuple(digests) if dist.main else (), min(cfg.max_tokens_per_sentence, model_config.max_pieces), cfg.max_length_ratio,
+                   torch.get_num_threads(), cfg.subword_alpha, cfg.seed)
+    corpora = encode_corpora(specs, tokenizer, enc, dist, log, console)
     if dist.main:
-        corpora = [cached_corpus(root, c.label, c.src, c.tgt, d, tokenizer, max_tokens, cfg.max_length_ratio, torch.get_num_threads(), log, console,
-                                 tokenizer.tag_id if c.tag else None)
-                   for c, d in zip(specs, digests)]
         for spec, corpus in zip(specs, corpora):
             log(f"training data {spec.label}: {corpus.report} (weight {spec.weight:g}{f', tagged {TAG_PIECE}' if spec.tag else ''})")
-    entries = dist.share([(str(c.folder), c.key) for c in corpora] if dist.main else None)
-    if not dist.main:
-        try:
-            corpora = [open_encoded(Path(folder), key) for folder, key in entries]
-        except StaleCache as why:
-            raise RunError(f"rank {dist.rank} cannot map the corpus cache rank 0 wrote ({why})") from None
     if not sum(len(c) for c in corpora):
         raise RunError(f"no training pairs left after filtering ({'; '.join(str(c.report) for c in corpora)})")
-    return TrainingData(tokenizer, corpora, specs, valid)
+    return TrainingData(tokenizer, corpora, specs, valid, enc)
