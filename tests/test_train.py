@@ -12,7 +12,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from xformer_cli.bundle import load_bundle
+from xformer_cli.bundle import load_bundle, with_tag_piece
 from xformer_cli.checkpoint import atomic_write, average_states
 from xformer_cli.cli import app
 from xformer_cli.config import preset
@@ -595,15 +595,40 @@ def test_a_tagged_corpus_trains_a_bundle_that_bans_the_tag_and_resume_and_fine_t
     assert load_bundle(tuned / "bundle").model.config.tag_id == 4
 
 
-@pytest.mark.parametrize("option", ["--init-from", "spm_model"])
-def test_a_tagged_corpus_with_a_tokenizer_lacking_the_tag_is_one_line_before_training(tiny_corpus, tmp_path, trained_bundle_dir, option):
-    recipe = tagged_recipe(tiny_corpus, tmp_path, f'spm_model = "{trained_bundle_dir / "spm.model"}"' if option == "spm_model" else "")
+def test_a_tagged_corpus_with_an_spm_model_lacking_the_tag_is_one_line_before_training(tiny_corpus, tmp_path, trained_bundle_dir):
+    recipe = tagged_recipe(tiny_corpus, tmp_path, f'spm_model = "{trained_bundle_dir / "spm.model"}"')
     out = tmp_path / "run"
-    args = ["--init-from", trained_bundle_dir] if option == "--init-from" else []
-    origin = f"the bundle --init-from {trained_bundle_dir}" if option == "--init-from" else f"spm_model {trained_bundle_dir / 'spm.model'}"
-    result = run("train", "--config", recipe, "--out", out, "--max-steps", 2, *args)
-    assert_one_line_error(result, "corpus 'synthetic' has tag = true", f"the tokenizer of {origin} reserves no <bt> piece")
+    result = run("train", "--config", recipe, "--out", out, "--max-steps", 2)
+    assert_one_line_error(result, "corpus 'synthetic' has tag = true", f"the tokenizer of spm_model {trained_bundle_dir / 'spm.model'} reserves no <bt> piece")
     assert not list((out / "checkpoints").glob("*")) and not (out / "metrics.jsonl").exists()
+
+
+def test_fine_tuning_a_bundle_without_the_tag_on_tagged_corpora_grows_its_vocabulary_by_the_tag(tiny_corpus, tmp_path, trained_bundle_dir):
+    """A bundle made before tagging (the stored tiny one, like the shipped model) gets the tag as
+    one more piece with an embedding row of its own; every other id and weight starts as it was."""
+    original = load_bundle(trained_bundle_dir)
+    assert original.tokenizer.tag_id is None
+    grown = with_tag_piece(original, seed=3)
+    size = original.tokenizer.vocab_size
+    assert grown.tokenizer.tag_id == grown.model.config.tag_id == size and grown.model.config.vocab_size == size + 1
+    assert grown.tokenizer.pieces(range(size)) == original.tokenizer.pieces(range(size))
+    texts = ["Ich habe Hunger <bt>.", "Wo ist der Bahnhof?"]
+    assert grown.tokenizer.encode(texts) == original.tokenizer.encode(texts)  # no text produces the tag
+    old, new = original.model.state_dict(), grown.model.state_dict()
+    assert torch.equal(new["embedding.weight"][:size], old["embedding.weight"]) and new["embedding.weight"][size].abs().sum() > 0
+    assert all(torch.equal(new[name], t) for name, t in old.items() if name != "embedding.weight")
+    assert with_tag_piece(grown) is grown
+
+    recipe = tagged_recipe(tiny_corpus, tmp_path)
+    out = tmp_path / "tuned"
+    result = run("train", "--config", recipe, "--out", out, "--max-steps", 2, "--init-from", trained_bundle_dir)
+    assert result.exit_code == 0, result.output
+    assert f"reserves no <bt>: added it as piece {size}" in result.stderr
+    resumed = run("train", "--config", recipe, "--out", out, "--max-steps", 4, "--init-from", trained_bundle_dir, "--resume")
+    assert resumed.exit_code == 0, resumed.output
+    tuned = load_bundle(out / "bundle")
+    assert tuned.tokenizer.tag_id == tuned.model.config.tag_id == size
+    assert tuned.tokenizer.digest() == grown.tokenizer.digest()
 
 
 def test_subword_sampling_trains_each_epoch_on_its_own_segmentation_and_resumes_mid_epoch_exactly(tiny_corpus, tmp_path, corpus_cache):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +173,28 @@ def load_bundle(ref: str | Path, revision: str | None = None) -> Bundle:
         path=directory,
         extra={k: v for k, v in config.items() if k not in known},
     )
+
+
+def with_tag_piece(bundle: Bundle, seed: int = 0) -> Bundle:
+    """The bundle with its joint tokenizer grown by the tag piece (`tokenizer.TAG_PIECE`) as one
+    more id, and its model by one vocabulary row for it: an embedding row drawn as training
+    initializes embeddings (seeded), a zero output bias. Every other id and weight is unchanged.
+    It lets a bundle made before tagged corpora existed be fine-tuned on them."""
+    tokenizer = bundle.tokenizer.with_tag()
+    if tokenizer is bundle.tokenizer:
+        return bundle
+    config = replace(bundle.model.config, vocab_size=tokenizer.vocab_size, tag_id=tokenizer.tag_id)
+    generator = torch.Generator().manual_seed(seed)
+    state = bundle.model.state_dict()
+    for name, tensor in state.items():
+        if name in ("embedding.weight", "tgt_embedding.weight", "output_projection.weight"):  # (V, d_model) -> (V + 1, d_model)
+            row = torch.randn(1, config.d_model, generator=generator) * config.d_model**-0.5
+            state[name] = torch.cat([tensor, row.to(tensor.dtype)])
+        elif name == "output_bias":  # (V,) -> (V + 1,)
+            state[name] = torch.cat([tensor, tensor.new_zeros(1)])
+    model = build_model(config, initialize=False)
+    model.load_state_dict(state, strict=True)
+    return replace(bundle, model=model.eval(), tokenizer=tokenizer)
 
 
 def push_bundle(directory: str | Path, repo_id: str, private: bool = False, revision: str | None = None) -> str:

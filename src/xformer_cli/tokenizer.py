@@ -122,6 +122,37 @@ class Tokenizer:
         i = self.sp.PieceToId(TAG_PIECE)  # the unknown piece's id when absent
         return i if i != self.sp.unk_id() and self.sp.IsControl(i) else None
 
+    def with_tag(self) -> "Tokenizer":
+        """This tokenizer with TAG_PIECE reserved: itself where it already is, else a copy with the
+        piece added as a control symbol after the last id (every other id keeps its piece)."""
+        if self.tag_id is not None:
+            return self
+        if self.sp.PieceToId(TAG_PIECE) != self.sp.unk_id():
+            raise ConfigError(f"cannot reserve {TAG_PIECE}: the tokenizer has it as an ordinary piece")
+        grown = Tokenizer(self.model_proto + _control_piece_field(TAG_PIECE))
+        if grown.tag_id != self.vocab_size or grown.vocab_size != self.vocab_size + 1:  # appended, nothing moved
+            raise ModelLoadError(f"cannot reserve {TAG_PIECE} in this SentencePiece model")
+        return grown
+
+
+def _control_piece_field(piece: str) -> bytes:
+    """A serialized ModelProto field that appends one piece of type CONTROL (score 0). Protocol
+    buffers read a repeated field's entries in order wherever they stand, so appending this to a
+    serialized model adds the piece as the last id."""
+
+    def varint(n: int) -> bytes:
+        out = bytearray()
+        while True:
+            out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+            n >>= 7
+            if not n:
+                return bytes(out)
+
+    text = piece.encode("utf-8")
+    # SentencePiece (field 1: piece, 2: score as a 32-bit float, 3: type; CONTROL = 3)
+    message = b"\x0a" + varint(len(text)) + text + b"\x15" + b"\x00\x00\x00\x00" + b"\x18" + varint(3)
+    return b"\x0a" + varint(len(message)) + message  # ModelProto field 1: pieces
+
 
 _worker_tokenizer: Tokenizer | None = None  # in a sampling worker process: its copy of the tokenizer
 

@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from xformer_cli.bundle import load_bundle
+from xformer_cli.bundle import load_bundle, with_tag_piece
 from xformer_cli.card import Score
 from xformer_cli.checkpoint import TrainState, load_checkpoint, model_state, restore_optimizer
 from xformer_cli.config import DecodeConfig, ModelConfig, TrainConfig, to_dict
@@ -33,6 +33,7 @@ from xformer_cli.loss import token_loss
 from xformer_cli.model.transformer import Transformer, build_model, count_parameters
 from xformer_cli.run_bundle import RunInfo, corpus_summary, final_weights, write_run_bundle
 from xformer_cli.run_folder import RunFolder
+from xformer_cli.tokenizer import TAG_PIECE, Tokenizer
 from xformer_cli.training_data import EpochBatches, TrainingData, prepare_training_data
 from xformer_cli.validation import Validator
 
@@ -124,6 +125,9 @@ class Trainer:
         last checkpoint when resuming."""
         cfg = self.cfg
         start = load_bundle(cfg.init_from) if cfg.init_from else None
+        if start is not None and any(c.tag for c in cfg.training_corpora()) and start.tokenizer.tag_id is None and isinstance(start.tokenizer, Tokenizer):
+            start = with_tag_piece(start, cfg.seed)  # a bundle from before tagging: grow its vocabulary by the tag
+            self.log(f"{cfg.init_from} reserves no {TAG_PIECE}: added it as piece {start.tokenizer.tag_id}, with an embedding row of its own, for the tagged corpora")
         if start is not None:  # fine-tuning: the bundle's architecture, tokenizer and weights
             model_config = start.model.config
         self.run_folder.check_start(to_dict(model_config), resume)
