@@ -2,7 +2,7 @@
 model copy-on-write and run one function on the tasks they are sent.
 
 Threads that share one interpreter wait on each other for it (a decoding step is hundreds of
-small operations), so N worker threads gain little over one. Processes don't share an
+small operations), so N worker threads gain less than N times one. Processes share no
 interpreter. They are forked after the model is loaded, so a child starts with the weights (and
 the oneDNN-packed output weight) in memory it shares with the parent until one of them writes;
 only a task (a batch's piece ids and the decoding config) and its result (the hypotheses) are
