@@ -5,7 +5,7 @@
 Prints sentences/s for greedy with batches of 30 sentences, beam 5 with batches of 30, and
 beam 5 one sentence at a time (the three columns of issue 4's baseline table), with one worker
 on all threads and with two workers of threads/2 each (keys ending in `_workers2`: two batches
-translated at once; for `beam5_batch1`, two single sentences at once). Sentences are
+translated at once, in two worker processes; for `beam5_batch1`, two single sentences at once). Sentences are
 sorted by length before batching, as `xformer translate --batch-size 30` does (and CTranslate2
 with max_batch_size). Also prints the BLEU of each
 run as a check that speed did not cost quality, and the whole-process time of
@@ -79,6 +79,7 @@ def main() -> None:
                 key = name + ("_int8" if quantize else "") + (f"_workers{workers}" if workers > 1 else "")
                 results[key] = {"sentences_per_s": round(speed, 1), "bleu": round(corpus_bleu(hyps, [refs]).score, 2)}
                 print(json.dumps({key: results[key]}), file=sys.stderr, flush=True)
+            translator.close()  # its worker processes, before the next set-up is timed
     if not args.no_cold_start:
         python = sys.executable
         results["cold_start_s"] = cold_start(f'echo "Guten Tag" | {python} -m xformer_cli translate -b 5 -m {args.model}', f'{python} -c "import torch"')

@@ -1,8 +1,11 @@
 import json
+import multiprocessing
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import replace
 
 import pytest
@@ -88,8 +91,71 @@ def test_workers_translate_batches_at_once_without_changing_output(trained_bundl
     two = run("translate", "-m", trained_bundle_dir, "--batch-size", "2", "--workers", "2", "--threads", "2", input=text)
     assert two.exit_code == 0, two.output
     assert two.stdout == one.stdout and len(two.stdout.splitlines()) == 15
-    assert "2 workers x 1 thread(s)" in two.stderr
+    assert "2 workers x 1 thread(s) in processes" in two.stderr
     assert_one_line_error(run("translate", "-m", trained_bundle_dir, "--workers", "0", "--threads", "2", input=text), "workers must be at least 1")
+    assert_one_line_error(run("translate", "-m", trained_bundle_dir, "--workers", "0", "--stream", input=text), "workers must be at least 1")
+    nbest = ["--beam-size", "3", "--n-best", "3", "--scores", "--batch-size", "1"]
+    two_nbest = run("translate", "-m", trained_bundle_dir, *nbest, "--workers", "2", input=text)
+    assert two_nbest.exit_code == 0 and two_nbest.stdout == run("translate", "-m", trained_bundle_dir, *nbest, input=text).stdout
+    assert len(two_nbest.stdout.splitlines()) == 45 and multiprocessing.active_children() == []  # the processes ended with the command
+
+
+def test_an_error_in_a_worker_process_is_the_same_one_line_error_as_with_one_worker(trained_bundle_dir, monkeypatch):
+    from xformer_cli import translator
+    from xformer_cli.errors import DataError
+
+    def failing_search(model, src, config, project):
+        raise DataError("the search failed here")
+
+    monkeypatch.setattr(translator, "search", failing_search)  # inherited by the forked workers
+    text = "Ich habe Hunger.\nTom ist hier.\nWo ist der Bahnhof?\n"
+    results = [run("translate", "-m", trained_bundle_dir, "--batch-size", "1", "--workers", str(workers), input=text) for workers in (1, 2)]
+    for result in results:  # the opening log line, then the error
+        assert result.exit_code == 1 and result.stdout == "" and "Traceback" not in result.output, result.output
+        assert result.stderr.strip().splitlines()[1:] == ["error: the search failed here"], result.stderr
+    assert "2 workers" in results[1].stderr and multiprocessing.active_children() == []
+
+
+def session_processes(session: int) -> list[str]:
+    """'pid state' of every process in a session (from /proc), zombies included."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            stat = open(f"/proc/{entry}/stat").read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()  # after the command name: state, ppid, pgrp, session, ...
+        if entry.isdigit() and int(fields[3]) == session:
+            found.append(f"{entry} {fields[0]}")
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="worker processes are forked: Linux only")
+def test_ctrl_c_ends_the_worker_processes_quickly_with_status_130(trained_bundle_dir, tmp_path):
+    """Ctrl-C in a terminal goes to the whole process group: the workers ignore it, the command
+    ends them and exits with 130 and one line, no traceback from anyone, no process left."""
+    source = tmp_path / "in.de"
+    source.write_text("Ich habe Hunger. Tom ist hier.\nWo ist der Bahnhof?\n" * 5000)
+    command = [sys.executable, "-m", "xformer_cli", "translate", "-m", str(trained_bundle_dir), "-i", str(source), "-o", str(tmp_path / "out.en"),
+               "--beam-size", "5", "--batch-size", "1", "--workers", "2", "--threads", "2"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, start_new_session=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    try:
+        started = time.monotonic()
+        while len(session_processes(process.pid)) < 3 and time.monotonic() - started < 120:  # the command and its two workers
+            time.sleep(0.1)
+        assert len(session_processes(process.pid)) == 3 and process.poll() is None, session_processes(process.pid)
+        time.sleep(1.0)  # in the middle of translating
+        interrupted = time.monotonic()
+        os.killpg(process.pid, signal.SIGINT)
+        stderr = process.communicate(timeout=30)[1].decode()
+        assert time.monotonic() - interrupted < 5
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == "interrupted" and "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert session_processes(process.pid) == []
 
 
 def test_invalid_utf8_is_replaced_with_a_warning(trained_bundle_dir):

@@ -8,6 +8,8 @@ its sentences beats the runner-up by at least MIN_MARGIN (see conftest.py).
 
 import functools
 import math
+import multiprocessing
+import os
 
 import pytest
 import torch
@@ -119,6 +121,100 @@ def test_workers_search_batches_in_parallel_with_the_same_results(trained_bundle
     ids = one.tokenizer.encode(SENTENCES)
     assert_same_hypotheses(two.search_ids(ids, config), one.search_ids(ids, config))
     assert two.translate(SENTENCES[::-1], beam_size=beam_size, batch_size=1) == one.translate(SENTENCES, beam_size=beam_size)[::-1]
+    two.close()
+
+
+def worker_pids(translator) -> set[int]:
+    """The process ids of a translator's worker processes (empty when none are running)."""
+    return {process.pid for process, _ in translator._pool.workers} if translator._pool else set()
+
+
+def children() -> set[int]:
+    """The process ids of this process's children started by multiprocessing and not yet reaped."""
+    return {process.pid for process in multiprocessing.active_children()}
+
+
+@pytest.mark.parametrize("options", [dict(beam_size=1), dict(beam_size=4, n_best=4), dict(beam_size=3, n_best=2, length_penalty=0.0), dict(sample=True, sample_topk=10, seed=18)])
+def test_worker_processes_give_exactly_what_one_worker_gives(trained_bundle_dir, options):
+    """Two worker processes (forked, one thread each, like the parent here) search the same
+    batches with the same kernels as one worker: the same hypotheses to the bit (ids, scores,
+    log-probs), in input order, for greedy search, beam search, n-best lists and sampling (seeded
+    per sentence). Many batches (at most 2 sentences or 8 pieces), so both workers take several."""
+    one, before = Translator(load_bundle(trained_bundle_dir), "cpu"), children()
+    with Translator(load_bundle(trained_bundle_dir), "cpu", workers=2) as two:
+        assert two.worker_kind == "processes"
+        sentences = SENTENCES * 4 + ["", "Guten Morgen, Tom. Wo ist der Bahnhof?", "Ich habe Hunger und bin müde."]
+        ids = one.tokenizer.encode(sentences)
+        for limits in (dict(batch_size=2), dict(batch_tokens=8), dict(batch_size=1)):
+            config = one.config(**options, **limits)
+            assert two.search_ids(ids, config) == one.search_ids(ids, config)
+            assert two.translate_nbest(sentences, config) == one.translate_nbest(sentences, config)
+        assert len(worker_pids(two)) == 2 and os.getpid() not in worker_pids(two)
+    assert worker_pids(two) == set() and children() == before
+
+
+def test_worker_processes_are_started_once_reused_and_closed(trained_bundle_dir):
+    """The processes start at the first search of several batches (not for one batch), serve
+    every later call, and end with close(): none is left, each reaped (an exit status)."""
+    translator, before = Translator(load_bundle(trained_bundle_dir), "cpu", workers=2), children()
+    translator.translate(SENTENCES)  # one batch: searched here, no processes
+    assert worker_pids(translator) == set() and children() == before
+    first = translator.translate(SENTENCES, batch_size=1)
+    pids = worker_pids(translator)
+    processes = [process for process, _ in translator._pool.workers]
+    assert len(pids) == 2 and children() == before | pids
+    for _ in range(3):
+        assert translator.translate(SENTENCES, batch_size=1) == first
+        assert worker_pids(translator) == pids  # the same processes
+    translator.close()
+    assert children() == before and all(p.exitcode is not None for p in processes)
+    assert translator.translate(SENTENCES, batch_size=2) == first  # a later search starts new ones
+    assert worker_pids(translator).isdisjoint(pids)
+    translator.close()
+    assert children() == before
+
+
+def test_an_error_in_a_worker_process_is_raised_as_it_was_and_the_next_call_works(trained_bundle_dir, monkeypatch):
+    """An XformerError raised by the search in a child comes back as that error (its type and
+    message, the child's traceback as its cause); the processes are closed, and the next search
+    starts new ones."""
+    from xformer_cli import translator as translator_module
+    from xformer_cli.errors import DataError
+    from xformer_cli.workers import RemoteTraceback
+
+    translator, before = Translator(load_bundle(trained_bundle_dir), "cpu", workers=2), children()
+    poison = translator.tokenizer.encode(["Danke!"])[0]
+    real_search = translator_module.search
+
+    def failing_search(model, src, config, project):
+        if any(row[: len(poison)] == poison for row in src.tolist()):
+            raise DataError(f"no search for {os.getpid()}")
+        return real_search(model, src, config, project)
+
+    monkeypatch.setattr(translator_module, "search", failing_search)  # before the fork: the children have it
+    with pytest.raises(DataError, match="no search for") as raised:
+        translator.translate(SENTENCES, batch_size=1)
+    assert str(raised.value) != f"no search for {os.getpid()}"  # raised in a child
+    assert isinstance(raised.value.__cause__, RemoteTraceback) and "failing_search" in str(raised.value.__cause__)
+    assert worker_pids(translator) == set() and children() == before
+    monkeypatch.setattr(translator_module, "search", real_search)
+    assert translator.translate(SENTENCES, batch_size=1) == Translator(load_bundle(trained_bundle_dir), "cpu").translate(SENTENCES)
+    translator.close()
+
+
+def test_without_fork_or_on_a_gpu_workers_are_threads(trained_bundle_dir, monkeypatch):
+    """Where processes cannot be forked (or the device is a GPU, which does not survive a fork)
+    the batches go to threads, with the same results and no process started."""
+    from xformer_cli import translator as translator_module
+
+    translator, before = Translator(load_bundle(trained_bundle_dir), "cpu", workers=2), children()
+    translator.device = torch.device("cuda")  # only asked what kind of workers it would use
+    assert translator.worker_kind == "threads"
+    translator.device = torch.device("cpu")
+    monkeypatch.setattr(translator_module, "processes_available", lambda: False)
+    assert translator.worker_kind == "threads"
+    assert translator.translate(SENTENCES, beam_size=4, batch_size=1) == Translator(load_bundle(trained_bundle_dir), "cpu").translate(SENTENCES, beam_size=4)
+    assert worker_pids(translator) == set() and children() == before
 
 
 def test_nbest_lists_are_distinct_and_start_with_the_one_best(translator):

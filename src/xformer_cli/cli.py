@@ -162,7 +162,7 @@ def translate(
     stream: Annotated[bool, typer.Option("--stream", help="Translate and flush each line as it arrives.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="CPU threads.")] = None,
-    workers: Annotated[int, typer.Option(help="Batches translated at once, each in a thread of its own with threads/workers CPU threads; 2 is fastest on 2 cores. Streaming goes line by line, with one.")] = 1,
+    workers: Annotated[int, typer.Option(help="Batches translated at once, each in a worker process of its own with threads/workers CPU threads, all sharing one copy of the model (Linux; threads on a GPU or without fork); N workers of 1 thread is fastest on N cores. Streaming goes line by line, with one.")] = 1,
     quantize: Annotated[Optional[str], typer.Option(help="int8: dynamic int8 linear layers (CPU).")] = None,
     attention_plot: Annotated[Optional[Path], typer.Option(help="Draw the first line's encoder attention as a PNG heatmap.")] = None,
 ) -> None:

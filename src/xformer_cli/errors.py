@@ -27,3 +27,7 @@ class RunError(XformerError):
 
 class Interrupted(XformerError):
     """Work stopped by Ctrl-C after saving what it had (the CLI exits with status 130)."""
+
+
+class WorkerError(XformerError):
+    """A translation worker process that ended before finishing its work (killed, out of memory)."""

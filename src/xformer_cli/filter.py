@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from xformer_cli.config import DecodeConfig
-from xformer_cli.translator import Translator
+from xformer_cli.translator import Translator, check_workers
 
 CHUNK_LINES = 5000  # lines read, sorted and batched at a time when not streaming
 
@@ -56,16 +56,35 @@ def run_filter(
     import torch
 
     interactive = stream or (input_path is None and sys.stdin.isatty())
-    translator = Translator.load(model, revision, device, quantize, workers)
+    check_workers(workers)  # also where streaming uses one
     parallel = 1 if interactive else workers  # streaming goes one line at a time: nothing to share out
-    if threads or parallel > 1:
-        torch.set_num_threads(max(1, (threads or torch.get_num_threads()) // parallel))  # threads per worker
-    config = translator.config(**options)
-    console.print(
-        f"xformer: model {translator.bundle.path}, device {translator.device}{', int8' if quantize else ''}, {search_name(config)}"
-        + (f", {parallel} workers x {torch.get_num_threads()} thread(s)" if parallel > 1 else ""),
-        highlight=False,
-    )
+    translator = Translator.load(model, revision, device, quantize, parallel)
+    with translator:  # ends the worker processes, on an error or Ctrl-C too
+        if threads or parallel > 1:
+            torch.set_num_threads(max(1, (threads or torch.get_num_threads()) // parallel))  # threads per worker
+        config = translator.config(**options)
+        console.print(
+            f"xformer: model {translator.bundle.path}, device {translator.device}{', int8' if quantize else ''}, {search_name(config)}"
+            + (f", {parallel} workers x {torch.get_num_threads()} thread(s) in {translator.worker_kind}" if parallel > 1 else ""),
+            highlight=False,
+        )
+        translate_stream(translator, config, input_path, output_path, interactive=interactive, show_scores=show_scores,
+                         console=console, attention_plot=attention_plot)
+
+
+def translate_stream(
+    translator: Translator,
+    config: DecodeConfig,
+    input_path: Path | None,
+    output_path: Path | None,
+    *,
+    interactive: bool,
+    show_scores: bool,
+    console,
+    attention_plot: Path | None,
+) -> None:
+    """Lines of the input (a file, else stdin) to translations on the output (a file, else stdout):
+    one line at a time when interactive, else in chunks of CHUNK_LINES."""
 
     def warn(message: str) -> None:
         console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)

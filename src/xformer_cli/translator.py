@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -16,6 +17,14 @@ from xformer_cli.errors import ConfigError
 from xformer_cli.model.packed import output_projection
 from xformer_cli.search import Hypothesis, search
 from xformer_cli.segment import Masked, needs_model, protect, restore, split_sentences
+from xformer_cli.workers import WorkerPool, processes_available
+
+
+def check_workers(workers: int) -> None:
+    """A ConfigError unless `workers` is a usable number of workers (at least 1)."""
+    if workers < 1:
+        raise ConfigError(f"workers must be at least 1 (got {workers})")
+
 
 @dataclass(frozen=True)
 class Translation:
@@ -37,18 +46,21 @@ class Translator:
     """A loaded bundle ready to translate lists of sentences.
 
     >>> Translator.load("models/de-en-general").translate(["Guten Tag"])
+
+    With `workers` > 1 on the CPU it keeps worker processes once it has started them: `close()`
+    it, or use it in a `with` block (at the latest they end when the program does).
     """
 
     def __init__(self, bundle: Bundle, device: str | torch.device = "cpu", workers: int = 1) -> None:
-        if workers < 1:
-            raise ConfigError(f"workers must be at least 1 (got {workers})")
+        check_workers(workers)
         self.bundle = bundle
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.model = bundle.model.to(self.device).eval()
         self.project = output_projection(self.model.output_weight, self.model.output_bias)  # packed for oneDNN on CPU
         self.tokenizer = bundle.tokenizer
         self.decode_config = bundle.decode
-        self.workers = workers  # batches searched at once, each in its own thread
+        self.workers = workers  # batches searched at once, each in a process (CPU, Linux) or thread of its own
+        self._pool: WorkerPool | None = None  # started at the first search of several batches
 
     @classmethod
     def load(
@@ -56,9 +68,11 @@ class Translator:
     ) -> "Translator":
         """A translator for a bundle folder or Hub id; `quantize="int8"` makes linear layers dynamic int8 (CPU).
 
-        `workers` > 1 searches that many batches at once, in threads that share the model (what
-        CTranslate2 calls inter_threads and Marian's --cpu-threads do). Each worker's operations
-        still use `torch.get_num_threads()` threads, so on the CPU set that to cores // workers.
+        `workers` > 1 searches that many batches at once (what CTranslate2 calls inter_threads and
+        Marian's --cpu-threads do): on the CPU under Linux in worker processes forked from this
+        one, which share the loaded weights; on a GPU, or where there is no fork, in threads.
+        Each worker uses `torch.get_num_threads()` threads as set when the workers start (the
+        first search of several batches), so on the CPU set that to cores // workers.
         """
         translator = cls(load_bundle(ref, revision), device, workers)
         if translator.device.type == "cpu":  # one-query decoding steps run faster written out than fused on CPU
@@ -73,6 +87,7 @@ class Translator:
             raise ConfigError(f"unknown quantization {kind!r} (only int8)")
         if self.device.type != "cpu":
             raise ConfigError("--quantize int8 runs on the CPU only (use --device cpu)")
+        self.close()  # workers started before would keep the float model
         import warnings
 
         with warnings.catch_warnings():
@@ -149,26 +164,54 @@ class Translator:
 
     def search_ids(self, segments: Sequence[list[int]], config: DecodeConfig) -> list[list[Hypothesis]]:
         """Search every segment, in token-budget batches of similar length; results in input order."""
-        eos, pad_id = self.model.config.eos_id, self.model.config.pad_id
         lengths = [len(s) + 1 for s in segments]  # with EOS
         batches = cut_batches(sorted(range(len(segments)), key=lambda i: lengths[i]), lengths, config.batch_tokens, config.batch_size)
-
-        def search_batch(rows: list[int]) -> list[list[Hypothesis]]:
-            src = pad_with_eos([segments[i] for i in rows], eos, pad_id).to(self.device)
-            return search(self.model, src, config, self.project)
-
+        tasks = [([segments[i] for i in rows], config) for rows in batches]
         results: list[list[Hypothesis]] = [[] for _ in segments]
-        for rows, hyps in zip(batches, self._map(search_batch, batches)):
+        for rows, hyps in zip(batches, self._map(tasks)):
             for i, nbest in zip(rows, hyps):
                 results[i] = nbest
         return results
 
-    def _map(self, function: Callable[[list[int]], list[list[Hypothesis]]], batches: list[list[int]]) -> list[list[list[Hypothesis]]]:
-        """`function` over the batches, in order; with several workers, that many batches at a time."""
-        if self.workers == 1 or len(batches) == 1:
-            return [function(rows) for rows in batches]
+    def search_batch(self, segments: list[list[int]], config: DecodeConfig) -> list[list[Hypothesis]]:
+        """One batch: the segments padded with EOS into one tensor and searched together."""
+        src = pad_with_eos(segments, self.model.config.eos_id, self.model.config.pad_id).to(self.device)
+        return search(self.model, src, config, self.project)
+
+    @property
+    def worker_kind(self) -> str:
+        """What runs the batches of `workers` > 1: "processes" on the CPU under Linux, else "threads"."""
+        return "processes" if self.device.type == "cpu" and processes_available() else "threads"
+
+    def _map(self, tasks: list[tuple[list[list[int]], DecodeConfig]]) -> list[list[list[Hypothesis]]]:
+        """`search_batch` of every task, in order; with several workers, that many batches at a time."""
+        if self.workers == 1 or len(tasks) == 1:
+            return [self.search_batch(*task) for task in tasks]
+        if self.worker_kind == "processes":
+            # Longest batches (the last: batches are cut from sentences sorted by length) first,
+            # so that no worker is left with a long one while the others have finished.
+            return self._worker_pool().map(tasks[::-1])[::-1]
         pool = ThreadPoolExecutor(self.workers)
         try:
-            return list(pool.map(function, batches))
+            return list(pool.map(lambda task: self.search_batch(*task), tasks))
         finally:  # on Ctrl-C, don't wait for the batches not yet started
             pool.shutdown(wait=False, cancel_futures=True)
+
+    def _worker_pool(self) -> WorkerPool:
+        """The worker processes, started (forked, sharing the model as it is now) if not running."""
+        if self._pool is None or self._pool.closed:
+            self._pool = WorkerPool(self.search_batch, self.workers, torch.get_num_threads())
+            weakref.finalize(self, self._pool.close)  # a translator dropped without close()
+        return self._pool
+
+    def close(self) -> None:
+        """End the worker processes, if any were started (a later search starts new ones)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def __enter__(self) -> "Translator":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
