@@ -1,0 +1,114 @@
+"""Back-translate English news into synthetic German sources, in shards that survive a stop (issue 21).
+
+    python scripts/backtranslate.py --model runs/en-de-general/bundle --out runs/bt-sampled \\
+        [--mono ../shared/data/mono/*.en.gz] [--limit 300000] [--shard-lines 10000] \\
+        [--search sample|greedy|beam] [--seed 1] [--workers 2]
+
+All English sentences of the --mono files are put in one seeded random order (so the first N
+are a fair sample of every source, whatever --limit is), cut into shards of --shard-lines, and
+each shard is translated by the English→German bundle with `Translator`, the path of
+`xformer translate`, one sentence per line (no sentence splitting). A finished shard is written
+atomically (`shard-NNNNN.en` and `.de`, the German last), so a stopped run continues with
+the first shard that has no German, and a larger --limit later only adds shards.
+
+`--search sample` (the default) draws each translation from the model, seeded per sentence
+(Edunov et al. 2018), from the whole distribution at temperature 1 unless --topk or
+--temperature say otherwise; `greedy` and `beam` (beam 5) are the
+comparisons of issue 21's table. `--collect` then writes `bt.en.gz` and `bt.de.gz` from the
+finished shards, in order: a corpus to list in a recipe with `tag = true`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+MONO = REPO.parent / "shared" / "data" / "mono"
+
+
+def read_mono(paths: list[Path]) -> list[str]:
+    """Every non-empty line of the (gzipped or plain) files, in file order."""
+    lines: list[str] = []
+    for path in paths:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", encoding="utf-8") as f:
+            lines.extend(line.strip() for line in f if line.strip())
+    return lines
+
+
+def write_atomic(path: Path, lines: list[str]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def collect(out: Path) -> None:
+    """bt.{en,de}.gz from every finished shard, in shard order (gzip without name or mtime)."""
+    shards = sorted(out.glob("shard-*.de"))
+    pairs = 0
+    for lang in ("en", "de"):
+        with open(out / f"bt.{lang}.gz", "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", filename="", mtime=0) as f:
+            for shard in shards:
+                text = shard.with_suffix(f".{lang}").read_text(encoding="utf-8")
+                f.write(text.encode("utf-8"))
+                pairs += text.count("\n") if lang == "en" else 0
+    print(f"{out}/bt.{{en,de}}.gz: {pairs:,} pairs from {len(shards)} shards")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="the English->German bundle")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--mono", type=Path, nargs="+", default=sorted(MONO.glob("*.en.gz")))
+    parser.add_argument("--limit", type=int, default=0, help="translate only the first N sentences of the seeded order (0 = all)")
+    parser.add_argument("--shard-lines", type=int, default=10000)
+    parser.add_argument("--search", choices=("sample", "greedy", "beam"), default="sample")
+    parser.add_argument("--topk", type=int, default=0, help="with --search sample: draw from the K most probable pieces (0 = all)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="with --search sample")
+    parser.add_argument("--seed", type=int, default=1, help="seeds the order of the sentences and the sampling")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="threads per worker")
+    parser.add_argument("--collect", action="store_true", help="only write bt.{en,de}.gz from the finished shards")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.collect:
+        collect(args.out)
+        return
+    if not args.model:
+        parser.error("--model is needed to translate")
+
+    import torch
+
+    from xformer_cli.translator import Translator
+
+    torch.set_num_threads(args.threads)
+    sentences = read_mono(args.mono)
+    random.Random(args.seed).shuffle(sentences)
+    if args.limit:
+        sentences = sentences[: args.limit]
+    options = {"sample": {"sample": True, "seed": args.seed, "sample_topk": args.topk, "temperature": args.temperature}, "greedy": {"beam_size": 1}, "beam": {"beam_size": 5}}[args.search]
+    n_shards = (len(sentences) + args.shard_lines - 1) // args.shard_lines
+    print(f"{len(sentences):,} sentences in {n_shards} shards of {args.shard_lines:,}; search: {args.search}", flush=True)
+    with Translator.load(args.model, device="cpu", workers=args.workers) as translator:
+        config = translator.config(split_sentences=False, **options)
+        for shard in range(n_shards):
+            de_path = args.out / f"shard-{shard:05d}.de"
+            if de_path.exists():
+                continue
+            english = sentences[shard * args.shard_lines : (shard + 1) * args.shard_lines]
+            started = time.perf_counter()
+            german = [nbest[0].text for nbest in translator.translate_nbest(english, config)]
+            write_atomic(args.out / f"shard-{shard:05d}.en", english)
+            write_atomic(de_path, german)
+            seconds = time.perf_counter() - started
+            print(f"shard {shard + 1}/{n_shards}: {len(english):,} sentences in {seconds:.0f} s ({len(english) / seconds:.1f}/s)", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
