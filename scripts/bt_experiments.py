@@ -1,0 +1,156 @@
+"""Issue 21's table of choices: short fine-tuning runs that differ in one thing each.
+
+    python scripts/bt_experiments.py --out runs/bt-exp [--only NAME ...] [--steps 1000] [--table]
+
+Every run starts from the shipped model (`init_from`), trains `--steps` updates with the same
+schedule, batches and seed, and is scored with greedy search on the development sets only
+(newstest2013, Multi30k valid, Tatoeba valid): the test sets of the issue's goals are kept for
+the final model. What differs:
+
+    real-only           the 267,134 real pairs alone (does continued training alone help?)
+    sample-tag-1:1      real + sampled back-translations, tagged, as many synthetic as real pairs
+    greedy-tag-1:1      ... back-translations by greedy search
+    beam-tag-1:1        ... by beam search (5)
+    sample-notag-1:1    ... sampled, without the tag
+    sample-tag-1:2      ... sampled, tagged, twice as many synthetic as real
+    sample-tag-1:4      ... four times as many
+    sample-tag-1:1-a0.1 ... sampled, tagged, 1:1, with subword sampling (alpha 0.1)
+
+The back-translations are the first --bt-pairs sentences (the same English in every variant:
+one seeded order) of runs/bt-{sample,greedy,beam}, made by scripts/backtranslate.py. A ratio
+is set by corpus weights: each epoch takes all --bt-pairs synthetic pairs and a fresh seeded
+share of the real ones. The data comes from `python scripts/prepare_general.py --out
+runs/general-data`. Finished runs are skipped; `--table` prints what exists as Markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RUNS = REPO / "runs"
+REAL_PAIRS = 267_134
+DEV_SETS = ("wmt13", "multi30k/valid", "tatoeba/valid")
+
+# name -> (back-translation variant or None, synthetic : real, tagged, subword alpha)
+EXPERIMENTS: dict[str, tuple[str | None, float, bool, float]] = {
+    "real-only": (None, 0.0, False, 0.0),
+    "sample-tag-1:1": ("sample", 1.0, True, 0.0),
+    "greedy-tag-1:1": ("greedy", 1.0, True, 0.0),
+    "beam-tag-1:1": ("beam", 1.0, True, 0.0),
+    "sample-notag-1:1": ("sample", 1.0, False, 0.0),
+    "sample-tag-1:2": ("sample", 2.0, True, 0.0),
+    "sample-tag-1:4": ("sample", 4.0, True, 0.0),
+    "sample-tag-1:1-a0.1": ("sample", 1.0, True, 0.1),
+}
+
+
+def bt_corpus(variant: str, pairs: int, out: Path) -> tuple[Path, Path]:
+    """The first `pairs` back-translated pairs of runs/bt-<variant> as bt.{de,en}.gz under `out`."""
+    shards = sorted((RUNS / f"bt-{variant}").glob("shard-*.de"))
+    files = {lang: out / f"bt-{variant}-{pairs}.{lang}.gz" for lang in ("de", "en")}
+    if all(f.exists() for f in files.values()):
+        return files["de"], files["en"]
+    lines: dict[str, list[str]] = {"de": [], "en": []}
+    for shard in shards:
+        for lang in lines:
+            lines[lang].extend(shard.with_suffix(f".{lang}").read_text(encoding="utf-8").splitlines())
+        if len(lines["de"]) >= pairs:
+            break
+    if len(lines["de"]) < pairs:
+        raise SystemExit(f"runs/bt-{variant} has {len(lines['de']):,} pairs, fewer than --bt-pairs {pairs:,}: run scripts/backtranslate.py --search {variant} first")
+    for lang, path in files.items():
+        with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", filename="", mtime=0) as f:
+            f.write("".join(line + "\n" for line in lines[lang][:pairs]).encode("utf-8"))
+    return files["de"], files["en"]
+
+
+def recipe(name: str, steps: int, bt_pairs: int, out: Path) -> str:
+    variant, ratio, tagged, alpha = EXPERIMENTS[name]
+    data = RUNS / "general-data"
+    corpora = []
+    real_weight = 1.0 if variant is None else bt_pairs / ratio / REAL_PAIRS
+    corpora.append(f'[[train.corpora]]\nname = "real"\nsrc = "{data}/train.de.gz"\ntgt = "{data}/train.en.gz"\nweight = {real_weight:.6f}\n')
+    if variant is not None:
+        de, en = bt_corpus(variant, bt_pairs, out)
+        corpora.append(f'[[train.corpora]]\nname = "bt-{variant}"\nsrc = "{de}"\ntgt = "{en}"\nweight = 1.0\ntag = {str(tagged).lower()}\n')
+    return f"""# {name}: written by scripts/bt_experiments.py
+[train]
+init_from = "{REPO / 'models' / 'de-en-general'}"
+max_steps = {steps}
+batch_tokens = 2048
+lr = 1e-3
+warmup = 200
+label_smoothing = 0.1
+clip_norm = 1.0
+subword_alpha = {alpha}
+valid_every = 0
+save_every = 250
+keep_last = 2
+log_every = 50
+threads = 2
+seed = 1
+
+""" + "\n".join(corpora)
+
+
+def run(name: str, steps: int, bt_pairs: int, out: Path, data_dir: str) -> None:
+    folder = out / name
+    scores = folder / "scores.json"
+    if scores.exists():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    config = folder / "recipe.toml"
+    config.write_text(recipe(name, steps, bt_pairs, out), encoding="utf-8")
+    run_dir = folder / "run"
+    resume = ["--resume"] if (run_dir / "checkpoints").exists() else []
+    clock = folder / "train_seconds"  # wall seconds of `xformer train`, summed over resumed sittings
+    started = time.perf_counter()
+    try:
+        subprocess.run(["xformer", "train", "--config", str(config), "--out", str(run_dir), *resume], check=True)
+    finally:
+        seconds = float(clock.read_text()) if clock.exists() else 0.0
+        seconds += time.perf_counter() - started
+        clock.write_text(f"{seconds:.1f}\n")
+    evaluated = subprocess.run(
+        ["xformer", "evaluate", "-m", str(run_dir / "bundle"), "--greedy", "--json", "--data-dir", data_dir, *[a for t in DEV_SETS for a in ("-t", t)]],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    bleu = {r["testset"]: r["bleu"] for r in map(json.loads, filter(None, evaluated.splitlines()))}
+    scores.write_text(json.dumps({"name": name, "steps": steps, "train_seconds": seconds, "bleu": bleu}, indent=1) + "\n")
+
+
+def table(out: Path) -> None:
+    print("| run | " + " | ".join(DEV_SETS) + " | training s |")
+    print("|---|" + "---:|" * (len(DEV_SETS) + 1))
+    for name in EXPERIMENTS:
+        path = out / name / "scores.json"
+        if path.exists():
+            s = json.loads(path.read_text())
+            print(f"| {name} | " + " | ".join(f"{s['bleu'].get(t, float('nan')):.2f}" for t in DEV_SETS) + f" | {s['train_seconds']:.0f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=RUNS / "bt-exp")
+    parser.add_argument("--only", nargs="+", choices=list(EXPERIMENTS), default=list(EXPERIMENTS))
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--bt-pairs", type=int, default=40_000)
+    parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"))
+    parser.add_argument("--table", action="store_true", help="only print the table of finished runs")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.table:
+        for name in args.only:
+            run(name, args.steps, args.bt_pairs, args.out, args.data_dir)
+    table(args.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
