@@ -1,6 +1,6 @@
 """Where a decoding step spends its time, and what the usual remedies gain (issue 22, item 3).
 
-    python bench/decode_step_profile.py [--model models/de-en-general] [--sentences 100] [--threads 2] [--rounds 3] [--compile]
+    python bench/decode_step_profile.py [--model models/de-en-general] [--sentences 100] [--threads 2] [--rounds 3] [--parts 123] [--parts 4]
 
 Four measurements on Multi30k test2016, the shipped model unless told otherwise:
 
@@ -15,7 +15,7 @@ Four measurements on Multi30k test2016, the shipped model unless told otherwise:
    rounds (medians).
 3. **One query/key/value product** in the cached self-attention instead of three (the weights
    stacked once), end to end, alternating with the model as it is; outputs compared.
-4. With `--compile`: `torch.compile(dynamic=True)` of the decoder step, its compile time and
+4. (`--parts 4`, minutes of compiling) `torch.compile(dynamic=True)` of the decoder step, its compile time and
    its speed against eager, alternating, outputs compared.
 
 It prints figures only; nothing here changes the product.
@@ -157,29 +157,31 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile of the decoder step (minutes of compiling)")
+    parser.add_argument("--parts", default="123", help="which measurements to run, e.g. 123 or 4 (4: torch.compile, minutes of compiling)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     translator = Translator.load(args.model, device="cpu")
     sentences = test2016(args.data_dir)[0][: args.sentences]
     print(f"{cpu_name()}, {args.threads} threads, {Path(args.model).name}, torch {torch.__version__}")
     sentences_per_s(translator, sentences[:10], 5, 1)  # warm-up
-    profile_step(translator, sentences[:20])
-    matmul_alone(translator, args.rounds)
+    if "1" in args.parts:
+        profile_step(translator, sentences[:20])
+    if "2" in args.parts:
+        matmul_alone(translator, args.rounds)
+    if "3" in args.parts:
+        print("3. one stacked query/key/value product in cached self-attention:")
+        layers = stack_qkv(translator)
 
-    print("3. one stacked query/key/value product in cached self-attention:")
-    layers = stack_qkv(translator)
+        def qkv(on: bool) -> None:
+            for m in layers:
+                if on:
+                    m.forward_cached = lambda query, cache, mask=None, m=m: stacked_qkv(query, cache, mask, self=m)
+                else:
+                    m.__dict__.pop("forward_cached", None)
 
-    def qkv(on: bool) -> None:
-        for m in layers:
-            if on:
-                m.forward_cached = lambda query, cache, mask=None, m=m: stacked_qkv(query, cache, mask, self=m)
-            else:
-                m.__dict__.pop("forward_cached", None)
+        alternate("stacked", translator, sentences, args.rounds, qkv)
 
-    alternate("stacked", translator, sentences, args.rounds, qkv)
-
-    if args.compile:
+    if "4" in args.parts:
         model = translator.model
         step = search_module._step_log_probs
         torch._dynamo.config.recompile_limit = 64  # the first step (empty cache) and each new batch shape compile anew
