@@ -16,6 +16,11 @@ the final model. What differs:
     sample-tag-1:4      ... four times as many
     sample-tag-1:1-a0.1 ... sampled, tagged, 1:1, with subword sampling (alpha 0.1)
 
+and, asked for by name (--only), model size at equal training seconds: `scratch-small` (the
+shipped layout), `scratch-enc6-dec2` (a deep encoder and a shallow decoder, faster to decode)
+and `scratch-wide320` (d_model 320), each from scratch for --seconds on real + sampled tagged
+back-translations 1:1, with the shipped tokenizer as grown by `sample-tag-1:1` (run it first).
+
 The back-translations are the first --bt-pairs sentences (the same English in every variant:
 one seeded order) of runs/bt-{sample,greedy,beam}, made by scripts/backtranslate.py. A ratio
 is set by corpus weights: each epoch takes all --bt-pairs synthetic pairs and a fresh seeded
@@ -31,6 +36,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -38,16 +44,31 @@ RUNS = REPO / "runs"
 REAL_PAIRS = 267_134
 DEV_SETS = ("wmt13", "multi30k/valid", "tatoeba/valid")
 
-# name -> (back-translation variant or None, synthetic : real, tagged, subword alpha)
-EXPERIMENTS: dict[str, tuple[str | None, float, bool, float]] = {
-    "real-only": (None, 0.0, False, 0.0),
-    "sample-tag-1:1": ("sample", 1.0, True, 0.0),
-    "greedy-tag-1:1": ("greedy", 1.0, True, 0.0),
-    "beam-tag-1:1": ("beam", 1.0, True, 0.0),
-    "sample-notag-1:1": ("sample", 1.0, False, 0.0),
-    "sample-tag-1:2": ("sample", 2.0, True, 0.0),
-    "sample-tag-1:4": ("sample", 4.0, True, 0.0),
-    "sample-tag-1:1-a0.1": ("sample", 1.0, True, 0.1),
+
+
+@dataclass(frozen=True)
+class Experiment:
+    bt: str | None  # back-translation variant (sample | greedy | beam), None: real pairs only
+    ratio: float = 1.0  # synthetic : real pairs in every epoch
+    tag: bool = True
+    alpha: float = 0.0  # subword sampling
+    model: dict | None = None  # None: fine-tune the shipped model for --steps; else this model from scratch for --seconds
+
+
+SMALL = {"d_model": 256, "h": 4, "d_ff": 1024, "n_encoder_layers": 3, "n_decoder_layers": 3}
+EXPERIMENTS: dict[str, Experiment] = {
+    "real-only": Experiment(None, tag=False),
+    "sample-tag-1:1": Experiment("sample"),
+    "greedy-tag-1:1": Experiment("greedy"),
+    "beam-tag-1:1": Experiment("beam"),
+    "sample-notag-1:1": Experiment("sample", tag=False),
+    "sample-tag-1:2": Experiment("sample", 2.0),
+    "sample-tag-1:4": Experiment("sample", 4.0),
+    "sample-tag-1:1-a0.1": Experiment("sample", alpha=0.1),
+    # Model size at equal training seconds, from scratch (the shipped tokenizer grown by <bt>):
+    "scratch-small": Experiment("sample", model=SMALL),
+    "scratch-enc6-dec2": Experiment("sample", model={**SMALL, "n_encoder_layers": 6, "n_decoder_layers": 2}),
+    "scratch-wide320": Experiment("sample", model={**SMALL, "d_model": 320, "h": 4, "d_ff": 1280}),
 }
 
 
@@ -71,25 +92,30 @@ def bt_corpus(variant: str, pairs: int, out: Path) -> tuple[Path, Path]:
     return files["de"], files["en"]
 
 
-def recipe(name: str, steps: int, bt_pairs: int, out: Path) -> str:
-    variant, ratio, tagged, alpha = EXPERIMENTS[name]
+def recipe(name: str, steps: int, seconds: int, bt_pairs: int, out: Path) -> str:
+    e = EXPERIMENTS[name]
     data = RUNS / "general-data"
-    corpora = []
-    real_weight = 1.0 if variant is None else bt_pairs / ratio / REAL_PAIRS
-    corpora.append(f'[[train.corpora]]\nname = "real"\nsrc = "{data}/train.de.gz"\ntgt = "{data}/train.en.gz"\nweight = {real_weight:.6f}\n')
-    if variant is not None:
-        de, en = bt_corpus(variant, bt_pairs, out)
-        corpora.append(f'[[train.corpora]]\nname = "bt-{variant}"\nsrc = "{de}"\ntgt = "{en}"\nweight = 1.0\ntag = {str(tagged).lower()}\n')
+    real_weight = 1.0 if e.bt is None else bt_pairs / e.ratio / REAL_PAIRS
+    corpora = [f'[[train.corpora]]\nname = "real"\nsrc = "{data}/train.de.gz"\ntgt = "{data}/train.en.gz"\nweight = {real_weight:.6f}\n']
+    if e.bt is not None:
+        de, en = bt_corpus(e.bt, bt_pairs, out)
+        corpora.append(f'[[train.corpora]]\nname = "bt-{e.bt}"\nsrc = "{de}"\ntgt = "{en}"\nweight = 1.0\ntag = {str(e.tag).lower()}\n')
+    if e.model is None:
+        model, start = "", f'init_from = "{REPO / "models" / "de-en-general"}"\nmax_steps = {steps}\nlr = 1e-3\nwarmup = 200'
+    else:
+        spm = out / "sample-tag-1:1" / "run" / "spm.model"  # the shipped tokenizer with <bt>, grown by that run
+        if not spm.exists():
+            raise SystemExit(f"{name} needs {spm}: run sample-tag-1:1 first")
+        model = "[model]\nvocab_size = 8001\nnorm_position = \"pre\"\n" + "".join(f"{k} = {v}\n" for k, v in e.model.items())
+        start = f'spm_model = "{spm}"\nmax_time = {seconds}\nmax_steps = 1000000\nlr = 1.56e-3\nwarmup = 400'
     return f"""# {name}: written by scripts/bt_experiments.py
+{model}
 [train]
-init_from = "{REPO / 'models' / 'de-en-general'}"
-max_steps = {steps}
+{start}
 batch_tokens = 2048
-lr = 1e-3
-warmup = 200
 label_smoothing = 0.1
 clip_norm = 1.0
-subword_alpha = {alpha}
+subword_alpha = {e.alpha}
 valid_every = 0
 save_every = 250
 keep_last = 2
@@ -100,14 +126,14 @@ seed = 1
 """ + "\n".join(corpora)
 
 
-def run(name: str, steps: int, bt_pairs: int, out: Path, data_dir: str) -> None:
+def run(name: str, steps: int, seconds: int, bt_pairs: int, out: Path, data_dir: str) -> None:
     folder = out / name
     scores = folder / "scores.json"
     if scores.exists():
         return
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "recipe.toml"
-    config.write_text(recipe(name, steps, bt_pairs, out), encoding="utf-8")
+    config.write_text(recipe(name, steps, seconds, bt_pairs, out), encoding="utf-8")
     run_dir = folder / "run"
     resume = ["--resume"] if (run_dir / "checkpoints").exists() else []
     clock = folder / "train_seconds"  # wall seconds of `xformer train`, summed over resumed sittings
@@ -115,32 +141,33 @@ def run(name: str, steps: int, bt_pairs: int, out: Path, data_dir: str) -> None:
     try:
         subprocess.run(["xformer", "train", "--config", str(config), "--out", str(run_dir), *resume], check=True)
     finally:
-        seconds = float(clock.read_text()) if clock.exists() else 0.0
-        seconds += time.perf_counter() - started
-        clock.write_text(f"{seconds:.1f}\n")
+        wall = (float(clock.read_text()) if clock.exists() else 0.0) + time.perf_counter() - started
+        clock.write_text(f"{wall:.1f}\n")
+    trained = json.loads((run_dir / "bundle" / "config.json").read_text())["training"]["steps"]
     evaluated = subprocess.run(
         ["xformer", "evaluate", "-m", str(run_dir / "bundle"), "--greedy", "--json", "--data-dir", data_dir, *[a for t in DEV_SETS for a in ("-t", t)]],
         check=True, capture_output=True, text=True,
     ).stdout
     bleu = {r["testset"]: r["bleu"] for r in map(json.loads, filter(None, evaluated.splitlines()))}
-    scores.write_text(json.dumps({"name": name, "steps": steps, "train_seconds": seconds, "bleu": bleu}, indent=1) + "\n")
+    scores.write_text(json.dumps({"name": name, "steps": trained, "train_seconds": wall, "bleu": bleu}, indent=1) + "\n")
 
 
 def table(out: Path) -> None:
-    print("| run | " + " | ".join(DEV_SETS) + " | training s |")
-    print("|---|" + "---:|" * (len(DEV_SETS) + 1))
+    print("| run | " + " | ".join(DEV_SETS) + " | updates | training s |")
+    print("|---|" + "---:|" * (len(DEV_SETS) + 2))
     for name in EXPERIMENTS:
         path = out / name / "scores.json"
         if path.exists():
             s = json.loads(path.read_text())
-            print(f"| {name} | " + " | ".join(f"{s['bleu'].get(t, float('nan')):.2f}" for t in DEV_SETS) + f" | {s['train_seconds']:.0f} |")
+            print(f"| {name} | " + " | ".join(f"{s['bleu'].get(t, float('nan')):.2f}" for t in DEV_SETS) + f" | {s['steps']} | {s['train_seconds']:.0f} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=RUNS / "bt-exp")
-    parser.add_argument("--only", nargs="+", choices=list(EXPERIMENTS), default=list(EXPERIMENTS))
+    parser.add_argument("--only", nargs="+", choices=list(EXPERIMENTS), default=[n for n, e in EXPERIMENTS.items() if e.model is None])
     parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--seconds", type=int, default=2400, help="training seconds of each from-scratch (scratch-*) run")
     parser.add_argument("--bt-pairs", type=int, default=40_000)
     parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--table", action="store_true", help="only print the table of finished runs")
@@ -148,7 +175,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.table:
         for name in args.only:
-            run(name, args.steps, args.bt_pairs, args.out, args.data_dir)
+            run(name, args.steps, args.seconds, args.bt_pairs, args.out, args.data_dir)
     table(args.out)
 
 
