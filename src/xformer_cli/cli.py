@@ -229,7 +229,9 @@ def info(model: Annotated[Optional[str], typer.Argument(help="Bundle folder or H
     table = Table(title=str(bundle.path), show_header=False)
     table.add_row("languages", f"{bundle.src_lang} → {bundle.tgt_lang}")
     table.add_row("parameters", f"{count_parameters(bundle.model):,}")
-    kind = "SentencePiece pieces" if len(bundle.tokenizer.files()) == 1 else "pieces (source + target SentencePiece)"
+    from xformer_cli.tokenizer import SourceTargetTokenizer
+
+    kind = "pieces (source + target SentencePiece)" if isinstance(bundle.tokenizer, SourceTargetTokenizer) else "SentencePiece pieces"
     table.add_row("vocabulary", f"{bundle.tokenizer.vocab_size:,} {kind}")
     for key, value in to_dict(bundle.model.config).items():
         table.add_row(key, str(value))
