@@ -9,6 +9,7 @@ the final model. What differs:
 
     real-only           the 267,134 real pairs alone (does continued training alone help?)
     sample-tag-1:1      real + sampled back-translations, tagged, as many synthetic as real pairs
+    top10-tag-1:1       ... sampled from the 10 most probable pieces only (--search sample --topk 10)
     greedy-tag-1:1      ... back-translations by greedy search
     beam-tag-1:1        ... by beam search (5)
     sample-notag-1:1    ... sampled, without the tag
@@ -22,7 +23,7 @@ and `scratch-wide320` (d_model 320), each from scratch for --seconds on real + s
 back-translations 1:1, with the shipped tokenizer as grown by `sample-tag-1:1` (run it first).
 
 The back-translations are the first --bt-pairs sentences (the same English in every variant:
-one seeded order) of runs/bt-{sample,greedy,beam}, made by scripts/backtranslate.py. A ratio
+one seeded order) of runs/bt-{sample,sample-top10,greedy,beam}, made by scripts/backtranslate.py. A ratio
 is set by corpus weights: each epoch takes all --bt-pairs synthetic pairs and a fresh seeded
 share of the real ones. The data comes from `python scripts/prepare_general.py --out
 runs/general-data`. Finished runs are skipped; `--table` prints what exists as Markdown.
@@ -48,7 +49,7 @@ DEV_SETS = ("wmt13", "multi30k/valid", "tatoeba/valid")
 
 @dataclass(frozen=True)
 class Experiment:
-    bt: str | None  # back-translation variant (sample | greedy | beam), None: real pairs only
+    bt: str | None  # back-translation variant: runs/bt-<bt> (sample, sample-top10, greedy, beam); None: real pairs only
     ratio: float = 1.0  # synthetic : real pairs in every epoch
     tag: bool = True
     alpha: float = 0.0  # subword sampling
@@ -59,6 +60,7 @@ SMALL = {"d_model": 256, "h": 4, "d_ff": 1024, "n_encoder_layers": 3, "n_decoder
 EXPERIMENTS: dict[str, Experiment] = {
     "real-only": Experiment(None, tag=False),
     "sample-tag-1:1": Experiment("sample"),
+    "top10-tag-1:1": Experiment("sample-top10"),
     "greedy-tag-1:1": Experiment("greedy"),
     "beam-tag-1:1": Experiment("beam"),
     "sample-notag-1:1": Experiment("sample", tag=False),
@@ -85,7 +87,7 @@ def bt_corpus(variant: str, pairs: int, out: Path) -> tuple[Path, Path]:
         if len(lines["de"]) >= pairs:
             break
     if len(lines["de"]) < pairs:
-        raise SystemExit(f"runs/bt-{variant} has {len(lines['de']):,} pairs, fewer than --bt-pairs {pairs:,}: run scripts/backtranslate.py --search {variant} first")
+        raise SystemExit(f"runs/bt-{variant} has {len(lines['de']):,} pairs, fewer than --bt-pairs {pairs:,}: run scripts/backtranslate.py --out runs/bt-{variant} first")
     for lang, path in files.items():
         with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", filename="", mtime=0) as f:
             f.write("".join(line + "\n" for line in lines[lang][:pairs]).encode("utf-8"))
