@@ -45,6 +45,22 @@ EXAMPLES = [
     "„Das ist gut“, sagte er. Er kostet 3,50 € und ist unter https://example.com zu finden 😀.",
     "Guten Tag",
 ]
+# Issue 21's news sentences, which the first default model garbled.
+NEWS_EXAMPLES = [
+    "Wegen des Streiks fallen morgen zahlreiche Flüge am Frankfurter Flughafen aus.",
+    "Die Inflation ist im Oktober auf 2,3 Prozent gesunken, teilte das Statistische Bundesamt mit.",
+    "Der Vertrag tritt am 1. Januar 2027 in Kraft und gilt für alle Mitgliedstaaten der Europäischen Union.",
+    "Forscher haben eine neue Methode entwickelt, um Plastikmüll im Meer schneller abzubauen.",
+    "Das Unternehmen kündigte an, im nächsten Jahr 500 neue Mitarbeiter einzustellen.",
+]
+# English news of ../shared/data/mono (back-translated into synthetic German sources):
+# file -> (what it is, terms as stated at the source)
+MONO = {
+    "rss": ("lead sentences of news items in news outlets' RSS feeds, 2021–2023 (rumca-js/RSS-Link-Database)", "repository GPL-3.0; the snippets remain their publishers' copyright"),
+    "reuters": ("Reuters-21578 newswire, 1987", "free distribution for research purposes only"),
+    "bbc": ("BBC News articles 2004–05 (Greene & Cunningham 2006)", "all rights owned by the BBC; a research data set"),
+    "abc": ("Australian Broadcasting Commission rural and science news, 2006 (NLTK data)", "none stated"),
+}
 # name in scripts/prepare_general.py -> (what it is, license as stated by its source)
 CORPORA = {
     "europarl": ("Europarl v7 (European Parliament proceedings)", "no known copyright restrictions (Europarl); source repository MIT"),
@@ -92,17 +108,34 @@ def translate_lines(model_dir: Path, lines: list[str]) -> list[str]:
     return done.stdout.splitlines()
 
 
-def data_text(stats: dict) -> str:
+def data_text(info, stats: dict, history: str) -> str:
+    """The card's data section: the eight real corpora (through the recipe's one real corpus,
+    `runs/general-data/train.*.gz`, at its weight) and any back-translated one."""
+    real = [c for c in info.corpora if not c.tagged and "general-data" in c.src]
+    synthetic = [c for c in info.corpora if c not in real]
+    weight = real[0].weight if real else 1.0
     rows = "\n".join(
-        f"| {name} | {what} | {stats['corpora'][name]['kept']:,} | 1 | {terms} |" for name, (what, terms) in CORPORA.items()
+        f"| {name} | {what} | {stats['corpora'][name]['kept']:,} | {weight:g} | {terms} |" for name, (what, terms) in CORPORA.items()
     )
     total = sum(c["kept"] for c in stats["corpora"].values())
-    return (
+    text = (
         "Eight corpora, cleaned and mixed by `scripts/prepare_general.py` (whitespace normalised; the "
-        "Moses-tokenized wmtsample and subtitles detokenized; subtitles lines capitalised), each taken "
-        f"once and shuffled together: {total:,} pairs.\n\n"
-        f"| corpus | what | pairs | weight | license |\n|---|---|---:|---:|---|\n{rows}\n\n"
-        "Validation: 1,500 lines, the first 500 of Tatoeba valid, Multi30k valid and newstest2013. "
+        "Moses-tokenized wmtsample and subtitles detokenized; subtitles lines capitalised), shuffled together: "
+        f"{total:,} pairs, each epoch taking weight × its pairs.\n\n"
+        f"| corpus | what | pairs | weight | license |\n|---|---|---:|---:|---|\n{rows}\n"
+    )
+    for c in synthetic:
+        mono = "\n".join(f"| {name} | {what} | {terms} |" for name, (what, terms) in MONO.items())
+        text += (
+            f"\nBack-translated news ({c.name}): {c.pairs:,} pairs, weight {c.weight:g}"
+            f"{', each source tagged `<bt>` (tagged back-translation, Caswell et al. 2019)' if c.tagged else ''}. "
+            "The English side is news from `../shared/data/mono` (every sentence sharing a 10-word span with a test set "
+            "removed); the German side was made by an English→German model trained with `models/en-de-general.toml` "
+            f"and `scripts/backtranslate.py`. {history}\n\n"
+            f"| source | what | terms |\n|---|---|---|\n{mono}\n"
+        )
+    return text + (
+        "\nValidation: 1,500 lines, the first 500 of Tatoeba valid, Multi30k valid and newstest2013. "
         "No test set below was trained or validated on."
     )
 
@@ -113,6 +146,7 @@ def main() -> None:
     parser.add_argument("--average", type=int, default=0, help="bundle the mean of the last N checkpoints instead of the best")
     parser.add_argument("--out", type=Path, default=ROOT / "models" / NAME)
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
+    parser.add_argument("--bt-history", default="", help="a sentence on how the back-translations were made (reverse model, search, count), for the card")
     parser.add_argument("--history", default="", help="a sentence on how the run went (threads, precision, restarts), for the card")
     args = parser.parse_args()
 
@@ -136,11 +170,12 @@ def main() -> None:
         scores.append(Score(testset, "bleu", report["bleu"], report["signatures"]["bleu"], command))
     seconds = translate_seconds(args.out, Path(args.data_dir) / "wmt" / "newstest2014.de")
     print(f"translate newstest2014: {seconds:.1f} s", file=sys.stderr)
-    outputs = translate_lines(args.out, EXAMPLES)
-    examples = "\n".join(f"| {de} | {en} |" for de, en in zip(EXAMPLES, outputs))
+    outputs = translate_lines(args.out, EXAMPLES + NEWS_EXAMPLES)
+    examples = "\n".join(f"| {de} | {en} |" for de, en in zip(EXAMPLES + NEWS_EXAMPLES, outputs))
     print(examples, file=sys.stderr)
 
-    stats = json.loads((Path(info.train.src).parent / "stats.json").read_text(encoding="utf-8"))
+    real_src = next((c.src for c in info.corpora if "general-data" in c.src), info.train.src)
+    stats = json.loads((Path(real_src).parent / "stats.json").read_text(encoding="utf-8"))
     decode = to_dict(info.decode)
     card = render_card(
         CardInfo(
@@ -149,7 +184,7 @@ def main() -> None:
             license="other",
             license_name="mixed-non-commercial-research",
             datasets=list(info.train.datasets),
-            data=data_text(stats),
+            data=data_text(info, stats, args.bt_history),
             training=(
                 f"`xformer train` with the recipe below (the `small` preset, pre-norm LayerNorm, a joint 8,000-piece "
                 f"SentencePiece BPE vocabulary with byte fallback, tied embeddings) on 2 CPU cores: {meta['step']:,} updates "
@@ -163,7 +198,7 @@ def main() -> None:
                 f"`xformer translate -i newstest2014.de` (3,003 sentences) took {seconds:.0f} s on 2 CPU cores, loading included."
             ),
             recipe=(ROOT / "models" / f"{NAME}.toml").read_text(encoding="utf-8"),
-            notes=f"\n## Examples\n\nChosen before training, translated with the defaults:\n\n| German | xformer |\n|---|---|\n{examples}\n{LIMITS}",
+            notes=f"\n## Examples\n\nChosen before training (issue 16's, then issue 21's news sentences), translated with the defaults:\n\n| German | xformer |\n|---|---|\n{examples}\n{LIMITS}",
             scores=scores,
         )
     )
