@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Issue 21's measurements, in order, each step skipping what is already done, so the same
+# command continues after any stop (a session's end, Ctrl-C):
+#
+#     nohup nice -n 19 bash scripts/issue21_pipeline.sh > runs/issue21.log 2>&1 &
+#
+# 1. back-translate the first 40,000 sentences of the mono order four ways (sampled, sampled
+#    from the top 10, greedy, beam 5) with the reverse model's bundle;
+# 2. the fine-tuning runs of scripts/bt_experiments.py (search, tag, ratio, subword sampling);
+# 3. the model sizes from scratch at equal seconds.
+# The long back-translation of all 1,161,903 sentences waits for step 2's verdict on the search.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REVERSE=${REVERSE:-runs/en-de-general/bundle}
+LIMIT=${LIMIT:-40000}
+[ -d "$REVERSE" ] || { echo "no reverse bundle at $REVERSE" >&2; exit 2; }
+
+python scripts/backtranslate.py --model "$REVERSE" --out runs/bt-sample --limit "$LIMIT"
+python scripts/backtranslate.py --model "$REVERSE" --out runs/bt-sample-top10 --topk 10 --limit "$LIMIT"
+python scripts/backtranslate.py --model "$REVERSE" --out runs/bt-greedy --search greedy --limit "$LIMIT"
+python scripts/backtranslate.py --model "$REVERSE" --out runs/bt-beam --search beam --limit "$LIMIT"
+python scripts/bt_experiments.py --out runs/bt-exp --bt-pairs "$LIMIT"
+python scripts/bt_experiments.py --out runs/bt-exp --bt-pairs "$LIMIT" --only scratch-small scratch-enc6-dec2 scratch-wide320
