@@ -6,7 +6,7 @@ Same setup as the OpenNMT-py baseline of issue 3: d_model 256, 3+3 layers, 4 hea
 dropout 0.1, a joint 8k SentencePiece BPE vocabulary, tied embeddings, label smoothing 0.1,
 Adam (0.9, 0.98), inverse-sqrt warmup 400 to 1.56e-3, 2,048-token batches. Prints the median
 tokens/s over the logged windows after the first (warm-up) one. bfloat16 autocast follows the
-trainer's default (on where the CPU has native bfloat16); --no-bf16 keeps float32.
+trainer's default (on where it pays: AVX512-BF16 without AMX); --no-bf16 keeps float32.
 bench/train_vs_opennmt.py runs this beside OpenNMT-py.
 """
 

@@ -8,7 +8,7 @@ The `small` configuration of bench/train_speed.py on both sides: d_model 256, 3+
 400 to a peak of 1.56e-3 (OpenNMT-py's noam schedule with learning_rate 0.5 peaks there), gradient
 clipping at 1, 2,048-token batches (both count padded tokens), Multi30k train cut into pieces by
 one SentencePiece model. Each round runs OpenNMT-py, then xformer in float32, then xformer with
-its default precision (bfloat16 autocast where the CPU has native bfloat16, float32 elsewhere),
+its default precision (bfloat16 autocast on AVX512-BF16 without AMX, float32 elsewhere),
 each in a fresh process on the same threads. The figure is target tokens per second: the median
 over the report intervals of 10 steps after the first (warm-up) one, as each tool logs them.
 OpenNMT-py keeps its default float32 on the CPU and feeds batches from its main process

@@ -497,22 +497,37 @@ def test_cpu_autocast_is_bfloat16_only_where_the_cpu_computes_in_it(monkeypatch)
     import xformer_cli.distributed as distributed
 
     cpu = torch.device("cpu")
-    monkeypatch.setattr(distributed, "native_cpu_bf16", lambda: True)
+    monkeypatch.setattr(distributed, "cpu_bf16_pays", lambda: True)
     assert distributed.half_precision(cpu, bf16=True) == torch.bfloat16
     assert distributed.half_precision(cpu, bf16=False) is None
     with distributed.autocast(cpu, bf16=True):
         assert torch.nn.Linear(4, 4)(torch.ones(2, 4)).dtype == torch.bfloat16
-    monkeypatch.setattr(distributed, "native_cpu_bf16", lambda: False)  # emulated bfloat16 is slower: stay float32
+    monkeypatch.setattr(distributed, "cpu_bf16_pays", lambda: False)  # emulated bfloat16 is slower: stay float32
     assert distributed.half_precision(cpu, bf16=True) is None
     with distributed.autocast(cpu, bf16=True):
         assert torch.nn.Linear(4, 4)(torch.ones(2, 4)).dtype == torch.float32
+
+
+@pytest.mark.parametrize(
+    "avx512_bf16, amx, pays",
+    [(True, False, True), (True, True, False), (False, False, False), (False, True, False)],
+    ids=["avx512-bf16", "amx", "avx2", "amx-only"],
+)
+def test_cpu_bfloat16_is_the_default_only_on_avx512_bf16_without_amx(monkeypatch, avx512_bf16, amx, pays):
+    import xformer_cli.devices as devices
+    import xformer_cli.distributed as distributed
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert devices.cpu_bf16_pays() is pays
+    assert distributed.half_precision(torch.device("cpu"), bf16=True) == (torch.bfloat16 if pays else None)
 
 
 def test_cpu_bfloat16_training_bounds_both_kernel_caches_unless_the_user_set_them(monkeypatch):
     import xformer_cli.distributed as distributed
 
     caches = ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")
-    monkeypatch.setattr(distributed, "native_cpu_bf16", lambda: True)
+    monkeypatch.setattr(distributed, "cpu_bf16_pays", lambda: True)
     for name in caches:
         monkeypatch.delenv(name, raising=False)
     distributed.training_device("cpu", 0, bf16=False)  # float32 keeps the libraries' defaults
@@ -526,7 +541,7 @@ def test_cpu_training_in_bfloat16_starts_where_float32_does_learns_and_bundles_f
     import xformer_cli.distributed as distributed
 
     src, tgt = tiny_corpus
-    monkeypatch.setattr(distributed, "native_cpu_bf16", lambda: True)  # bfloat16 runs (emulated) on any CPU
+    monkeypatch.setattr(distributed, "cpu_bf16_pays", lambda: True)  # bfloat16 runs (emulated) on any CPU
     half = run(*tiny_args(src, tgt, tmp_path / "bf16", "--max-steps", 40, "--log-every", 1))
     full = run(*tiny_args(src, tgt, tmp_path / "fp32", "--max-steps", 1, "--log-every", 1, "--no-bf16"))
     assert half.exit_code == 0 and full.exit_code == 0, half.output + full.output

@@ -97,7 +97,7 @@ def train(
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda or cuda:N.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads.")] = None,
-    bf16: Annotated[Optional[bool], typer.Option("--bf16/--no-bf16", help="Autocast to bfloat16 on GPUs and on CPUs with native bfloat16 (AVX512-BF16, AMX); float32 elsewhere or with --no-bf16 [default: the recipe's, else on].")] = None,
+    bf16: Annotated[Optional[bool], typer.Option("--bf16/--no-bf16", help="Autocast to bfloat16 on GPUs and on CPUs where it measured faster (AVX512-BF16 without AMX); float32 elsewhere (AMX, AVX2) or with --no-bf16 [default: the recipe's, else on].")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")] = False,
     license: Annotated[Optional[str], typer.Option("--license", help="License of the training data, for the model card (e.g. cc-by-4.0) [default: the recipe's, else none].")] = None,
     dataset: Annotated[Optional[list[str]], typer.Option("--dataset", help="Name of a training corpus, for the model card; repeat for several [default: the recipe's, else none].")] = None,

@@ -210,7 +210,7 @@ class TrainConfig:
     seed: int = 1
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # CPU threads; 0: torch's default
-    bf16: bool = True  # autocast to bfloat16 on CUDA (float16 with a gradient scaler where a GPU lacks bfloat16) and on CPUs with native bfloat16 (AVX512-BF16, AMX)
+    bf16: bool = True  # autocast to bfloat16 on CUDA (float16 with a gradient scaler where a GPU lacks bfloat16) and on CPUs where it measured faster (AVX512-BF16 without AMX; devices.cpu_bf16_pays)
     valid_every: int = 500  # steps between validations; 0: only at the end
     valid_bleu_sentences: int = 500  # greedy BLEU on this many valid sentences
     save_every: int = 500  # steps between checkpoints

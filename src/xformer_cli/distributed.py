@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from xformer_cli.devices import bound_kernel_caches, native_cpu_bf16, resolve_device
+from xformer_cli.devices import bound_kernel_caches, cpu_bf16_pays, resolve_device
 
 
 @dataclass
@@ -97,13 +97,13 @@ def training_device(device_name: str, threads: int, bf16: bool) -> tuple[torch.d
 
 def half_precision(device: torch.device, bf16: bool) -> torch.dtype | None:
     """The autocast type when `bf16` is on. CUDA: bfloat16 where the GPU has it, else float16
-    (which needs a gradient scaler). CPU: bfloat16 only where the CPU has it natively
-    (`native_cpu_bf16`). None otherwise, or with `bf16` off: float32 throughout."""
+    (which needs a gradient scaler). CPU: bfloat16 only where it measured faster than float32
+    (`cpu_bf16_pays`: AVX512-BF16 without AMX). None otherwise, or with `bf16` off: float32 throughout."""
     if not bf16:
         return None
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and native_cpu_bf16():
+    if device.type == "cpu" and cpu_bf16_pays():
         return torch.bfloat16
     return None
 
