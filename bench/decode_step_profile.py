@@ -111,20 +111,20 @@ def matmul_alone(translator: Translator, rounds: int) -> None:
         print(f"   M={rows:3d}  " + "   ".join(cells))
 
 
-def stacked_qkv(query, cache, mask=None, *, self: MultiHeadAttention):
+def stacked_qkv(attention: MultiHeadAttention, query, cache, mask=None):
     """forward_cached with W^Q, W^K, W^V stacked into one product (weights stacked by `stack_qkv`)."""
-    q, k, v = F.linear(query, self.bench_qkv_weight, self.bench_qkv_bias).split(self.h * self.d_k, dim=-1)
-    k, v = self.split_heads(k), self.split_heads(v)  # (B, h, T_new, d_k)
+    q, k, v = F.linear(query, attention.bench_qkv_weight, attention.bench_qkv_bias).split(attention.h * attention.d_k, dim=-1)
+    k, v = attention.split_heads(k), attention.split_heads(v)  # (B, h, T_new, d_k)
     if "k" in cache:
         k = torch.cat([cache["k"], k], dim=2)
         v = torch.cat([cache["v"], v], dim=2)
     cache["k"], cache["v"] = k, v
-    q = self.split_heads(q)  # (B, h, T_new, d_k); self-attention has one query row per cache row
-    if self.fused:
+    q = attention.split_heads(q)  # (B, h, T_new, d_k); self-attention has one query row per cache row
+    if attention.fused:
         out = fused_attention(q, k, v, mask)
     else:
         out, _ = scaled_dot_product_attention(q, k, v, mask)
-    return self.out_proj(out.transpose(1, 2).reshape(query.size(0), query.size(1), -1))  # (B, T_new, d_model)
+    return attention.out_proj(out.transpose(1, 2).reshape(query.size(0), query.size(1), -1))  # (B, T_new, d_model)
 
 
 def stack_qkv(translator: Translator) -> list[MultiHeadAttention]:
@@ -175,7 +175,7 @@ def main() -> None:
         def qkv(on: bool) -> None:
             for m in layers:
                 if on:
-                    m.forward_cached = lambda query, cache, mask=None, m=m: stacked_qkv(query, cache, mask, self=m)
+                    m.forward_cached = lambda query, cache, mask=None, m=m: stacked_qkv(m, query, cache, mask)
                 else:
                     m.__dict__.pop("forward_cached", None)
 
