@@ -9,13 +9,15 @@ are a fair sample of every source, whatever --limit is), cut into shards of --sh
 each shard is translated by the English→German bundle with `Translator`, the path of
 `xformer translate`, one sentence per line (no sentence splitting). A finished shard is written
 atomically (`shard-NNNNN.en` and `.de`, the German last), so a stopped run continues with
-the first shard that has no German, and a larger --limit later only adds shards.
+the first shard that has no German, and a larger --limit later only adds shards (--limit
+rounds up to whole shards).
 
 `--search sample` (the default) draws each translation from the model, seeded per sentence
 (Edunov et al. 2018), from the whole distribution at temperature 1 unless --topk or
 --temperature say otherwise; `greedy` and `beam` (beam 5) are the
 comparisons of issue 21's table. `--collect` then writes `bt.en.gz` and `bt.de.gz` from the
-finished shards, in order: a corpus to list in a recipe with `tag = true`.
+finished shards, in order, without the pairs whose English is not English (`looks_english`):
+a corpus to list in a recipe with `tag = true`.
 """
 
 from __future__ import annotations
@@ -24,12 +26,27 @@ import argparse
 import gzip
 import os
 import random
+import re
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 MONO = REPO.parent / "shared" / "data" / "mono"
+
+
+POLISH = re.compile("[ąęłśżźćńĄĘŁŚŻŹĆŃ]")
+
+
+def looks_english(line: str) -> bool:
+    """False for the mono lines in other languages: about 1.5% of them are Polish (RSS feeds that
+    claim English), told by Polish letters, and a few are in other scripts (over a tenth of the
+    letters outside ASCII). They stay in the shards, so that the seeded order is kept, and are
+    left out where the shards become a corpus."""
+    if POLISH.search(line):
+        return False
+    letters = [c for c in line if c.isalpha()]
+    return not letters or sum(not c.isascii() for c in letters) <= 0.1 * len(letters)
 
 
 def read_mono(paths: list[Path]) -> list[str]:
@@ -49,16 +66,28 @@ def write_atomic(path: Path, lines: list[str]) -> None:
 
 
 def collect(out: Path) -> None:
-    """bt.{en,de}.gz from every finished shard, in shard order (gzip without name or mtime)."""
+    """bt.{en,de}.gz from every finished shard, in shard order, English pairs only (gzip without
+    name or mtime)."""
     shards = sorted(out.glob("shard-*.de"))
-    pairs = 0
+    kept, dropped = finished_pairs(shards), 0
     for lang in ("en", "de"):
         with open(out / f"bt.{lang}.gz", "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", filename="", mtime=0) as f:
-            for shard in shards:
-                text = shard.with_suffix(f".{lang}").read_text(encoding="utf-8")
-                f.write(text.encode("utf-8"))
-                pairs += text.count("\n") if lang == "en" else 0
-    print(f"{out}/bt.{{en,de}}.gz: {pairs:,} pairs from {len(shards)} shards")
+            f.write("".join(pair[lang] + "\n" for pair in kept).encode("utf-8"))
+    dropped = sum(len(s.with_suffix(".en").read_text(encoding="utf-8").splitlines()) for s in shards) - len(kept)
+    print(f"{out}/bt.{{en,de}}.gz: {len(kept):,} pairs from {len(shards)} shards ({dropped:,} not English left out)")
+
+
+def finished_pairs(shards: list[Path], limit: int = 0) -> list[dict[str, str]]:
+    """The pairs {"en", "de"} of the given finished shards, in order, whose English looks
+    English; at most `limit` of them (0: all)."""
+    pairs: list[dict[str, str]] = []
+    for shard in shards:
+        en = shard.with_suffix(".en").read_text(encoding="utf-8").splitlines()
+        de = shard.with_suffix(".de").read_text(encoding="utf-8").splitlines()
+        pairs.extend({"en": e, "de": d} for e, d in zip(en, de) if looks_english(e))
+        if limit and len(pairs) >= limit:
+            return pairs[:limit]
+    return pairs
 
 
 def main() -> None:
@@ -66,7 +95,7 @@ def main() -> None:
     parser.add_argument("--model", help="the English->German bundle")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--mono", type=Path, nargs="+", default=sorted(MONO.glob("*.en.gz")))
-    parser.add_argument("--limit", type=int, default=0, help="translate only the first N sentences of the seeded order (0 = all)")
+    parser.add_argument("--limit", type=int, default=0, help="translate only the first N sentences of the seeded order, rounded up to whole shards (0 = all)")
     parser.add_argument("--shard-lines", type=int, default=10000)
     parser.add_argument("--search", choices=("sample", "greedy", "beam"), default="sample")
     parser.add_argument("--topk", type=int, default=0, help="with --search sample: draw from the K most probable pieces (0 = all)")
@@ -90,8 +119,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     sentences = read_mono(args.mono)
     random.Random(args.seed).shuffle(sentences)
-    if args.limit:
-        sentences = sentences[: args.limit]
+    if args.limit:  # whole shards, so that a later run with another limit finds every shard complete
+        sentences = sentences[: -(-args.limit // args.shard_lines) * args.shard_lines]
     options = {"sample": {"sample": True, "seed": args.seed, "sample_topk": args.topk, "temperature": args.temperature}, "greedy": {"beam_size": 1}, "beam": {"beam_size": 5}}[args.search]
     n_shards = (len(sentences) + args.shard_lines - 1) // args.shard_lines
     print(f"{len(sentences):,} sentences in {n_shards} shards of {args.shard_lines:,}; search: {args.search}", flush=True)

@@ -22,10 +22,10 @@ shipped layout), `scratch-enc6-dec2` (a deep encoder and a shallow decoder, fast
 and `scratch-wide320` (d_model 320), each from scratch for --seconds on real + sampled tagged
 back-translations 1:1, with the shipped tokenizer as grown by `sample-tag-1:1` (run it first).
 
-The back-translations are the first --bt-pairs sentences (the same English in every variant:
-one seeded order) of runs/bt-{sample,sample-top10,greedy,beam}, made by scripts/backtranslate.py. A ratio
-is set by corpus weights: each epoch takes all --bt-pairs synthetic pairs and a fresh seeded
-share of the real ones. The data comes from `python scripts/prepare_general.py --out
+The back-translations are the first --bt-pairs pairs whose English is English of
+runs/bt-{sample,sample-top10,greedy,beam}, made by scripts/backtranslate.py: the same English
+in every variant (one seeded order, one filter). A ratio is set by corpus weights: each epoch
+takes all --bt-pairs synthetic pairs and a fresh seeded share of the real ones. The data comes from `python scripts/prepare_general.py --out
 runs/general-data`. Finished runs are skipped; `--table` prints what exists as Markdown.
 """
 
@@ -39,6 +39,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from backtranslate import finished_pairs
 
 REPO = Path(__file__).resolve().parent.parent
 RUNS = REPO / "runs"
@@ -75,22 +77,17 @@ EXPERIMENTS: dict[str, Experiment] = {
 
 
 def bt_corpus(variant: str, pairs: int, out: Path) -> tuple[Path, Path]:
-    """The first `pairs` back-translated pairs of runs/bt-<variant> as bt.{de,en}.gz under `out`."""
-    shards = sorted((RUNS / f"bt-{variant}").glob("shard-*.de"))
+    """The first `pairs` back-translated pairs of runs/bt-<variant> whose English is English
+    (`backtranslate.looks_english`: the same pairs in every variant) as gzip files under `out`."""
     files = {lang: out / f"bt-{variant}-{pairs}.{lang}.gz" for lang in ("de", "en")}
     if all(f.exists() for f in files.values()):
         return files["de"], files["en"]
-    lines: dict[str, list[str]] = {"de": [], "en": []}
-    for shard in shards:
-        for lang in lines:
-            lines[lang].extend(shard.with_suffix(f".{lang}").read_text(encoding="utf-8").splitlines())
-        if len(lines["de"]) >= pairs:
-            break
-    if len(lines["de"]) < pairs:
-        raise SystemExit(f"runs/bt-{variant} has {len(lines['de']):,} pairs, fewer than --bt-pairs {pairs:,}: run scripts/backtranslate.py --out runs/bt-{variant} first")
+    kept = finished_pairs(sorted((RUNS / f"bt-{variant}").glob("shard-*.de")), pairs)
+    if len(kept) < pairs:
+        raise SystemExit(f"runs/bt-{variant} has {len(kept):,} English pairs, fewer than --bt-pairs {pairs:,}: run scripts/backtranslate.py --out runs/bt-{variant} further")
     for lang, path in files.items():
         with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", filename="", mtime=0) as f:
-            f.write("".join(line + "\n" for line in lines[lang][:pairs]).encode("utf-8"))
+            f.write("".join(pair[lang] + "\n" for pair in kept).encode("utf-8"))
     return files["de"], files["en"]
 
 
@@ -170,7 +167,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=list(EXPERIMENTS), default=[n for n, e in EXPERIMENTS.items() if e.model is None])
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=2400, help="training seconds of each from-scratch (scratch-*) run")
-    parser.add_argument("--bt-pairs", type=int, default=40_000)
+    parser.add_argument("--bt-pairs", type=int, default=39_000, help="back-translated pairs per run: of the first 40,000 sentences about 39,400 are English")
     parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--table", action="store_true", help="only print the table of finished runs")
     args = parser.parse_args()

@@ -12,12 +12,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REVERSE=${REVERSE:-runs/en-de-general/bundle}
-LIMIT=${LIMIT:-40000}
+LIMIT=${LIMIT:-40000}      # sentences back-translated per variant
+PAIRS=${PAIRS:-39000}      # of which the English ones (about 98.5%) train; see backtranslate.looks_english
 [ -d "$REVERSE" ] || { echo "no reverse bundle at $REVERSE" >&2; exit 2; }
 
 python scripts/backtranslate.py --model "$REVERSE" --out runs/bt-sample --limit "$LIMIT"
 python scripts/backtranslate.py --model "$REVERSE" --out runs/bt-sample-top10 --topk 10 --limit "$LIMIT"
 python scripts/backtranslate.py --model "$REVERSE" --out runs/bt-greedy --search greedy --limit "$LIMIT"
 python scripts/backtranslate.py --model "$REVERSE" --out runs/bt-beam --search beam --limit "$LIMIT"
-python scripts/bt_experiments.py --out runs/bt-exp --bt-pairs "$LIMIT"
-python scripts/bt_experiments.py --out runs/bt-exp --bt-pairs "$LIMIT" --only scratch-small scratch-enc6-dec2 scratch-wide320
+python scripts/bt_experiments.py --out runs/bt-exp --bt-pairs "$PAIRS"
+python scripts/bt_experiments.py --out runs/bt-exp --bt-pairs "$PAIRS" --only scratch-small scratch-enc6-dec2 scratch-wide320
