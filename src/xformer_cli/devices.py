@@ -25,9 +25,12 @@ def resolve_device(name: str) -> torch.device:
 def native_cpu_bf16() -> bool:
     """True where the CPU computes in bfloat16 natively (x86 AVX512-BF16 or AMX tiles). Elsewhere
     PyTorch would emulate bfloat16 through float32 conversions: slower, so autocast stays off."""
-    cpu = getattr(torch, "cpu", None)
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(cpu, name, lambda: False)()) for name in checks)
+    return _cpu_has("_is_avx512_bf16_supported") or _cpu_has("_is_amx_tile_supported")
+
+
+def _cpu_has(check: str) -> bool:
+    """The answer of one of torch.cpu's feature checks (False where this torch lacks it)."""
+    return bool(getattr(getattr(torch, "cpu", None), check, lambda: False)())
 
 
 def cpu_bf16_pays() -> bool:
@@ -36,9 +39,7 @@ def cpu_bf16_pays() -> bool:
     step). With AMX (Intel Sapphire Rapids) bfloat16 autocast ran at 0.65–0.72× float32 in
     issue 22's measurement (each new batch shape builds new oneDNN kernels, dear for AMX), and
     without native bfloat16 it is emulated, slower still: float32 there."""
-    cpu = getattr(torch, "cpu", None)
-    has = lambda name: bool(getattr(cpu, name, lambda: False)())  # noqa: E731
-    return has("_is_avx512_bf16_supported") and not has("_is_amx_tile_supported")
+    return _cpu_has("_is_avx512_bf16_supported") and not _cpu_has("_is_amx_tile_supported")
 
 
 def bound_kernel_caches(capacity: int = 8) -> None:
