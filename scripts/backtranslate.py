@@ -69,12 +69,11 @@ def collect(out: Path) -> None:
     """bt.{en,de}.gz from every finished shard, in shard order, English pairs only (gzip without
     name or mtime)."""
     shards = sorted(out.glob("shard-*.de"))
-    kept, dropped = finished_pairs(shards), 0
+    kept = finished_pairs(shards)
     for lang in ("en", "de"):
         with open(out / f"bt.{lang}.gz", "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", filename="", mtime=0) as f:
             f.write("".join(pair[lang] + "\n" for pair in kept).encode("utf-8"))
-    dropped = sum(len(s.with_suffix(".en").read_text(encoding="utf-8").splitlines()) for s in shards) - len(kept)
-    print(f"{out}/bt.{{en,de}}.gz: {len(kept):,} pairs from {len(shards)} shards ({dropped:,} not English left out)")
+    print(f"{out}/bt.{{en,de}}.gz: {len(kept):,} English pairs from {len(shards)} shards")
 
 
 def finished_pairs(shards: list[Path], limit: int = 0) -> list[dict[str, str]]:
