@@ -17,6 +17,10 @@ Four measurements on Multi30k test2016, the shipped model unless told otherwise:
    stacked once), end to end, alternating with the model as it is; outputs compared.
 4. (`--parts 4`, minutes of compiling) `torch.compile(dynamic=True)` of the decoder step, its compile time and
    its speed against eager, alternating, outputs compared.
+5. **Encoder keys and values made contiguous once.** `Decoder.init_state` keeps each layer's
+   encoder keys and values as the views `split_heads` returns, which the attention products may
+   copy at every step; the variant copies them once per batch. Alternating, outputs compared,
+   with a sampling column as back-translation runs it.
 
 It prints figures only; nothing here changes the product.
 """
@@ -34,6 +38,7 @@ import torch.nn.functional as F
 
 import xformer_cli.search as search_module
 from xformer_cli.model.attention import fused_attention, scaled_dot_product_attention
+from xformer_cli.model.decoder import DecoderState
 from xformer_cli.model.multi_head import MultiHeadAttention
 from xformer_cli.translator import Translator
 
@@ -43,8 +48,13 @@ from translate_columns import DATA_DIR, test2016
 MATMUL_OPS = {"aten::addmm", "aten::mm", "aten::bmm", "mkldnn::_linear_pointwise", "mkl::_mkl_linear"}
 
 
-def sentences_per_s(translator: Translator, sentences: list[str], beam: int, batch: int) -> tuple[float, list[str]]:
-    config = replace(translator.config(beam_size=beam), batch_size=batch, batch_tokens=10**9)
+# (label, decoding options, sentences per batch)
+COLUMNS = (("beam 5, batch   1", {"beam_size": 5}, 1), ("beam 1, batch  30", {"beam_size": 1}, 30), ("beam 5, batch  30", {"beam_size": 5}, 30))
+SAMPLED = ("sampled, batch 100", {"sample": True}, 100)  # as scripts/backtranslate.py translates
+
+
+def sentences_per_s(translator: Translator, sentences: list[str], options: dict, batch: int) -> tuple[float, list[str]]:
+    config = replace(translator.config(**options), batch_size=batch, batch_tokens=10**9)
     started = time.perf_counter()
     out = [n[0].text for n in translator.translate_nbest(sentences, config)]
     return len(sentences) / (time.perf_counter() - started), out
@@ -65,7 +75,7 @@ def profile_step(translator: Translator, sentences: list[str]) -> None:
     search_module._step_log_probs = counted
     try:
         with profile() as prof:
-            sentences_per_s(translator, sentences, 5, 1)
+            sentences_per_s(translator, sentences, {"beam_size": 5}, 1)
     finally:
         search_module._step_log_probs = step
     events = prof.key_averages()
@@ -135,19 +145,19 @@ def stack_qkv(translator: Translator) -> list[MultiHeadAttention]:
     return layers
 
 
-def alternate(name: str, translator: Translator, sentences: list[str], rounds: int, switch) -> None:
+def alternate(name: str, translator: Translator, sentences: list[str], rounds: int, switch, columns=COLUMNS) -> None:
     """Eager against a variant (switch(True) turns it on), alternating, per column."""
-    for beam, batch in ((5, 1), (1, 30), (5, 30)):
+    for label, options, batch in columns:
         speeds: dict[bool, list[float]] = {False: [], True: []}
         outputs: dict[bool, list[str]] = {}
         for _ in range(rounds):
             for on in (False, True):
                 switch(on)
-                speed, outputs[on] = sentences_per_s(translator, sentences, beam, batch)
+                speed, outputs[on] = sentences_per_s(translator, sentences, options, batch)
                 speeds[on].append(speed)
         switch(False)
         a, b = statistics.median(speeds[False]), statistics.median(speeds[True])
-        print(f"   beam {beam}, batch {batch:2d}: as is {a:7.2f}, {name} {b:7.2f} sentences/s ({b / a:.2f}x); same output: {outputs[False] == outputs[True]}")
+        print(f"   {label}: as is {a:7.2f}, {name} {b:7.2f} sentences/s ({b / a:.2f}x); same output: {outputs[False] == outputs[True]}")
 
 
 def main() -> None:
@@ -157,13 +167,13 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--parts", default="123", help="which measurements to run, e.g. 123 or 4 (4: torch.compile, minutes of compiling)")
+    parser.add_argument("--parts", default="1235", help="which measurements to run, e.g. 1235 or 4 (4: torch.compile, minutes of compiling)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     translator = Translator.load(args.model, device="cpu")
     sentences = test2016(args.data_dir)[0][: args.sentences]
     print(f"{cpu_name()}, {args.threads} threads, {Path(args.model).name}, torch {torch.__version__}")
-    sentences_per_s(translator, sentences[:10], 5, 1)  # warm-up
+    sentences_per_s(translator, sentences[:10], {"beam_size": 5}, 1)  # warm-up
     if "1" in args.parts:
         profile_step(translator, sentences[:20])
     if "2" in args.parts:
@@ -192,8 +202,8 @@ def main() -> None:
 
         search_module._step_log_probs = compiled_step
         started = time.perf_counter()
-        for beam, batch in ((5, 1), (1, 30), (5, 30)):
-            sentences_per_s(translator, sentences[:40], beam, batch)  # compiles what these shapes need
+        for _, options, batch in COLUMNS:
+            sentences_per_s(translator, sentences[:40], options, batch)  # compiles what these shapes need
         print(f"4. torch.compile(dynamic=True) of the decoder step: {time.perf_counter() - started:.0f} s to compile (and run 3 x 40 sentences)")
         search_module._step_log_probs = step
 
@@ -201,6 +211,22 @@ def main() -> None:
             search_module._step_log_probs = compiled_step if on else step
 
         alternate("compiled", translator, sentences, args.rounds, compiled_on)
+
+    if "5" in args.parts:
+        print("5. encoder keys and values made contiguous once per batch (not left as views):")
+        decoder = translator.model.decoder
+
+        def contiguous_state(memory, memory_mask):
+            kv = [tuple(t.contiguous() for t in layer.encoder_attn.project_kv(memory)) for layer in decoder.layers]  # each (B, h, S, d_k)
+            return DecoderState(encoder_kv=kv, memory_mask=memory_mask, self_attn=[{} for _ in decoder.layers])
+
+        def contiguous(on: bool) -> None:
+            if on:
+                decoder.init_state = contiguous_state
+            else:
+                decoder.__dict__.pop("init_state", None)
+
+        alternate("contiguous", translator, sentences, args.rounds, contiguous, COLUMNS + (SAMPLED,))
 
 
 if __name__ == "__main__":

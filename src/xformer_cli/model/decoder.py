@@ -104,10 +104,8 @@ class Decoder(nn.Module):
         self.layer_norm = make_norm(norm, d_model) if pre_norm else None
 
     def init_state(self, memory: Tensor, memory_mask: Tensor | None) -> DecoderState:
-        """Project the encoder output once per layer for encoder attention. The heads are made
-        contiguous once here: as views they would be copied by the attention's matrix products at
-        every decoding step."""
-        kv = [tuple(t.contiguous() for t in layer.encoder_attn.project_kv(memory)) for layer in self.layers]
+        """Project the encoder output once per layer for encoder attention."""
+        kv = [layer.encoder_attn.project_kv(memory) for layer in self.layers]
         return DecoderState(encoder_kv=kv, memory_mask=memory_mask, self_attn=[{} for _ in self.layers])
 
     def forward(self, x: Tensor, state: DecoderState, incremental: bool = False) -> Tensor:
