@@ -21,6 +21,9 @@ Four measurements on Multi30k test2016, the shipped model unless told otherwise:
    encoder keys and values as the views `split_heads` returns, which the attention products may
    copy at every step; the variant copies them once per batch. Alternating, outputs compared,
    with a sampling column as back-translation runs it.
+6. **Every decoder linear layer on oneDNN with its weight packed once** (`translate` packs only
+   the output projection): part 2's fastest backend for few rows, end to end, alternating,
+   outputs compared.
 
 It prints figures only; nothing here changes the product.
 """
@@ -39,6 +42,7 @@ import torch.nn.functional as F
 import xformer_cli.search as search_module
 from xformer_cli.model.attention import fused_attention, scaled_dot_product_attention
 from xformer_cli.model.decoder import DecoderState
+from xformer_cli.model.packed import PackedLinear
 from xformer_cli.model.multi_head import MultiHeadAttention
 from xformer_cli.translator import Translator
 
@@ -167,7 +171,7 @@ def main() -> None:
     parser.add_argument("--sentences", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--parts", default="1235", help="which measurements to run, e.g. 1235 or 4 (4: torch.compile, minutes of compiling)")
+    parser.add_argument("--parts", default="12356", help="which measurements to run, e.g. 12356 or 4 (4: torch.compile, minutes of compiling)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     translator = Translator.load(args.model, device="cpu")
@@ -227,6 +231,20 @@ def main() -> None:
                 decoder.__dict__.pop("init_state", None)
 
         alternate("contiguous", translator, sentences, args.rounds, contiguous, COLUMNS + (SAMPLED,))
+
+    if "6" in args.parts:
+        print("6. every decoder linear layer on oneDNN, its weight packed once:")
+        linears = [m for m in translator.model.decoder.modules() if isinstance(m, torch.nn.Linear)]
+        packed = [PackedLinear(m.weight, m.bias) for m in linears]
+
+        def pack(on: bool) -> None:
+            for m, fast in zip(linears, packed):
+                if on:
+                    m.forward = fast
+                else:
+                    m.__dict__.pop("forward", None)
+
+        alternate("packed", translator, sentences, args.rounds, pack)
 
 
 if __name__ == "__main__":
