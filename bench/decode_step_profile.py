@@ -21,9 +21,9 @@ Four measurements on Multi30k test2016, the shipped model unless told otherwise:
    encoder keys and values as the views `split_heads` returns, which the attention products may
    copy at every step; the variant copies them once per batch. Alternating, outputs compared,
    with a sampling column as back-translation runs it.
-6. **The decoder's linear layers on oneDNN with their weights packed once** (part 2's fastest
-   backend for few rows; `Translator.load` packs them on the CPU) against the same layers on
-   `F.linear`, end to end, alternating, outputs compared.
+6. **Every decoder linear layer on oneDNN with its weight packed once** (`translate` packs only
+   the output projection): part 2's fastest backend for few rows, end to end, alternating,
+   outputs compared.
 
 It prints figures only; nothing here changes the product.
 """
@@ -42,7 +42,7 @@ import torch.nn.functional as F
 import xformer_cli.search as search_module
 from xformer_cli.model.attention import fused_attention, scaled_dot_product_attention
 from xformer_cli.model.decoder import DecoderState
-from xformer_cli.model.packed import PackedLinearLayer
+from xformer_cli.model.packed import PackedLinear
 from xformer_cli.model.multi_head import MultiHeadAttention
 from xformer_cli.translator import Translator
 
@@ -233,20 +233,18 @@ def main() -> None:
         alternate("contiguous", translator, sentences, args.rounds, contiguous, COLUMNS + (SAMPLED,))
 
     if "6" in args.parts:
-        print("6. the decoder's linear layers on F.linear, not on weights packed for oneDNN:")
-        packed = [m for m in translator.model.decoder.modules() if isinstance(m, PackedLinearLayer)]
-        if not packed:
-            print("   (nothing packed here: oneDNN is missing or switched off)")
-        plain = [m.unpacked() for m in packed]
+        print("6. every decoder linear layer on oneDNN, its weight packed once:")
+        linears = [m for m in translator.model.decoder.modules() if isinstance(m, torch.nn.Linear)]
+        packed = [PackedLinear(m.weight, m.bias) for m in linears]
 
-        def unpack(on: bool) -> None:
-            for m, linear in zip(packed, plain):
+        def pack(on: bool) -> None:
+            for m, fast in zip(linears, packed):
                 if on:
-                    m.forward = linear.forward
+                    m.forward = fast
                 else:
                     m.__dict__.pop("forward", None)
 
-        alternate("F.linear", translator, sentences, args.rounds, unpack)
+        alternate("packed", translator, sentences, args.rounds, pack)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from xformer_cli.config import DecodeConfig
 from xformer_cli.data import cut_batches, pad_with_eos
 from xformer_cli.devices import resolve_device
 from xformer_cli.errors import ConfigError
-from xformer_cli.model.packed import output_projection, pack_linears, unpack_linears
+from xformer_cli.model.packed import output_projection
 from xformer_cli.search import Hypothesis, search
 from xformer_cli.segment import Masked, needs_model, protect, restore, split_sentences
 from xformer_cli.workers import WorkerPool, processes_available
@@ -79,8 +79,6 @@ class Translator:
             translator.model.set_fused_attention(False)
         if quantize is not None:
             translator.quantize(quantize)
-        else:  # the decoder's few rows a step run faster on weights packed for oneDNN (CPU only)
-            pack_linears(translator.model.decoder)
         return translator
 
     def quantize(self, kind: str) -> None:
@@ -90,7 +88,6 @@ class Translator:
         if self.device.type != "cpu":
             raise ConfigError("--quantize int8 runs on the CPU only (use --device cpu)")
         self.close()  # workers started before would keep the float model
-        unpack_linears(self.model)  # quantization replaces plain linear layers
         import warnings
 
         with warnings.catch_warnings():
