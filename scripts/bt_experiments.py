@@ -5,7 +5,8 @@
 Every run starts from the shipped model (`init_from`), trains `--steps` updates with the same
 schedule, batches and seed, and is scored with greedy search on the development sets only
 (newstest2013, Multi30k valid, Tatoeba valid): the test sets of the issue's goals are kept for
-the final model. What differs:
+the final model. The shipped model itself, not trained further, is scored first (`shipped`).
+What differs:
 
     real-only           the 267,134 real pairs alone (does continued training alone help?)
     sample-tag-1:1      real + sampled back-translations, tagged, as many synthetic as real pairs
@@ -125,6 +126,24 @@ seed = 1
 """ + "\n".join(corpora)
 
 
+def dev_bleu(bundle: Path, data_dir: str) -> dict[str, float]:
+    """Greedy BLEU of `bundle` on the development sets."""
+    evaluated = subprocess.run(
+        ["xformer", "evaluate", "-m", str(bundle), "--greedy", "--json", "--data-dir", data_dir, *[a for t in DEV_SETS for a in ("-t", t)]],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return {r["testset"]: r["bleu"] for r in map(json.loads, filter(None, evaluated.splitlines()))}
+
+
+def score_shipped(out: Path, data_dir: str) -> None:
+    """The row every fine-tuning run starts from: the shipped model, not trained further."""
+    scores = out / "shipped" / "scores.json"
+    if not scores.exists():
+        scores.parent.mkdir(parents=True, exist_ok=True)
+        bleu = dev_bleu(REPO / "models" / "de-en-general", data_dir)
+        scores.write_text(json.dumps({"name": "shipped", "steps": 0, "train_seconds": 0.0, "bleu": bleu}, indent=1) + "\n")
+
+
 def run(name: str, steps: int, seconds: int, bt_pairs: int, out: Path, data_dir: str) -> None:
     folder = out / name
     scores = folder / "scores.json"
@@ -143,18 +162,14 @@ def run(name: str, steps: int, seconds: int, bt_pairs: int, out: Path, data_dir:
         wall = (float(clock.read_text()) if clock.exists() else 0.0) + time.perf_counter() - started
         clock.write_text(f"{wall:.1f}\n")
     trained = json.loads((run_dir / "bundle" / "config.json").read_text())["training"]["steps"]
-    evaluated = subprocess.run(
-        ["xformer", "evaluate", "-m", str(run_dir / "bundle"), "--greedy", "--json", "--data-dir", data_dir, *[a for t in DEV_SETS for a in ("-t", t)]],
-        check=True, capture_output=True, text=True,
-    ).stdout
-    bleu = {r["testset"]: r["bleu"] for r in map(json.loads, filter(None, evaluated.splitlines()))}
+    bleu = dev_bleu(run_dir / "bundle", data_dir)
     scores.write_text(json.dumps({"name": name, "steps": trained, "train_seconds": wall, "bleu": bleu}, indent=1) + "\n")
 
 
 def table(out: Path) -> None:
     print("| run | " + " | ".join(DEV_SETS) + " | updates | training s |")
     print("|---|" + "---:|" * (len(DEV_SETS) + 2))
-    for name in EXPERIMENTS:
+    for name in ("shipped", *EXPERIMENTS):
         path = out / name / "scores.json"
         if path.exists():
             s = json.loads(path.read_text())
@@ -171,8 +186,10 @@ def main() -> None:
     parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--table", action="store_true", help="only print the table of finished runs")
     args = parser.parse_args()
+    args.out = args.out.resolve()  # the recipes name their corpora by absolute paths
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.table:
+        score_shipped(args.out, args.data_dir)
         for name in args.only:
             run(name, args.steps, args.seconds, args.bt_pairs, args.out, args.data_dir)
     table(args.out)
