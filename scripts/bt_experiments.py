@@ -3,7 +3,9 @@
     python scripts/bt_experiments.py --out runs/bt-exp [--only NAME ...] [--steps 1000] [--table]
 
 Every run starts from the shipped model (`init_from`), trains `--steps` updates with the same
-schedule, batches and seed, and is scored with greedy search on the development sets only
+schedule (a peak learning rate of 2.5e-4, where the shipped model's own schedule ended: a peak
+of 1e-3 left the real-only run 1.1–2.4 BLEU below the shipped model after 1,000 updates),
+batches and seed, and is scored with greedy search on the development sets only
 (newstest2013, Multi30k valid, Tatoeba valid): the test sets of the issue's goals are kept for
 the final model. The shipped model itself, not trained further, is scored first (`shipped`).
 What differs:
@@ -101,7 +103,7 @@ def recipe(name: str, steps: int, seconds: int, bt_pairs: int, out: Path) -> str
         de, en = bt_corpus(e.bt, bt_pairs, out)
         corpora.append(f'[[train.corpora]]\nname = "bt-{e.bt}"\nsrc = "{de}"\ntgt = "{en}"\nweight = 1.0\ntag = {str(e.tag).lower()}\n')
     if e.model is None:
-        model, start = "", f'init_from = "{REPO / "models" / "de-en-general"}"\nmax_steps = {steps}\nlr = 1e-3\nwarmup = 200'
+        model, start = "", f'init_from = "{REPO / "models" / "de-en-general"}"\nmax_steps = {steps}\nlr = 2.5e-4\nwarmup = 200'
     else:
         spm = out / "sample-tag-1:1" / "run" / "spm.model"  # the shipped tokenizer with <bt>, grown by that run
         if not spm.exists():
