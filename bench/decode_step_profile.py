@@ -41,7 +41,6 @@ import torch.nn.functional as F
 
 import xformer_cli.search as search_module
 from xformer_cli.model.attention import fused_attention, scaled_dot_product_attention
-from xformer_cli.model.decoder import DecoderState
 from xformer_cli.model.packed import PackedLinear
 from xformer_cli.model.multi_head import MultiHeadAttention
 from xformer_cli.translator import Translator
@@ -219,10 +218,12 @@ def main() -> None:
     if "5" in args.parts:
         print("5. encoder keys and values made contiguous once per batch (not left as views):")
         decoder = translator.model.decoder
+        views_state = decoder.init_state
 
         def contiguous_state(memory, memory_mask):
-            kv = [tuple(t.contiguous() for t in layer.encoder_attn.project_kv(memory)) for layer in decoder.layers]  # each (B, h, S, d_k)
-            return DecoderState(encoder_kv=kv, memory_mask=memory_mask, self_attn=[{} for _ in decoder.layers])
+            state = views_state(memory, memory_mask)
+            state.encoder_kv = [(k.contiguous(), v.contiguous()) for k, v in state.encoder_kv]  # each (B, h, S, d_k)
+            return state
 
         def contiguous(on: bool) -> None:
             if on:
