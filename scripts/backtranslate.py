@@ -70,10 +70,16 @@ def collect(out: Path) -> None:
     name or mtime)."""
     shards = sorted(out.glob("shard-*.de"))
     kept = finished_pairs(shards)
-    for lang in ("en", "de"):
-        with open(out / f"bt.{lang}.gz", "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", filename="", mtime=0) as f:
-            f.write("".join(pair[lang] + "\n" for pair in kept).encode("utf-8"))
+    write_pairs(kept, {lang: out / f"bt.{lang}.gz" for lang in ("en", "de")})
     print(f"{out}/bt.{{en,de}}.gz: {len(kept):,} English pairs from {len(shards)} shards")
+
+
+def write_pairs(pairs: list[dict[str, str]], files: dict[str, Path]) -> None:
+    """Each side of `pairs` to its gzip file in `files` ({"en": path, "de": path}), one line a
+    pair, without name or mtime in the gzip header."""
+    for lang, path in files.items():
+        with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", filename="", mtime=0) as f:
+            f.write("".join(pair[lang] + "\n" for pair in pairs).encode("utf-8"))
 
 
 def finished_pairs(shards: list[Path], limit: int = 0) -> list[dict[str, str]]:

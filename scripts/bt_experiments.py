@@ -35,7 +35,6 @@ runs/general-data`. Finished runs are skipped; `--table` prints what exists as M
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import subprocess
 import sys
@@ -43,7 +42,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from backtranslate import finished_pairs
+from backtranslate import finished_pairs, write_pairs
 
 REPO = Path(__file__).resolve().parent.parent
 RUNS = REPO / "runs"
@@ -88,9 +87,7 @@ def bt_corpus(variant: str, pairs: int, out: Path) -> tuple[Path, Path]:
     kept = finished_pairs(sorted((RUNS / f"bt-{variant}").glob("shard-*.de")), pairs)
     if len(kept) < pairs:
         raise SystemExit(f"runs/bt-{variant} has {len(kept):,} English pairs, fewer than --bt-pairs {pairs:,}: run scripts/backtranslate.py --out runs/bt-{variant} further")
-    for lang, path in files.items():
-        with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", filename="", mtime=0) as f:
-            f.write("".join(pair[lang] + "\n" for pair in kept).encode("utf-8"))
+    write_pairs(kept, files)
     return files["de"], files["en"]
 
 
