@@ -8,22 +8,22 @@ of 1e-3 left the real-only run 1.1–2.4 BLEU below the shipped model after 1,00
 batches and seed, and is scored with greedy search on the development sets only
 (newstest2013, Multi30k valid, Tatoeba valid): the test sets of the issue's goals are kept for
 the final model. The shipped model itself, not trained further, is scored first (`shipped`).
-What differs:
+A run's name says what differs, `SEARCH-TAG-1:RATIO[-aALPHA][-SIZE]`:
 
     real-only           the 267,134 real pairs alone (does continued training alone help?)
     sample-tag-1:1      real + sampled back-translations, tagged, as many synthetic as real pairs
     top10-tag-1:1       ... sampled from the 10 most probable pieces only (--search sample --topk 10)
     greedy-tag-1:1      ... back-translations by greedy search
     beam-tag-1:1        ... by beam search (5)
-    sample-notag-1:1    ... sampled, without the tag
-    sample-tag-1:2      ... sampled, tagged, twice as many synthetic as real
-    sample-tag-1:4      ... four times as many
-    sample-tag-1:1-a0.1 ... sampled, tagged, 1:1, with subword sampling (alpha 0.1)
+    greedy-notag-1:1    ... greedy, without the tag
+    greedy-tag-1:2      ... greedy, tagged, twice as many synthetic as real (1:4: four times)
+    greedy-tag-1:1-a0.1 ... greedy, tagged, 1:1, with subword sampling (alpha 0.1)
 
-and, asked for by name (--only), model size at equal training seconds: `scratch-small` (the
-shipped layout), `scratch-enc6-dec2` (a deep encoder and a shallow decoder, faster to decode)
-and `scratch-wide320` (d_model 320), each from scratch for --seconds on real + sampled tagged
-back-translations 1:1, with the shipped tokenizer as grown by `sample-tag-1:1` (run it first).
+and model size at equal training seconds, from scratch for --seconds rather than fine-tuned
+(the shipped tokenizer grown by the tag piece, as every tagged run grows it):
+`greedy-tag-1:1-small` (the shipped layout), `...-enc6-dec2` (a deep encoder and a shallow
+decoder, faster to decode) and `...-wide320` (d_model 320). Any search goes with any tag,
+ratio, alpha and size, so the later rows can take the search the first rows chose.
 
 The back-translations are the first --bt-pairs pairs whose English is English of
 runs/bt-{sample,sample-top10,greedy,beam}, made by scripts/backtranslate.py: the same English
@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -61,21 +62,25 @@ class Experiment:
 
 
 SMALL = {"d_model": 256, "h": 4, "d_ff": 1024, "n_encoder_layers": 3, "n_decoder_layers": 3}
-EXPERIMENTS: dict[str, Experiment] = {
-    "real-only": Experiment(None, tag=False),
-    "sample-tag-1:1": Experiment("sample"),
-    "top10-tag-1:1": Experiment("sample-top10"),
-    "greedy-tag-1:1": Experiment("greedy"),
-    "beam-tag-1:1": Experiment("beam"),
-    "sample-notag-1:1": Experiment("sample", tag=False),
-    "sample-tag-1:2": Experiment("sample", 2.0),
-    "sample-tag-1:4": Experiment("sample", 4.0),
-    "sample-tag-1:1-a0.1": Experiment("sample", alpha=0.1),
-    # Model size at equal training seconds, from scratch (the shipped tokenizer grown by <bt>):
-    "scratch-small": Experiment("sample", model=SMALL),
-    "scratch-enc6-dec2": Experiment("sample", model={**SMALL, "n_encoder_layers": 6, "n_decoder_layers": 2}),
-    "scratch-wide320": Experiment("sample", model={**SMALL, "d_model": 320, "h": 4, "d_ff": 1280}),
+SIZES = {  # from-scratch layouts at equal training seconds
+    "small": SMALL,  # the shipped layout
+    "enc6-dec2": {**SMALL, "n_encoder_layers": 6, "n_decoder_layers": 2},
+    "wide320": {**SMALL, "d_model": 320, "h": 4, "d_ff": 1280},
 }
+SEARCHES = {"sample": "sample", "top10": "sample-top10", "greedy": "greedy", "beam": "beam"}  # name -> runs/bt-<variant>
+NAME = re.compile(rf"({'|'.join(SEARCHES)})-(tag|notag)-1:(\d+)(?:-a([\d.]+))?(?:-({'|'.join(SIZES)}))?")
+DEFAULT_RUNS = ("real-only", "sample-tag-1:1", "top10-tag-1:1", "greedy-tag-1:1", "beam-tag-1:1")
+
+
+def experiment(name: str) -> Experiment:
+    """The run a name describes: `real-only` or SEARCH-TAG-1:RATIO[-aALPHA][-SIZE]."""
+    if name == "real-only":
+        return Experiment(None, tag=False)
+    match = NAME.fullmatch(name)
+    if match is None:
+        raise ValueError(f"{name!r} is neither real-only nor SEARCH-TAG-1:RATIO[-aALPHA][-SIZE] (e.g. greedy-tag-1:2-a0.1)")
+    search, tag, ratio, alpha, size = match.groups()
+    return Experiment(SEARCHES[search], float(ratio), tag == "tag", float(alpha or 0.0), SIZES[size] if size else None)
 
 
 def bt_corpus(variant: str, pairs: int, out: Path) -> tuple[Path, Path]:
@@ -92,7 +97,7 @@ def bt_corpus(variant: str, pairs: int, out: Path) -> tuple[Path, Path]:
 
 
 def recipe(name: str, steps: int, seconds: int, bt_pairs: int, out: Path) -> str:
-    e = EXPERIMENTS[name]
+    e = experiment(name)
     data = RUNS / "general-data"
     real_weight = 1.0 if e.bt is None else bt_pairs / e.ratio / REAL_PAIRS
     corpora = [f'[[train.corpora]]\nname = "real"\nsrc = "{data}/train.de.gz"\ntgt = "{data}/train.en.gz"\nweight = {real_weight:.6f}\n']
@@ -102,9 +107,10 @@ def recipe(name: str, steps: int, seconds: int, bt_pairs: int, out: Path) -> str
     if e.model is None:
         model, start = "", f'init_from = "{REPO / "models" / "de-en-general"}"\nmax_steps = {steps}\nlr = 2.5e-4\nwarmup = 200'
     else:
-        spm = out / "sample-tag-1:1" / "run" / "spm.model"  # the shipped tokenizer with <bt>, grown by that run
-        if not spm.exists():
-            raise SystemExit(f"{name} needs {spm}: run sample-tag-1:1 first")
+        grown = [f / "run" / "spm.model" for f in sorted(out.iterdir()) if NAME.fullmatch(f.name) and experiment(f.name).tag and experiment(f.name).model is None]
+        spm = next((p for p in grown if p.exists()), None)  # the shipped tokenizer with <bt>, as every tagged fine-tuning run grows it
+        if spm is None:
+            raise SystemExit(f"{name} needs the tokenizer a tagged fine-tuning run grows: run one (e.g. greedy-tag-1:1) first")
         model = "[model]\nvocab_size = 8001\nnorm_position = \"pre\"\n" + "".join(f"{k} = {v}\n" for k, v in e.model.items())
         start = f'spm_model = "{spm}"\nmax_time = {seconds}\nmax_steps = 1000000\nlr = 1.56e-3\nwarmup = 400'
     return f"""# {name}: written by scripts/bt_experiments.py
@@ -168,17 +174,16 @@ def run(name: str, steps: int, seconds: int, bt_pairs: int, out: Path, data_dir:
 def table(out: Path) -> None:
     print("| run | " + " | ".join(DEV_SETS) + " | updates | training s |")
     print("|---|" + "---:|" * (len(DEV_SETS) + 2))
-    for name in ("shipped", *EXPERIMENTS):
-        path = out / name / "scores.json"
-        if path.exists():
-            s = json.loads(path.read_text())
-            print(f"| {name} | " + " | ".join(f"{s['bleu'].get(t, float('nan')):.2f}" for t in DEV_SETS) + f" | {s['steps']} | {s['train_seconds']:.0f} |")
+    finished = sorted(out.glob("*/scores.json"), key=lambda p: (p.parent.name != "shipped", p.stat().st_mtime))  # in the order they ran
+    for path in finished:
+        s = json.loads(path.read_text())
+        print(f"| {path.parent.name} | " + " | ".join(f"{s['bleu'].get(t, float('nan')):.2f}" for t in DEV_SETS) + f" | {s['steps']} | {s['train_seconds']:.0f} |")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=RUNS / "bt-exp")
-    parser.add_argument("--only", nargs="+", choices=list(EXPERIMENTS), default=[n for n, e in EXPERIMENTS.items() if e.model is None])
+    parser.add_argument("--only", nargs="+", default=list(DEFAULT_RUNS), help="runs by name (see above)")
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--seconds", type=int, default=2400, help="training seconds of each from-scratch (scratch-*) run")
     parser.add_argument("--bt-pairs", type=int, default=39_000, help="back-translated pairs per run: of the first 40,000 sentences about 39,400 are English")
@@ -189,6 +194,10 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.table:
         score_shipped(args.out, args.data_dir)
+        try:
+            [experiment(name) for name in args.only]  # a typo stops before hours of training, not after
+        except ValueError as error:
+            parser.error(str(error))
         for name in args.only:
             run(name, args.steps, args.seconds, args.bt_pairs, args.out, args.data_dir)
     table(args.out)
