@@ -8,7 +8,7 @@ of 1e-3 left the real-only run 1.1–2.4 BLEU below the shipped model after 1,00
 batches and seed, and is scored with greedy search on the development sets only
 (newstest2013, Multi30k valid, Tatoeba valid): the test sets of the issue's goals are kept for
 the final model. The shipped model itself, not trained further, is scored first (`shipped`).
-A run's name says what differs, `SEARCH-TAG-1:RATIO[-aALPHA][-SIZE]`:
+A run's name says what differs, `SEARCH-TAG-REAL:SYNTHETIC[-aALPHA][-SIZE]`:
 
     real-only           the 267,134 real pairs alone (does continued training alone help?)
     sample-tag-1:1      real + sampled back-translations, tagged, as many synthetic as real pairs
@@ -16,7 +16,8 @@ A run's name says what differs, `SEARCH-TAG-1:RATIO[-aALPHA][-SIZE]`:
     greedy-tag-1:1      ... back-translations by greedy search
     beam-tag-1:1        ... by beam search (5)
     greedy-notag-1:1    ... greedy, without the tag
-    greedy-tag-1:2      ... greedy, tagged, twice as many synthetic as real (1:4: four times)
+    greedy-tag-1:2      ... greedy, tagged, twice as many synthetic as real (1:4: four times;
+                        2:1: half as many)
     greedy-tag-1:1-a0.1 ... greedy, tagged, 1:1, with subword sampling (alpha 0.1)
 
 and model size at equal training seconds, from scratch for --seconds rather than fine-tuned
@@ -55,7 +56,7 @@ DEV_SETS = ("wmt13", "multi30k/valid", "tatoeba/valid")
 @dataclass(frozen=True)
 class Experiment:
     bt: str | None  # back-translation variant: runs/bt-<bt> (sample, sample-top10, greedy, beam); None: real pairs only
-    ratio: float = 1.0  # synthetic : real pairs in every epoch
+    ratio: float = 1.0  # synthetic pairs per real pair in every epoch
     tag: bool = True
     alpha: float = 0.0  # subword sampling
     model: dict | None = None  # None: fine-tune the shipped model for --steps; else this model from scratch for --seconds
@@ -68,19 +69,19 @@ SIZES = {  # from-scratch layouts at equal training seconds
     "wide320": {**SMALL, "d_model": 320, "h": 4, "d_ff": 1280},
 }
 SEARCHES = {"sample": "sample", "top10": "sample-top10", "greedy": "greedy", "beam": "beam"}  # name -> runs/bt-<variant>
-NAME = re.compile(rf"({'|'.join(SEARCHES)})-(tag|notag)-1:(\d+)(?:-a([\d.]+))?(?:-({'|'.join(SIZES)}))?")
+NAME = re.compile(rf"({'|'.join(SEARCHES)})-(tag|notag)-(\d+):(\d+)(?:-a([\d.]+))?(?:-({'|'.join(SIZES)}))?")
 DEFAULT_RUNS = ("real-only", "sample-tag-1:1", "top10-tag-1:1", "greedy-tag-1:1", "beam-tag-1:1")
 
 
 def experiment(name: str) -> Experiment:
-    """The run a name describes: `real-only` or SEARCH-TAG-1:RATIO[-aALPHA][-SIZE]."""
+    """The run a name describes: `real-only` or SEARCH-TAG-REAL:SYNTHETIC[-aALPHA][-SIZE]."""
     if name == "real-only":
         return Experiment(None, tag=False)
     match = NAME.fullmatch(name)
     if match is None:
-        raise ValueError(f"{name!r} is neither real-only nor SEARCH-TAG-1:RATIO[-aALPHA][-SIZE] (e.g. greedy-tag-1:2-a0.1)")
-    search, tag, ratio, alpha, size = match.groups()
-    return Experiment(SEARCHES[search], float(ratio), tag == "tag", float(alpha or 0.0), SIZES[size] if size else None)
+        raise ValueError(f"{name!r} is neither real-only nor SEARCH-TAG-REAL:SYNTHETIC[-aALPHA][-SIZE] (e.g. greedy-tag-1:2-a0.1)")
+    search, tag, real, synthetic, alpha, size = match.groups()
+    return Experiment(SEARCHES[search], int(synthetic) / int(real), tag == "tag", float(alpha or 0.0), SIZES[size] if size else None)
 
 
 def bt_corpus(variant: str, pairs: int, out: Path) -> tuple[Path, Path]:
