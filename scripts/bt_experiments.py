@@ -97,6 +97,17 @@ def bt_corpus(variant: str, pairs: int, out: Path) -> tuple[Path, Path]:
     return files["de"], files["en"]
 
 
+def grown_tokenizer(out: Path) -> Path | None:
+    """The shipped tokenizer with <bt>, as every tagged fine-tuning run under `out` grows it."""
+    for folder in sorted(out.iterdir()):
+        spm = folder / "run" / "spm.model"
+        if NAME.fullmatch(folder.name) and spm.exists():
+            e = experiment(folder.name)
+            if e.tag and e.model is None:
+                return spm
+    return None
+
+
 def recipe(name: str, steps: int, seconds: int, bt_pairs: int, out: Path) -> str:
     e = experiment(name)
     data = RUNS / "general-data"
@@ -108,8 +119,7 @@ def recipe(name: str, steps: int, seconds: int, bt_pairs: int, out: Path) -> str
     if e.model is None:
         model, start = "", f'init_from = "{REPO / "models" / "de-en-general"}"\nmax_steps = {steps}\nlr = 2.5e-4\nwarmup = 200'
     else:
-        grown = [f / "run" / "spm.model" for f in sorted(out.iterdir()) if NAME.fullmatch(f.name) and experiment(f.name).tag and experiment(f.name).model is None]
-        spm = next((p for p in grown if p.exists()), None)  # the shipped tokenizer with <bt>, as every tagged fine-tuning run grows it
+        spm = grown_tokenizer(out)
         if spm is None:
             raise SystemExit(f"{name} needs the tokenizer a tagged fine-tuning run grows: run one (e.g. greedy-tag-1:1) first")
         model = "[model]\nvocab_size = 8001\nnorm_position = \"pre\"\n" + "".join(f"{k} = {v}\n" for k, v in e.model.items())
@@ -186,7 +196,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RUNS / "bt-exp")
     parser.add_argument("--only", nargs="+", default=list(DEFAULT_RUNS), help="runs by name (see above)")
     parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--seconds", type=int, default=2400, help="training seconds of each from-scratch (scratch-*) run")
+    parser.add_argument("--seconds", type=int, default=2400, help="training seconds of each from-scratch (-SIZE) run")
     parser.add_argument("--bt-pairs", type=int, default=39_000, help="back-translated pairs per run: of the first 40,000 sentences about 39,400 are English")
     parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"))
     parser.add_argument("--table", action="store_true", help="only print the table of finished runs")
@@ -195,10 +205,11 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.table:
         score_shipped(args.out, args.data_dir)
-        try:
-            [experiment(name) for name in args.only]  # a typo stops before hours of training, not after
-        except ValueError as error:
-            parser.error(str(error))
+        for name in args.only:  # a typo stops before hours of training, not after
+            try:
+                experiment(name)
+            except ValueError as error:
+                parser.error(str(error))
         for name in args.only:
             run(name, args.steps, args.seconds, args.bt_pairs, args.out, args.data_dir)
     table(args.out)
