@@ -16,7 +16,10 @@ LIMIT=${LIMIT:-300000}
 START=runs/de-en-general-f4d7a88
 
 python scripts/backtranslate.py --model "$REVERSE" --out runs/bt-greedy --search greedy --limit "$LIMIT"
-python scripts/backtranslate.py --out runs/bt-greedy --collect  # the same files from the same shards
+BT=runs/bt-greedy/bt.de.gz
+if [ ! -f "$BT" ] || [ -n "$(find runs/bt-greedy -name 'shard-*.de' -newer "$BT")" ]; then
+    python scripts/backtranslate.py --out runs/bt-greedy --collect  # only when a shard is newer than the corpus
+fi
 if [ ! -f "$START/model.safetensors" ]; then
     mkdir -p "$START"
     git archive f4d7a88 models/de-en-general | tar -x --strip-components=2 -C "$START"
