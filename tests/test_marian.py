@@ -1,7 +1,7 @@
 """`xformer import`: a Marian (OPUS-MT) model in the transformers format, run by the from-scratch model.
 
 The Hub is out of reach, so the tests make a tiny Marian model with `transformers` itself: two
-SentencePiece models trained on 300 lines of the shipped Tatoeba corpus, one shared vocabulary,
+stored SentencePiece models (tests/fixtures/tiny-marian-spm), one shared vocabulary,
 seeded random weights (scaled up from transformers' 0.02 so that decisions are clear-cut, and an
 EOS bias so that sentences end on their own), saved with `save_pretrained`. Then: the imported
 model's logits equal transformers' to 1e-5, its greedy and beam token ids equal `generate`'s,
@@ -10,7 +10,6 @@ and every command that takes a bundle takes it.
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 from pathlib import Path
@@ -37,22 +36,15 @@ from xformer_cli.translator import Translator
 
 CORPUS = Path(__file__).parent.parent / "models" / "corpus" / "tatoeba"
 SENTENCES = (CORPUS / "test.de").read_text(encoding="utf-8").splitlines()[:16]
+SPM = Path(__file__).parent / "fixtures" / "tiny-marian-spm"
 EOS_BIAS = 4.5  # with weights N(0, 0.2): outputs end on their own after 1 to 16 pieces
-
-
-def train_spm(lines: list[str], path: Path) -> None:
-    model = io.BytesIO()
-    spm.SentencePieceTrainer.Train(sentence_iterator=iter(lines), model_writer=model, vocab_size=150, model_type="unigram",
-                                   character_coverage=1.0, num_threads=1, minloglevel=2, hard_vocab_limit=False)
-    path.write_bytes(model.getvalue())
 
 
 def make_tiny_marian(out: Path, tie: bool = True) -> Path:
     """A tiny MarianMT model and tokenizer laid out as on the Hub (safetensors)."""
     out.mkdir(parents=True)
-    lines = {side: (CORPUS / f"valid.{side}").read_text(encoding="utf-8").splitlines()[:300] for side in ("de", "en")}
-    train_spm(lines["de"], out / "source.spm")
-    train_spm(lines["en"], out / "target.spm")
+    for name in ("source.spm", "target.spm"):  # stored: another SentencePiece version learns another vocabulary
+        shutil.copyfile(SPM / name, out / name)
     vocab = {"</s>": 0, "<unk>": 1}  # OPUS-MT's layout: </s> 0, <unk> 1, the pieces, <pad> last
     for name in ("source.spm", "target.spm"):
         sp = spm.SentencePieceProcessor(model_file=str(out / name))
