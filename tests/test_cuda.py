@@ -71,3 +71,19 @@ def test_float16_with_a_gradient_scaler_where_the_gpu_lacks_bfloat16(tiny_corpus
     assert result.exit_code == 0, result.output
     losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines() if "loss" in line]
     assert losses[-1] < losses[0]
+
+
+def test_the_attention_plot_draws_from_a_model_on_cuda_what_the_cpu_draws(trained_bundle_dir, tmp_path):
+    from xformer_cli.attention_plot import cross_attention
+
+    bundle = load_bundle(trained_bundle_dir)
+    src_ids, tgt_ids = bundle.tokenizer.encode(["Ich habe Hunger."])[0], bundle.tokenizer.encode_target(["I am hungry."])[0]
+    on_cpu = cross_attention(bundle.model, src_ids, tgt_ids)
+    on_gpu = cross_attention(bundle.model.cuda(), src_ids, tgt_ids)
+    assert on_gpu.device.type == "cpu" and on_gpu.shape == (len(tgt_ids) + 1, len(src_ids) + 1)
+    torch.testing.assert_close(on_gpu, on_cpu, atol=1e-4, rtol=1e-3)
+    plot = tmp_path / "attention.png"
+    result = CliRunner().invoke(app, ["translate", "-m", str(trained_bundle_dir), "--device", "cuda", "--attention-plot", str(plot)],
+                                input="Ich habe Hunger.\n")
+    assert result.exit_code == 0, result.output
+    assert plot.read_bytes()[:4] == b"\x89PNG"

@@ -21,8 +21,9 @@ def cross_attention(model: Transformer, src_ids: list[int], tgt_ids: list[int], 
     and EOS, columns are source pieces and EOS.
     """
     c = model.config
-    src = pad_with_eos([src_ids], c.eos_id, c.pad_id)  # (1, S)
-    tgt = torch.tensor([[c.bos_id] + tgt_ids])
+    device = next(model.parameters()).device
+    src = pad_with_eos([src_ids], c.eos_id, c.pad_id).to(device)  # (1, S)
+    tgt = torch.tensor([[c.bos_id] + tgt_ids], device=device)
     attention = model.decoder.layers[layer].encoder_attn
     attention.record_weights = True
     try:
@@ -32,7 +33,7 @@ def cross_attention(model: Transformer, src_ids: list[int], tgt_ids: list[int], 
     finally:
         attention.record_weights = False
         attention.last_weights = None
-    return weights[0].mean(dim=0)  # (T, S)
+    return weights[0].float().mean(dim=0).cpu()  # (T, S), on the CPU for drawing
 
 
 def plot_attention(weights: Tensor, src_pieces: list[str], tgt_pieces: list[str], path: Path) -> None:
