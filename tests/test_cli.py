@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from xformer_cli import __version__
 from xformer_cli.cli import app
+from xformer_cli.devices import resolve_device
 
 from conftest import MIN_MARGIN, assert_one_line_error, reference_search
 
@@ -59,7 +60,7 @@ def test_translate_is_a_filter_with_one_line_per_input_line(trained_bundle_dir):
     assert len(lines) == 4 and lines[3] == ""  # three lines, newline-terminated
     assert lines[1] == ""  # an empty line gives an empty line
     assert lines[0] and lines[2]
-    assert "device cpu" in result.stderr
+    assert f"device {resolve_device('auto')}" in result.stderr  # cuda where there is one
 
 
 def test_translate_files_nbest_and_scores(trained_bundle_dir, tmp_path):
@@ -87,14 +88,14 @@ def test_batch_size_caps_sentences_without_changing_output(trained_bundle_dir):
 def test_workers_translate_batches_at_once_without_changing_output(trained_bundle_dir):
     text = "".join(f"{s}\n" for s in ["Ich habe Hunger.", "Tom ist hier.", "", "Wo ist der Bahnhof?", "Danke!"] * 3)
     assert_clear_decisions(trained_bundle_dir, text)
-    one = run("translate", "-m", trained_bundle_dir, "--batch-size", "2", input=text)
-    two = run("translate", "-m", trained_bundle_dir, "--batch-size", "2", "--workers", "2", "--threads", "2", input=text)
+    one = run("translate", "-m", trained_bundle_dir, "--batch-size", "2", "--device", "cpu", input=text)
+    two = run("translate", "-m", trained_bundle_dir, "--batch-size", "2", "--workers", "2", "--threads", "2", "--device", "cpu", input=text)
     assert two.exit_code == 0, two.output
     assert two.stdout == one.stdout and len(two.stdout.splitlines()) == 15
     assert "2 workers x 1 thread(s) in processes" in two.stderr
     assert_one_line_error(run("translate", "-m", trained_bundle_dir, "--workers", "0", "--threads", "2", input=text), "workers must be at least 1")
     assert_one_line_error(run("translate", "-m", trained_bundle_dir, "--workers", "0", "--stream", input=text), "workers must be at least 1")
-    nbest = ["--beam-size", "3", "--n-best", "3", "--scores", "--batch-size", "1"]
+    nbest = ["--beam-size", "3", "--n-best", "3", "--scores", "--batch-size", "1", "--device", "cpu"]  # worker processes: the CPU's
     two_nbest = run("translate", "-m", trained_bundle_dir, *nbest, "--workers", "2", input=text)
     assert two_nbest.exit_code == 0 and two_nbest.stdout == run("translate", "-m", trained_bundle_dir, *nbest, input=text).stdout
     assert len(two_nbest.stdout.splitlines()) == 45 and multiprocessing.active_children() == []  # the processes ended with the command
@@ -137,7 +138,7 @@ def test_ctrl_c_ends_the_worker_processes_quickly_with_status_130(trained_bundle
     source = tmp_path / "in.de"
     source.write_text("Ich habe Hunger. Tom ist hier.\nWo ist der Bahnhof?\n" * 5000)
     command = [sys.executable, "-m", "xformer_cli", "translate", "-m", str(trained_bundle_dir), "-i", str(source), "-o", str(tmp_path / "out.en"),
-               "--beam-size", "5", "--batch-size", "1", "--workers", "2", "--threads", "2"]
+               "--beam-size", "5", "--batch-size", "1", "--workers", "2", "--threads", "2", "--device", "cpu"]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, start_new_session=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     try:
         started = time.monotonic()
@@ -250,7 +251,7 @@ def test_as_a_real_process_stdout_has_only_translations(trained_bundle_dir):
 
 def test_attention_plot_and_int8(trained_bundle_dir, tmp_path):
     plot = tmp_path / "attention.png"
-    result = run("translate", "-m", trained_bundle_dir, "--attention-plot", plot, "--quantize", "int8", input="Ich habe Hunger.\nTom ist hier.\n")
+    result = run("translate", "-m", trained_bundle_dir, "--attention-plot", plot, "--quantize", "int8", "--device", "cpu", input="Ich habe Hunger.\nTom ist hier.\n")
     assert result.exit_code == 0, result.output
     assert len(result.stdout.splitlines()) == 2 and "int8" in result.stderr
     assert plot.read_bytes()[:4] == b"\x89PNG"

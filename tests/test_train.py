@@ -542,8 +542,8 @@ def test_cpu_training_in_bfloat16_starts_where_float32_does_learns_and_bundles_f
 
     src, tgt = tiny_corpus
     monkeypatch.setattr(distributed, "cpu_bf16_pays", lambda: True)  # bfloat16 runs (emulated) on any CPU
-    half = run(*tiny_args(src, tgt, tmp_path / "bf16", "--max-steps", 40, "--log-every", 1))
-    full = run(*tiny_args(src, tgt, tmp_path / "fp32", "--max-steps", 1, "--log-every", 1, "--no-bf16"))
+    half = run(*tiny_args(src, tgt, tmp_path / "bf16", "--max-steps", 40, "--log-every", 1, "--device", "cpu"))
+    full = run(*tiny_args(src, tgt, tmp_path / "fp32", "--max-steps", 1, "--log-every", 1, "--no-bf16", "--device", "cpu"))
     assert half.exit_code == 0 and full.exit_code == 0, half.output + full.output
     assert "device cpu, bfloat16 autocast" in half.stderr and "device cpu, float32" in full.stderr
     half_losses, full_losses = losses(tmp_path / "bf16"), losses(tmp_path / "fp32")
