@@ -13,8 +13,9 @@ python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . >/dev/n
 python3 -c "import torch; print('torch', torch.__version__, '|', torch.cuda.get_device_name(0), '|', torch.cuda.device_count(), 'GPU(s)')"
 echo "== 1. test suite with CUDA"
 # On one process the suite outlasts 240 s there; pytest-xdist, where installed, spreads it over the cores.
+# No -q: pyproject.toml already adds one, and a second drops the count of passed tests.
 parallel=$(python3 -c "import xdist" 2>/dev/null && echo "-n auto" || true)
-timeout 240 python3 -m pytest -q -p no:cacheprovider $parallel -rfE --tb=short tests 2>&1 | tail -40 || echo "test suite: failed or timed out"
+timeout 240 python3 -m pytest -p no:cacheprovider -p no:warnings $parallel -rfEs --tb=short tests 2>&1 | tail -40 || echo "test suite: failed or timed out"
 echo "== 2. training speed, preset base"
 timeout 150 python3 bench/gpu_train.py --preset base --steps 50 || echo "training benchmark: failed or timed out"
 echo "== 3 and 4. translation speed and BLEU, GPU against CPU"
