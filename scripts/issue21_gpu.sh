@@ -8,8 +8,9 @@
 # (scripts/issue21_long.sh). The working tree and .gpu travel together, 64 MiB at most; gzip's
 # 48 MB of text are some 33 MB in xz. train unpacks .gpu into runs/, trains into runs/news-gpu
 # and writes to $OUT (a temporary folder where unset): the bundle in float16 (under the 16 MiB a
-# returned file may have), metrics.jsonl, run.json and the training log. Arguments after
-# `train` go to `xformer train` (a trial here: --device cpu --preset tiny --max-steps 3).
+# returned file may have), metrics.jsonl, run.json, the tokenizer and the training log: a run
+# folder that scripts/ship_model.py takes. Arguments after `train` go to `xformer train` (a
+# trial here: --device cpu --preset tiny --max-steps 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
@@ -61,7 +62,7 @@ out = Path(sys.argv[1])
 run = Path("runs/news-gpu/bundle")
 card = (run / "README.md").read_text(encoding="utf-8") if (run / "README.md").exists() else None
 save_bundle(load_bundle(run), out / "bundle", dtype=torch.float16, card=card)
-for name in ("metrics.jsonl", "run.json"):
+for name in ("metrics.jsonl", "run.json", "spm.model"):  # what scripts/ship_model.py reads beside the bundle
     shutil.copyfile(f"runs/news-gpu/{name}", out / name)
 print(f"wrote {out}: " + ", ".join(f"{p.relative_to(out)} {p.stat().st_size / 1e6:.1f} MB" for p in sorted(out.rglob("*")) if p.is_file()))
 PY

@@ -3,7 +3,8 @@
     python scripts/ship_model.py runs/de-en-general [--average 5] [--data-dir ../shared/data]
 
 Takes the run's best validated weights (or, with --average N, the mean of its last N
-checkpoints), stores them in float16 (loaded as float32), scores the bundle with its default
+checkpoints; or, for a run trained elsewhere that sent back only its bundle, run.json and
+tokenizer, as scripts/issue21_gpu.sh does, the bundle's weights), stores them in float16 (loaded as float32), scores the bundle with its default
 decoding through `xformer evaluate` on every public test set of ../shared/data, times
 `xformer translate` on newstest2014, translates the example sentences chosen before training,
 and writes the model card with all of it: the corpora and their licenses, the recipe, the
@@ -21,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 from xformer_cli.bundle import Bundle, save_bundle
 from xformer_cli.card import CardInfo, Score, render_card
@@ -140,6 +142,20 @@ def data_text(info, stats: dict, history: str) -> str:
     )
 
 
+def shipped_weights(run: Path, folder: RunFolder, average: int) -> tuple[dict[str, torch.Tensor], str, int, float]:
+    """The weights to ship, which they are, and the run's updates and seconds of training: from
+    the run's checkpoints, or, where it has none (a run trained elsewhere that sent back only its
+    bundle, run.json and tokenizer: scripts/issue21_gpu.sh), from its bundle as it is."""
+    paths = folder.checkpoint_paths()
+    if paths:
+        _, meta = load_checkpoint(paths[-1])
+        weights, which = final_weights(folder, average, {}, meta["step"])
+        return weights, which, meta["step"], meta["elapsed"]
+    training = json.loads((run / "bundle" / "config.json").read_text(encoding="utf-8"))["training"]
+    weights = {name: t.float() for name, t in load_file(str(run / "bundle" / "model.safetensors")).items()}
+    return weights, training["weights"], training["steps"], training["seconds"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
@@ -152,14 +168,12 @@ def main() -> None:
 
     folder = RunFolder(args.run, main=False)  # reads only
     info = run_info(folder)
-    last = folder.checkpoint_paths()[-1]
-    _, meta = load_checkpoint(last)
-    weights, which = final_weights(folder, args.average, {}, meta["step"])
+    weights, which, steps, elapsed = shipped_weights(args.run, folder, args.average)
     model = info.build_model()
     model.load_state_dict(weights)
     args.out.mkdir(parents=True, exist_ok=True)
     save_bundle(Bundle(model.eval(), info.tokenizer, info.decode, info.train.src_lang, info.train.tgt_lang,
-                       extra={"training": {"steps": meta["step"], "weights": which, "seconds": round(meta["elapsed"])}}),
+                       extra={"training": {"steps": steps, "weights": which, "seconds": round(elapsed)}}),
                 args.out, dtype=torch.float16)
 
     scores = []
@@ -177,6 +191,7 @@ def main() -> None:
     real_src = next((c.src for c in info.corpora if "general-data" in c.src), info.train.src)
     stats = json.loads((Path(real_src).parent / "stats.json").read_text(encoding="utf-8"))
     decode = to_dict(info.decode)
+    where = "one GPU" if info.train.device.startswith("cuda") else "2 CPU cores"
     card = render_card(
         CardInfo(
             name=NAME,
@@ -187,8 +202,8 @@ def main() -> None:
             data=data_text(info, stats, args.bt_history),
             training=(
                 f"`xformer train` with the recipe below (the `small` preset, pre-norm LayerNorm, a joint 8,000-piece "
-                f"SentencePiece BPE vocabulary with byte fallback, tied embeddings) on 2 CPU cores: {meta['step']:,} updates "
-                f"of 2,048-token batches, {meta['elapsed'] / 3600:.1f} hours of training. {args.history} "
+                f"SentencePiece BPE vocabulary with byte fallback, tied embeddings) on {where}: {steps:,} updates "
+                f"of {info.train.batch_tokens:,}-token batches, {elapsed / 3600:.1f} hours of training. {args.history} "
                 f"Bundled weights: {which}, stored in float16 and loaded as float32."
             ),
             decoding=(

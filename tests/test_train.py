@@ -491,6 +491,11 @@ def test_checkpoint_to_bundle_makes_the_bundle_and_card_the_run_would(tiny_corpu
 
     for name, tensor in model_state(load_checkpoint(out / "checkpoints" / "step-0000002.safetensors")[0]).items():
         assert torch.equal(bundle.model.state_dict()[name], tensor), name
+    # Both bundles say how long their weights trained: the seconds of training of their step.
+    seconds = {step: round(load_checkpoint(out / "checkpoints" / f"step-000000{step}.safetensors")[1]["elapsed"]) for step in (2, 4)}
+    assert bundle.extra["training"]["seconds"] == seconds[2]
+    final = load_bundle(out / "bundle").extra["training"]
+    assert final["steps"] == 4 and final["seconds"] == seconds[4]
 
 
 def test_cpu_autocast_is_bfloat16_only_where_the_cpu_computes_in_it(monkeypatch):

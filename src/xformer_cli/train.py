@@ -316,7 +316,7 @@ class Trainer:
             bundle_dir, self.run_folder.out.name, self.model, info,
             training=f"{s.step} steps, {s.elapsed / 60:.1f} minutes; weights: {which}.{self.validator.scope()}",
             recipe=self.recipe_text, scores=scores,
-            extra={"steps": s.step, "weights": which, "train_pairs": self.data.pairs,
+            extra={"steps": s.step, "seconds": round(s.elapsed), "weights": which, "train_pairs": self.data.pairs,
                    "corpora": [corpus_summary(c) for c in self.data.stats()]},
         )
         from xformer_cli.plot import plot_curves
