@@ -4,6 +4,9 @@
 #   here:   bash scripts/issue21_gpu.sh pack    # the recipe's data, xz-compressed, into .gpu/ (git ignores it)
 #   there:  bash scripts/issue21_gpu.sh train   # through the device tool, carrying .gpu, timeout about 560 s
 #
+# With bench/gpu.sh in the same call (about 90 s more), one machine start serves both:
+#   bash bench/gpu.sh > $OUT/gpu.log 2>&1; bash scripts/issue21_gpu.sh train
+#
 # pack needs runs/general-data (scripts/prepare_general.py) and runs/bt-greedy/bt.{de,en}.gz
 # (scripts/issue21_long.sh). The working tree and .gpu travel together, 64 MiB at most; gzip's
 # 48 MB of text are some 33 MB in xz. train unpacks .gpu into runs/, trains into runs/news-gpu
@@ -59,9 +62,9 @@ import torch
 from xformer_cli.bundle import load_bundle, save_bundle
 
 out = Path(sys.argv[1])
-run = Path("runs/news-gpu/bundle")
-card = (run / "README.md").read_text(encoding="utf-8") if (run / "README.md").exists() else None
-save_bundle(load_bundle(run), out / "bundle", dtype=torch.float16, card=card)
+# No model card: scripts/ship_model.py writes its own, and a call returns at most 8 files
+# (here 7, so that bench/gpu.sh's log can come back from the same call).
+save_bundle(load_bundle("runs/news-gpu/bundle"), out / "bundle", dtype=torch.float16)
 for name in ("metrics.jsonl", "run.json", "spm.model"):  # what scripts/ship_model.py reads beside the bundle
     shutil.copyfile(f"runs/news-gpu/{name}", out / name)
 print(f"wrote {out}: " + ", ".join(f"{p.relative_to(out)} {p.stat().st_size / 1e6:.1f} MB" for p in sorted(out.rglob("*")) if p.is_file()))
