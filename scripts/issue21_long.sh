@@ -8,7 +8,7 @@
 # 1. back-translate the first LIMIT sentences of the mono order greedily (the first 40,000 are
 #    the table's, already done) and collect the English ones into runs/bt-greedy/bt.{de,en}.gz;
 # 2. unpack the default model this run starts from (commit f4d7a88) into runs/;
-# 3. train models/de-en-news.toml into runs/de-en-news.
+# 3. train models/de-en-general.toml into runs/de-en-news.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REVERSE=${REVERSE:-runs/en-de-general/bundle}
@@ -26,4 +26,4 @@ if [ ! -f "$START/model.safetensors" ]; then
 fi
 resume=()
 [ -d runs/de-en-news/checkpoints ] && resume=(--resume)
-xformer train --config models/de-en-news.toml --out runs/de-en-news "${resume[@]}"
+xformer train --config models/de-en-general.toml --out runs/de-en-news "${resume[@]}"

@@ -48,7 +48,7 @@ def test_simple_sentences_are_translated_well():
 def test_info_describes_it_with_the_cards_scores():
     result = runner.invoke(app, ["info"])
     assert result.exit_code == 0, result.output
-    assert "7,578,624" in result.stdout and "8,000 SentencePiece pieces" in result.stdout
+    assert "7,578,880" in result.stdout and "8,001 SentencePiece pieces" in result.stdout  # 8,000 + the tag piece <bt>
     assert "tatoeba/test: bleu" in result.stdout
 
 
@@ -66,3 +66,14 @@ def test_sentences_beyond_tatoeba_keep_their_content():
     caption, notice = result.stdout.splitlines()
     assert "man" in caption and "blue shirt" in caption and "bi" in caption  # bicycle or bike
     assert "train" in notice and "Munich" in notice and "20 minutes" in notice
+
+
+def test_news_sentences_keep_their_verb_and_english_numbers():
+    """Two of issue 21's news sentences, which the model before back-translation left without a
+    verb and with a German decimal comma; each span checked is in all of the 5 best hypotheses."""
+    result = runner.invoke(app, ["translate"], input="Die Inflation ist im Oktober auf 2,3 Prozent gesunken, teilte das Statistische Bundesamt mit.\n"
+                                                     "Das Unternehmen kündigte an, im nächsten Jahr 500 neue Mitarbeiter einzustellen.\n")
+    assert result.exit_code == 0, result.output
+    inflation, company = result.stdout.splitlines()
+    assert "inflation" in inflation.lower() and "fallen" in inflation and "2.3 percent" in inflation
+    assert "company announced" in company and "500 new" in company
