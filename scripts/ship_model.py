@@ -77,9 +77,10 @@ CORPORA = {
 LIMITS = """
 ## Limits and terms
 
-- Trained on about 267,000 sentence pairs, a low-resource setting: short everyday sentences,
-  image descriptions and simple news come out well; long or specialised text (news, law,
-  medicine) often loses words or meaning. Check what matters.
+- Trained on about 267,000 real sentence pairs and 295,000 back-translated news pairs, a
+  low-resource setting: short everyday sentences, image descriptions and short news come out
+  well; long or specialised text (news, law, medicine) often loses words or meaning. Check what
+  matters.
 - A line with several sentences is translated sentence by sentence; numbers, URLs, e-mail
   addresses and emoji are carried through unchanged, except that numbers an English reader would
   misread take English form (2,3 -> 2.3, 1.500 -> 1,500) (`--no-split-sentences` and
