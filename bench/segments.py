@@ -10,7 +10,8 @@
    fewer sentences than the source lines it was made of would give the model two sentences at
    once, which is how sentences get dropped.
 2. Spans: `bench/data/spans.de` (sentences written for this test) carries numbers, URLs, e-mail
-   addresses and emoji; each span counts as kept when it appears unchanged in the translation,
+   addresses, emoji and a date; each span counts as kept when it appears in the translation as
+   written or in the English form span protection gives it (3,50 € -> 3.50 €, 3. Mai -> 3 May),
    with span protection on and off.
 """
 
@@ -23,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 from xformer_cli.metrics import corpus_bleu
-from xformer_cli.segment import EMAIL, EMOJI, SPAN, URL, split_sentences
+from xformer_cli.segment import DATE, EMAIL, EMOJI, SPAN, URL, english_form, split_sentences
 from xformer_cli.translator import Translator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +51,7 @@ def paragraphs(data_dir: Path, size: int) -> tuple[list[str], list[str], list[li
 
 def kind(span: str) -> str:
     """Which of segment.py's span patterns `span` is."""
-    for name, pattern in (("URL", URL), ("e-mail", EMAIL), ("emoji", EMOJI)):
+    for name, pattern in (("URL", URL), ("e-mail", EMAIL), ("emoji", EMOJI), ("date", DATE.pattern)):
         if re.fullmatch(pattern, span):
             return name
     return "number"
@@ -62,7 +63,7 @@ def span_survival(translator: Translator, lines: list[str], protect: bool) -> Co
     for line, out in zip(lines, translator.translate(lines, protect_spans=protect)):
         for match in SPAN.finditer(line):
             counts[(kind(match.group()), "total")] += 1
-            counts[(kind(match.group()), "kept")] += match.group() in out
+            counts[(kind(match.group()), "kept")] += match.group() in out or english_form(match.group()) in out
     return counts
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from xformer_cli.segment import FIRST_PLACEHOLDER, Masked, english_number, protect, restore, split_sentences
+from xformer_cli.segment import FIRST_PLACEHOLDER, Masked, english_date, english_form, english_number, protect, restore, split_sentences
 from xformer_cli.translator import Translator
 
 
@@ -70,10 +70,10 @@ def test_a_line_of_sentences_is_the_join_of_its_sentences(translator, monkeypatc
 
 def test_every_span_survives_translation(translator):
     lines = ["Er kostet 3,50 € und ist unter https://example.com zu finden 😀.", "Schreib an tom@example.com oder ruf 0171 234567 an.",
-             "Das sind 20 % mehr als 2019.", "😀", "https://example.com", "Tom hat 3 Äpfel und 12 Birnen."]
+             "Das sind 20 % mehr als 2019.", "😀", "https://example.com", "Tom hat 3 Äpfel und 12 Birnen.", "Am 3. Oktober 2027 kommen 12 Leute."]
     for line, out in zip(lines, translator.translate(lines, beam_size=2)):
         for span in protect(line).spans + tuple(filter(None, (protect(line).suffix,))):
-            assert english_number(span) in out, (line, out)
+            assert english_form(span) in out, (line, out)
     assert translator.translate(["😀"]) == ["😀"]  # nothing to translate: the model is not asked
 
 
@@ -123,6 +123,38 @@ def test_english_number(span, english):
     assert english_number(span) == english
 
 
+# (German span, its English form): a day and a month name, with or without the year, in English,
+# day first; any other span is no such date.
+ENGLISH_DATES = [
+    ("1. Januar 2027", "1 January 2027"),
+    ("3. Oktober", "3 October"),
+    ("03. März 1990", "3 March 1990"),  # a leading zero
+    ("15.März", "15 March"),  # no space after the day's point
+    ("31. Dezember 2025", "31 December 2025"),
+    ("1. Jänner 2027", "1 January 2027"),  # Austrian
+    ("1. Mai", "1 May"),
+    ("32. Januar", None),  # no such day
+    ("1.1.2027", None),  # a date in digits stays as written (english_number)
+    ("Januar 2027", None),  # a month without its day: the model translates the month
+    ("1. januar", None),  # a month name is capitalized
+    ("2027", None),
+]
+
+
+@pytest.mark.parametrize("span, english", ENGLISH_DATES)
+def test_english_date(span, english):
+    assert english_date(span) == english
+    assert english_form(span) == (english or english_number(span))
+
+
+def test_a_date_with_a_month_name_is_one_span():
+    """Day, month and year go to the model as one placeholder: held back apart ("am 42. Januar
+    43"), the shipped model wrote "1.2027" for "1. Januar 2027"."""
+    masked = protect("Der Vertrag tritt am 1. Januar 2027 in Kraft, vom 1. bis 3. Mai, nicht am 1. Januars.")
+    assert masked.text == f"Der Vertrag tritt am {FIRST_PLACEHOLDER} in Kraft, vom {FIRST_PLACEHOLDER + 1}. bis {FIRST_PLACEHOLDER + 2}, nicht am {FIRST_PLACEHOLDER + 3}. Januars."
+    assert masked.spans == ("1. Januar 2027", "1", "3. Mai", "1")
+
+
 # (German sentence, the sentence restored from a model that copies its input): numbers come back
 # in English form through protect -> restore, and only those numbers.
 RESTORED = [
@@ -133,7 +165,8 @@ RESTORED = [
     ("Von 2,5-3,5 kg, also -2,5 Grad.", "Von 2.5-3.5 kg, also -2.5 Grad."),
     ("Es waren 1.307.", "Es waren 1,307."),
     ("Am 1.1.2027 um 12.30 Uhr, am 01.01.2027 um 10:30 Uhr.", None),  # None: unchanged
-    ("Am 3. Oktober 2027 kommen 12 Leute.", None),  # an ordinal, a year, an integer
+    ("Am 3. Oktober 2027 kommen 12 Leute.", "Am 3 October 2027 kommen 12 Leute."),  # a date with a month name, an integer
+    ("Es gilt ab 1. Mai, vom 1. bis 3. Januar und ab 01.März.", "Es gilt ab 1 May, vom 1. bis 3 January und ab 1 March."),
     ("Ruf 030 1234567 oder +49 30 123 an.", None),
     ("Version 2.13.0 ersetzt v1.2 auf 192.168.100.200.", None),
     ("Die Seiten 1,5,7 fehlen, und er misst 3.5 Meter.", None),

@@ -12,8 +12,10 @@ moved). Emoji at the very start or end of a sentence are set aside and put back 
 
 A number comes back in English form where an English reader would misread the German one
 ("2,3 Prozent" is not two numbers): a decimal comma becomes a point and thousands points become
-commas (`english_number`). Dates, times, versions, phone numbers, lists and whatever could be
-read either way stay as written.
+commas (`english_number`). A German date with a month name ("1. Januar 2027") is one span and
+comes back in English ("1 January 2027"): held back as a day and a year apart, the model read
+them as a number pair and dropped the month. Dates in digits, times, versions, phone numbers,
+lists and whatever could be read either way stay as written.
 """
 
 from __future__ import annotations
@@ -94,7 +96,10 @@ NUMBER = rf"[$€£¥]?{DIGITS}(?: {DIGITS})*(?: ?[€$£¥%‰])?"
 EMOJI_CHAR = r"[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\u2300-\u23FF]"
 EMOJI_MODIFIERS = r"[\uFE0F\U0001F3FB-\U0001F3FF]*"
 EMOJI = rf"{EMOJI_CHAR}{EMOJI_MODIFIERS}(?:\u200D{EMOJI_CHAR}{EMOJI_MODIFIERS})*"
-SPAN = re.compile(rf"{URL}|{EMAIL}|{EMOJI}|(?<![\w.,]){NUMBER}(?![\w])")
+MONTHS = {"Januar": "January", "Jänner": "January", "Februar": "February", "März": "March", "April": "April", "Mai": "May", "Juni": "June",
+          "Juli": "July", "August": "August", "September": "September", "Oktober": "October", "November": "November", "Dezember": "December"}
+DATE = re.compile(rf"(0?[1-9]|[12]\d|3[01])\. ?({'|'.join(MONTHS)})(?: (\d{{4}}))?")  # 1. Januar 2027  3. Oktober  01.März
+SPAN = re.compile(rf"{URL}|{EMAIL}|{EMOJI}|(?<![\w.,])(?:{DATE.pattern}|{NUMBER})(?![\w])")
 FIRST_PLACEHOLDER = 42  # placeholders are 42, 43, ...: two-digit numbers a model copies as they are
 EDGE_PUNCTUATION = ".!?…:;,"
 
@@ -106,6 +111,22 @@ GERMAN_GROUPED_DECIMAL = re.compile(r"([1-9]\d{0,2}(?:\.\d{3})+),(\d+)")  # 1.23
 SPACED_DECIMAL = re.compile(r"([1-9]\d{0,2}(?: \d{3})+),(\d+)")  # 12 345,67: thousands spaces, decimal comma
 ENGLISH_THOUSANDS = re.compile(r"[1-9]\d{0,2}")  # a first group English thousands commas could follow
 NUMBER_PARTS = re.compile(rf"([$€£¥]?)({DIGITS}(?: {DIGITS})*)((?: ?[€$£¥%‰])?)")  # sign, digits, unit
+
+
+def english_form(span: str) -> str:
+    """What a held-back span becomes in an English translation: a date with a month name in
+    English (`english_date`), a number in English form where the German one would be misread
+    (`english_number`), anything else as it is."""
+    return english_date(span) or english_number(span)
+
+
+def english_date(span: str) -> str | None:
+    """A German date with a month name in English, day first as the German has it ("1. Januar
+    2027" -> "1 January 2027"; "03. Oktober" -> "3 October"); None for any other span."""
+    if (match := DATE.fullmatch(span)) is None:
+        return None
+    day, month, year = match.groups()
+    return f"{int(day)} {MONTHS[month]}" + (f" {year}" if year else "")
 
 
 def english_number(span: str) -> str:
@@ -183,7 +204,7 @@ def needs_model(masked: Masked) -> bool:
 
 
 def restore(translation: str, masked: Masked, english_numbers: bool = True) -> str:
-    """Put the spans back, numbers in English form (`english_number`) unless `english_numbers` is
+    """Put the spans back, numbers and dates in English form (`english_form`) unless `english_numbers` is
     False (a translation into another language): each placeholder's first
     occurrence becomes its span (later copies are dropped), a number the model made up takes the
     place of a missing one, a span still missing joins the end, and edge emoji return to their edge."""
@@ -200,7 +221,7 @@ def restore(translation: str, masked: Masked, english_numbers: bool = True) -> s
     for i, match in zip(list(missing), stray):
         text = text.replace(match.group(), chr(0xE000 + i), 1)
         missing.remove(i)
-    spans = [english_number(span) for span in masked.spans] if english_numbers else list(masked.spans)
+    spans = [english_form(span) for span in masked.spans] if english_numbers else list(masked.spans)
     for i, span in enumerate(spans):
         text = text.replace(chr(0xE000 + i), span)
     missing = [spans[i] for i in missing]
