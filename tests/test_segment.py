@@ -43,6 +43,12 @@ def test_a_span_the_model_dropped_or_garbled_is_never_lost():
     assert restore("I call 42 and pay 433 and 42.", masked) == "I call 0171 234567 and pay 20 % and 7."
 
 
+def test_a_doubled_placeholder_leaves_no_gap():
+    masked = protect("Bis zum 31. Dezember 2025 müssen alle Anträge eingereicht werden.")
+    translation = f"Up to {FIRST_PLACEHOLDER}, all applications must be submitted until {FIRST_PLACEHOLDER}."
+    assert restore(translation, masked) == "Up to 31 December 2025, all applications must be submitted until."
+
+
 def test_a_number_in_a_span_is_not_taken_for_a_placeholder():
     masked = protect("Zimmer 43 kostet 42 Euro.")
     assert masked.spans == ("43", "42")

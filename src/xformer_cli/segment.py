@@ -212,7 +212,8 @@ def restore(translation: str, masked: Masked, english_numbers: bool = True) -> s
     for i, span in enumerate(masked.spans):  # placeholders become private-use marks first, so that
         pattern = re.compile(rf"(?<![\d.,]){FIRST_PLACEHOLDER + i}(?![\d])")  # a span that is a number is not taken for one
         if pattern.search(text):
-            text = pattern.sub("", pattern.sub(chr(0xE000 + i), text, count=1))
+            copy = re.compile(rf"\s*{pattern.pattern}")  # a later copy goes with the space before it ("until 42." -> "until.")
+            text = copy.sub("", pattern.sub(chr(0xE000 + i), text, count=1))
         else:
             missing.append(i)
     # Every number of the source was a span, so a number the model wrote that is no placeholder
