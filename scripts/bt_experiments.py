@@ -24,7 +24,7 @@ A run's name says what differs, `SEARCH-TAG-REAL:SYNTHETIC[-aALPHA][-SIZE]`:
 
 and model size at equal training seconds, from scratch for --seconds rather than fine-tuned
 (the shipped tokenizer grown by the tag piece, as every tagged run grows it):
-`greedy-tag-1:1-small` (the shipped layout), `...-enc6-dec2` (a deep encoder and a shallow
+`greedy-tag-2:1-small` (the shipped layout; docs/news-model.md measured these at 2:1), `...-enc6-dec2` (a deep encoder and a shallow
 decoder, faster to decode) and `...-wide320` (d_model 320). Any search goes with any tag,
 ratio, alpha and size, so the later rows can take the search the first rows chose.
 

@@ -83,7 +83,8 @@ LIMITS = """
   matters.
 - A line with several sentences is translated sentence by sentence; numbers, URLs, e-mail
   addresses and emoji are carried through unchanged, except that numbers an English reader would
-  misread take English form (2,3 -> 2.3, 1.500 -> 1,500) (`--no-split-sentences` and
+  misread take English form (2,3 -> 2.3, 1.500 -> 1,500) and dates with a German month name come
+  out in English (1. Januar 2027 -> 1 January 2027) (`--no-split-sentences` and
   `--no-protect-spans` turn this off).
 - **Terms**: the training data includes TED (CC BY-NC-ND 4.0), OpenSubtitles (CC BY-NC-SA 4.0)
   and Multi30k (research and education use), so use these weights for non-commercial research

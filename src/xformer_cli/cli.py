@@ -158,7 +158,7 @@ def translate(
     batch_tokens: Annotated[Optional[int], typer.Option(help="Source pieces per batch.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="At most this many sentences per batch [default: no limit but --batch-tokens].")] = None,
     split_sentences: Annotated[Optional[bool], typer.Option("--split-sentences/--no-split-sentences", help="Translate a line sentence by sentence, joined back on one line [default: on].")] = None,
-    protect_spans: Annotated[Optional[bool], typer.Option("--protect-spans/--no-protect-spans", help="Hold numbers, URLs, e-mail addresses and emoji back from the model and put them back as written, except numbers an English reader would misread: a decimal comma becomes a point (2,3 -> 2.3) and thousands points commas (1.500 -> 1,500); dates, times, versions and anything ambiguous stay [default: on].")] = None,
+    protect_spans: Annotated[Optional[bool], typer.Option("--protect-spans/--no-protect-spans", help="Hold numbers, dates, URLs, e-mail addresses and emoji back from the model and put them back as written, except what an English reader would misread: a decimal comma becomes a point (2,3 -> 2.3), thousands points commas (1.500 -> 1,500), a date with a German month name English (1. Januar 2027 -> 1 January 2027); dates in digits, times, versions and anything ambiguous stay [default: on].")] = None,
     stream: Annotated[bool, typer.Option("--stream", help="Translate and flush each line as it arrives.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     threads: Annotated[Optional[int], typer.Option(help="CPU threads.")] = None,
