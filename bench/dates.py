@@ -28,8 +28,12 @@ from xformer_cli.translator import Translator
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = ("newstest2013", "newstest2015", "newstest2016", "newstest2018")
-GERMAN_DATE = re.compile(rf"(?<![\d.,])(\d{{1,2}})\. ?({'|'.join(segment.MONTHS)})\b")
 NUMBERS_ONLY = re.compile(rf"{segment.URL}|{segment.EMAIL}|{segment.EMOJI}|(?<![\w.,]){segment.NUMBER}(?![\w])")
+
+
+def dates(line: str) -> list[re.Match[str]]:
+    """The month-name dates that span protection finds in `line` (segment.DATE matches)."""
+    return [date for span in segment.SPAN.finditer(line) if (date := segment.DATE.fullmatch(span.group()))]
 
 
 def date_lines(data_dir: Path) -> tuple[list[str], list[str]]:
@@ -39,7 +43,7 @@ def date_lines(data_dir: Path) -> tuple[list[str], list[str]]:
         de = (data_dir / "wmt" / f"{name}.de").read_text(encoding="utf-8").splitlines()
         en = (data_dir / "wmt" / f"{name}.en").read_text(encoding="utf-8").splitlines()
         for src, ref in zip(de, en):
-            if GERMAN_DATE.search(src):
+            if dates(src):
                 sources.append(src)
                 references.append(ref)
     return sources, references
@@ -49,8 +53,8 @@ def dates_kept(sources: list[str], outputs: list[str]) -> tuple[int, int]:
     """(dates whose day and month both come out, in an English order; all dates)."""
     kept = total = 0
     for src, out in zip(sources, outputs):
-        for day, month in GERMAN_DATE.findall(src):
-            english, day = segment.MONTHS[month], int(day)
+        for date in dates(src):
+            english, day = segment.MONTHS[date[2]], int(date[1])
             total += 1
             kept += bool(re.search(rf"\b{day}(?:st|nd|rd|th)? (?:of )?{english}\b|\b{english} (?:the )?{day}(?:st|nd|rd|th)?\b", out))
     return kept, total
