@@ -16,9 +16,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from xformer_cli.bundle import Bundle, save_bundle
-from xformer_cli.run_bundle import final_weights, run_info
-from xformer_cli.run_folder import RunFolder
+from xformer_cli.bundles.bundle import Bundle, save_bundle
+from xformer_cli.training.final_bundle import final_weights, run_info
+from xformer_cli.training.run_folder import RunFolder
 
 
 def main() -> None:

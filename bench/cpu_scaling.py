@@ -17,8 +17,8 @@ from dataclasses import replace
 
 import torch
 
-from xformer_cli.defaults import default_model
-from xformer_cli.translator import Translator
+from xformer_cli.shipped import default_model
+from xformer_cli.decoding.translator import Translator
 
 from translate_columns import COLUMNS, DATA_DIR, test2016
 

@@ -22,9 +22,9 @@ import argparse
 import re
 from pathlib import Path
 
-from xformer_cli import segment
-from xformer_cli.metrics import corpus_bleu
-from xformer_cli.translator import Translator
+from xformer_cli.text import segment
+from xformer_cli.evaluation.metrics import corpus_bleu
+from xformer_cli.decoding.translator import Translator
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = ("newstest2013", "newstest2015", "newstest2016", "newstest2018")

@@ -39,11 +39,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-import xformer_cli.search as search_module
+import xformer_cli.decoding.search as search_module
 from xformer_cli.model.attention import fused_attention, scaled_dot_product_attention
 from xformer_cli.model.packed import PackedLinear
 from xformer_cli.model.multi_head import MultiHeadAttention
-from xformer_cli.translator import Translator
+from xformer_cli.decoding.translator import Translator
 
 from decode_vs_ctranslate2 import cpu_name
 from translate_columns import DATA_DIR, test2016

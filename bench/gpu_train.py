@@ -17,10 +17,10 @@ import time
 import torch
 
 from xformer_cli.config import ModelConfig, preset
-from xformer_cli.data import collate
-from xformer_cli.distributed import Distributed
+from xformer_cli.batching import collate
+from xformer_cli.training.distributed import Distributed
 from xformer_cli.model import build_model
-from xformer_cli.train import backward_accumulated
+from xformer_cli.training.trainer import backward_accumulated
 
 PEAK_BF16 = {"H100 SXM": 989.4e12, "H100 80GB HBM3": 989.4e12, "H100 PCIe": 756.0e12, "H200": 989.4e12, "A100": 312.0e12}
 LENGTHS = (16, 24, 32, 48, 64)

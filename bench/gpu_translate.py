@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from xformer_cli.defaults import default_model, models_dir
-from xformer_cli.metrics import corpus_bleu
-from xformer_cli.translator import Translator
+from xformer_cli.shipped import default_model, models_dir
+from xformer_cli.evaluation.metrics import corpus_bleu
+from xformer_cli.decoding.translator import Translator
 
 
 def timed(translator: Translator, lines: list[str], beam: int) -> tuple[list[str], float]:

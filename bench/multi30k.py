@@ -15,10 +15,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from xformer_cli.config import load_recipe
-from xformer_cli.data import read_lines
-from xformer_cli.metrics import corpus_bleu, corpus_chrf
-from xformer_cli.train import Trainer
-from xformer_cli.translator import Translator
+from xformer_cli.batching import read_lines
+from xformer_cli.evaluation.metrics import corpus_bleu, corpus_chrf
+from xformer_cli.training.trainer import Trainer
+from xformer_cli.decoding.translator import Translator
 
 ROOT = Path(__file__).resolve().parents[1]
 

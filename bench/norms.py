@@ -30,9 +30,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from xformer_cli.config import load_recipe
-from xformer_cli.data import read_lines
-from xformer_cli.metrics import corpus_bleu
-from xformer_cli.run_folder import read_metrics
+from xformer_cli.batching import read_lines
+from xformer_cli.evaluation.metrics import corpus_bleu
+from xformer_cli.training.run_folder import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 NORMS = ("layernorm", "rmsnorm", "dyt", "derf")
@@ -66,7 +66,7 @@ def summarize(run: Path, test_src: list[str], test_ref: list[str]) -> dict:
     valid = [r for r in history if "valid_loss" in r]
     cached = run / "test2016.json"
     if not cached.exists():
-        from xformer_cli.translator import Translator
+        from xformer_cli.decoding.translator import Translator
 
         hyps = Translator.load(str(run / "bundle"), device="cpu").translate(test_src, beam_size=5)
         cached.write_text(json.dumps({"bleu": corpus_bleu(hyps, [test_ref]).score}))
@@ -117,7 +117,7 @@ def main() -> None:
         if not args.report_only and index % shards == shard and not (run / "bundle").exists():
             from rich.console import Console
 
-            from xformer_cli.train import Trainer
+            from xformer_cli.training.trainer import Trainer
 
             model = replace(recipe.model, norm=norm, norm_position=position)
             train = replace(recipe.train, lr=lr, max_steps=steps, max_time=0, valid_every=100, valid_bleu_sentences=200,

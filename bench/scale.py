@@ -36,7 +36,7 @@ import sys
 import time
 from pathlib import Path
 
-from xformer_cli.data import read_parallel
+from xformer_cli.batching import read_parallel
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ["tatoeba/train.{}.gz", "multi30k/train.{}.gz", "general/europarl.{}.gz", "general/news.{}.gz", "general/ted.{}.gz",
@@ -153,9 +153,9 @@ def data_time(recipe: Path, cache: Path, steps: int) -> dict:
     import tempfile
 
     from xformer_cli.config import load_recipe
-    from xformer_cli.distributed import Distributed
-    from xformer_cli.run_folder import RunFolder
-    from xformer_cli.training_data import prepare_training_data
+    from xformer_cli.training.distributed import Distributed
+    from xformer_cli.training.run_folder import RunFolder
+    from xformer_cli.training.run_data import prepare_training_data
 
     r = load_recipe(recipe)
     os.environ["XFORMER_CACHE"] = str(cache)

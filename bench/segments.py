@@ -23,9 +23,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from xformer_cli.metrics import corpus_bleu
-from xformer_cli.segment import DATE, EMAIL, EMOJI, SPAN, URL, english_form, split_sentences
-from xformer_cli.translator import Translator
+from xformer_cli.evaluation.metrics import corpus_bleu
+from xformer_cli.text.segment import DATE, EMAIL, EMOJI, SPAN, URL, english_form, split_sentences
+from xformer_cli.decoding.translator import Translator
 
 ROOT = Path(__file__).resolve().parents[1]
 ENDS = re.compile(r"[.!?…][\"'“”»)]*$")  # a line that ends like a sentence

@@ -15,7 +15,7 @@ import gzip
 import time
 from pathlib import Path
 
-from xformer_cli.tokenizer import Tokenizer
+from xformer_cli.text.tokenizer import Tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
 

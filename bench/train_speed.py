@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from xformer_cli.config import TrainConfig, preset
-from xformer_cli.train import Trainer
+from xformer_cli.training.trainer import Trainer
 
 
 def main() -> None:

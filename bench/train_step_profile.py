@@ -21,13 +21,13 @@ import torch
 import torch.nn.functional as F
 
 from xformer_cli.config import preset
-from xformer_cli.data import Batch
+from xformer_cli.batching import Batch
 from xformer_cli.devices import native_cpu_bf16
-from xformer_cli.distributed import Distributed
+from xformer_cli.training.distributed import Distributed
 from xformer_cli.model import build_model
 from xformer_cli.model.attention import fused_attention
 from xformer_cli.model.multi_head import MultiHeadAttention
-from xformer_cli.train import backward_accumulated
+from xformer_cli.training.trainer import backward_accumulated
 
 B, S, T = 80, 27, 26
 

@@ -116,7 +116,7 @@ def run_xformer(args: argparse.Namespace, env: dict[str, str], bf16: bool) -> di
 
 
 def main() -> None:
-    from xformer_cli.defaults import default_model
+    from xformer_cli.shipped import default_model
     from xformer_cli.devices import native_cpu_bf16
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

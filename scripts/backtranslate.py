@@ -119,7 +119,7 @@ def main() -> None:
 
     import torch
 
-    from xformer_cli.translator import Translator
+    from xformer_cli.decoding.translator import Translator
 
     torch.set_num_threads(args.threads)
     sentences = read_mono(args.mono)

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from xformer_cli.checkpoint import load_checkpoint, model_state
-from xformer_cli.run_bundle import run_info, write_run_bundle
-from xformer_cli.run_folder import RunFolder
+from xformer_cli.training.checkpoint import load_checkpoint, model_state
+from xformer_cli.training.final_bundle import run_info, write_run_bundle
+from xformer_cli.training.run_folder import RunFolder
 
 
 def main() -> None:

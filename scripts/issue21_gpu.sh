@@ -25,7 +25,7 @@ pack)
     python3 - $TEXTS <<'PY'
 import gzip, lzma, shutil, sys
 from pathlib import Path
-from xformer_cli.tokenizer import Tokenizer
+from xformer_cli.text.tokenizer import Tokenizer
 
 for text in sys.argv[1:]:
     with gzip.open(f"{text}.gz", "rb") as f, lzma.open(f".gpu/{Path(text).name}.xz", "wb", preset=6) as g:
@@ -59,7 +59,7 @@ from pathlib import Path
 
 import torch
 
-from xformer_cli.bundle import load_bundle, save_bundle
+from xformer_cli.bundles.bundle import load_bundle, save_bundle
 
 out = Path(sys.argv[1])
 # No model card: scripts/ship_model.py writes its own, and a call returns at most 8 files

@@ -24,13 +24,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from xformer_cli.bundle import Bundle, save_bundle
-from xformer_cli.card import CardInfo, Score, render_card
-from xformer_cli.checkpoint import load_checkpoint
+from xformer_cli.bundles.bundle import Bundle, save_bundle
+from xformer_cli.bundles.card import CardInfo, Score, render_card
+from xformer_cli.training.checkpoint import load_checkpoint
 from xformer_cli.config import to_dict
 from xformer_cli.model.transformer import count_parameters
-from xformer_cli.run_bundle import final_weights, run_info
-from xformer_cli.run_folder import RunFolder
+from xformer_cli.training.final_bundle import final_weights, run_info
+from xformer_cli.training.run_folder import RunFolder
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "de-en-general"

@@ -22,13 +22,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from xformer_cli.bundle import Bundle, save_bundle
+from xformer_cli.bundles.bundle import Bundle, save_bundle
 from xformer_cli.config import DecodeConfig, preset
-from xformer_cli.data import read_lines
+from xformer_cli.batching import read_lines
 from xformer_cli.model import build_model
-from xformer_cli.penalties import length_normalized, max_output_length
-from xformer_cli.search import Hypothesis, sentence_uniforms
-from xformer_cli.tokenizer import train_tokenizer
+from xformer_cli.decoding.penalties import length_normalized, max_output_length
+from xformer_cli.decoding.search import Hypothesis, sentence_uniforms
+from xformer_cli.text.tokenizer import train_tokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -154,7 +154,7 @@ def step_margin(ranked: list[tuple[float, tuple[int, ...]]], k: int, eos_id: int
 
 def reference_search(model, src_ids: list[int], config: DecodeConfig) -> tuple[list[Hypothesis], float]:
     """Beam search (greedy for beam 1) of one source written plainly, by the rules of
-    xformer_cli.search, with the smallest margin of any decision it took: the gap between a
+    xformer_cli.decoding.search, with the smallest margin of any decision it took: the gap between a
     choice and its runner-up, at every step and in the final ranking. Returns (n best, margin)."""
     c, k = model.config, config.beam_size
     max_len = max_output_length(len(src_ids), config.max_len_a, config.max_len_b, c.max_pieces)
@@ -177,7 +177,7 @@ def reference_search(model, src_ids: list[int], config: DecodeConfig) -> tuple[l
 
 @torch.inference_mode()
 def reference_sample(model, src_ids: list[int], config: DecodeConfig) -> tuple[Hypothesis, float]:
-    """Sampling of one source written plainly, by the rules of xformer_cli.search: every prefix
+    """Sampling of one source written plainly, by the rules of xformer_cli.decoding.search: every prefix
     decoded in full, the weights p ** (1 / T) of the top k computed from probabilities, and the
     token found by walking the cumulative weights up to u * total, with the sentence's uniforms.
 

@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from xformer_cli.bundle import load_bundle
-from xformer_cli.cli import app
+from xformer_cli.bundles.bundle import load_bundle
+from xformer_cli.cli.app import app
 from xformer_cli.config import PRESETS, Recipe, apply_flags, load_recipe, preset
 from xformer_cli.errors import ConfigError
 

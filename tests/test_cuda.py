@@ -7,9 +7,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from xformer_cli.bundle import load_bundle
-from xformer_cli.cli import app
-from xformer_cli.translator import Translator
+from xformer_cli.bundles.bundle import load_bundle
+from xformer_cli.cli.app import app
+from xformer_cli.decoding.translator import Translator
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -63,7 +63,7 @@ def test_float16_with_a_gradient_scaler_where_the_gpu_lacks_bfloat16(tiny_corpus
     args = ["train", "--src", str(src), "--tgt", str(tgt), "--out", str(out), "--preset", "tiny", "--vocab-size", "500",
             "--batch-tokens", "600", "--log-every", "5", "--save-every", "10", "--device", "cuda"]
     assert CliRunner().invoke(app, [*args, "--max-steps", "10"]).exit_code == 0
-    from xformer_cli.checkpoint import load_checkpoint
+    from xformer_cli.training.checkpoint import load_checkpoint
 
     _, meta = load_checkpoint(out / "checkpoints" / "step-0000010.safetensors")
     assert meta["grad_scaler"]["scale"] > 0  # the scaler ran and its state is checkpointed
@@ -74,7 +74,7 @@ def test_float16_with_a_gradient_scaler_where_the_gpu_lacks_bfloat16(tiny_corpus
 
 
 def test_the_attention_plot_draws_from_a_model_on_cuda_what_the_cpu_draws(trained_bundle_dir, tmp_path):
-    from xformer_cli.attention_plot import cross_attention
+    from xformer_cli.decoding.attention_plot import cross_attention
 
     bundle = load_bundle(trained_bundle_dir)
     src_ids, tgt_ids = bundle.tokenizer.encode(["Ich habe Hunger."])[0], bundle.tokenizer.encode_target(["I am hungry."])[0]

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from xformer_cli.bundle import load_bundle
-from xformer_cli.cli import app
-from xformer_cli.defaults import default_model, default_recipe
-from xformer_cli.metrics import find_testset
+from xformer_cli.bundles.bundle import load_bundle
+from xformer_cli.cli.app import app
+from xformer_cli.shipped import default_model, default_recipe
+from xformer_cli.evaluation.metrics import find_testset
 
 runner = CliRunner()
 

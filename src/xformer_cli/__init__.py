@@ -8,11 +8,11 @@ __all__ = ["Translator", "import_marian", "__version__"]
 def __getattr__(name: str):
     # Lazy so that `import xformer_cli` stays cheap (the CLI's cold start).
     if name == "Translator":
-        from xformer_cli.translator import Translator
+        from xformer_cli.decoding.translator import Translator
 
         return Translator
     if name == "import_marian":
-        from xformer_cli.marian import import_marian
+        from xformer_cli.bundles.marian import import_marian
 
         return import_marian
     raise AttributeError(name)

@@ -1,3 +1,3 @@
-from xformer_cli.cli import main
+from xformer_cli.cli.app import main
 
 main()

@@ -1,0 +1,1 @@
+"""Model bundles: folders and the Hub, the model card, import from other formats."""

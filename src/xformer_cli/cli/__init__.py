@@ -1,0 +1,1 @@
+"""The `xformer` command line: one module per command, thin; nothing imports it."""

@@ -1,0 +1,83 @@
+"""The `evaluate` command's driver: gather test sets and models, score, print a table and JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from xformer_cli.errors import ConfigError
+from xformer_cli.evaluation.evaluate import Report, TestSet, load_testset, read_nonempty, score
+from xformer_cli.evaluation.metrics import available_testsets, find_testset
+
+
+def gather_testsets(src: Path | None, refs: list[Path], testsets: list[str], data_dir: str | None) -> list[TestSet]:
+    if refs and testsets:
+        raise ConfigError("give either --ref (with --src or --hyp) or --testset, not both")
+    if refs:
+        return [load_testset(str(src or refs[0]), src, refs)]
+    if src is not None:
+        raise ConfigError("--src needs at least one --ref")
+    sets = []
+    for name in testsets or ["tatoeba/test"]:
+        source, reference = find_testset(name, data_dir)
+        sets.append(load_testset(name, source, [reference]))
+    return sets
+
+
+def print_table(reports: list[Report], metrics: list[str], console) -> None:
+    table = Table(title="xformer evaluate")
+    for column in ("model", "test set", "sentences", *[m.upper() if m != "chrf" else "chrF" for m in metrics], "sent/s"):
+        table.add_column(column, justify="right" if column not in ("model", "test set") else "left")
+    for r in reports:
+        speed = f"{r.sentences_per_second:.1f}" if r.sentences_per_second else "-"
+        table.add_row(r.model, r.testset, str(r.sentences), *[f"{x.score:.2f}" for x in r.results], speed)
+    console.print(table)
+    signatures = {x.signature for r in reports for x in r.results}
+    for signature in sorted(signatures):
+        console.print(f"signature: {signature}", highlight=False)
+
+
+def run_evaluate(
+    *, models: list[str], revision: str | None, src: Path | None, refs: list[Path], hyp: Path | None, testsets: list[str],
+    data_dir: str | None, list_only: bool, metrics: list[str], save_hyp: Path | None, json_output: bool,
+    options: dict[str, Any], device: str, console,
+) -> None:
+    if list_only:
+        for name, (source, reference) in available_testsets(data_dir).items():
+            print(f"{name}\t{source}\t{reference}")
+        return
+    if not metrics:
+        raise ConfigError("no metric chosen: use --bleu, --chrf or --ter")
+    reports: list[Report] = []
+    if hyp is not None:
+        if src is not None or testsets:
+            raise ConfigError("--hyp scores existing translations: give --ref, not --src or --testset")
+        if not refs:
+            raise ConfigError("--hyp needs at least one --ref")
+        hyps = read_nonempty(hyp, "hypothesis")
+        testset = load_testset(str(refs[0]), None, refs)
+        reports.append(Report(str(hyp), testset.name, len(hyps), score(hyps, testset.references, metrics)))
+    else:
+        from xformer_cli.evaluation.evaluate import evaluate_model
+        from xformer_cli.decoding.translator import Translator
+
+        sets = gather_testsets(src, refs, testsets, data_dir)
+        for model in models:
+            translator = Translator.load(model, revision, device)
+            config = translator.config(**options)
+            for testset in sets:
+                console.print(f"translating {testset.name} ({len(testset.sources)} sentences) with {model}", highlight=False)
+                report, hyps = evaluate_model(translator, testset, config, metrics, model)
+                reports.append(report)
+                if save_hyp is not None and len(reports) == 1:
+                    save_hyp.write_text("".join(h + "\n" for h in hyps), encoding="utf-8")
+    print_table(reports, metrics, console)
+    for r in reports:
+        if json_output:
+            print(json.dumps(r.to_json(), ensure_ascii=False))
+        else:
+            for x in r.results:
+                print(f"{r.testset}\t{r.model}\t{x.text}")

@@ -1,0 +1,1 @@
+"""From a trained model to translations: search, the Translator, worker processes, the Unix filter."""

@@ -1,0 +1,217 @@
+"""Translator: text in, text out — the one path used by `translate`, `evaluate` and validation."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+
+import torch
+
+from xformer_cli.bundles.bundle import Bundle, load_bundle
+from xformer_cli.config import DecodeConfig
+from xformer_cli.batching import cut_batches, pad_with_eos
+from xformer_cli.devices import resolve_device
+from xformer_cli.errors import ConfigError
+from xformer_cli.model.packed import output_projection
+from xformer_cli.decoding.search import Hypothesis, search
+from xformer_cli.text.segment import Masked, needs_model, protect, restore, split_sentences
+from xformer_cli.decoding.workers import WorkerPool, processes_available
+
+
+def check_workers(workers: int) -> None:
+    """A ConfigError unless `workers` is a usable number of workers (at least 1)."""
+    if workers < 1:
+        raise ConfigError(f"workers must be at least 1 (got {workers})")
+
+
+@dataclass(frozen=True)
+class Translation:
+    text: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One model input: a sentence of input line `line`, or a part of an over-long sentence."""
+
+    line: int  # the input line it comes from
+    sentence: int  # the sentence it belongs to, numbered over all lines
+    masked: Masked  # that sentence with its spans held back
+    ids: list[int]  # what the model translates (empty: nothing to translate)
+
+
+class Translator:
+    """A loaded bundle ready to translate lists of sentences.
+
+    >>> Translator.load("models/de-en-general").translate(["Guten Tag"])
+
+    With `workers` > 1 on the CPU it keeps worker processes once it has started them: `close()`
+    it, or use it in a `with` block (at the latest they end when the program does).
+    """
+
+    def __init__(self, bundle: Bundle, device: str | torch.device = "cpu", workers: int = 1) -> None:
+        check_workers(workers)
+        self.bundle = bundle
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.model = bundle.model.to(self.device).eval()
+        self.project = output_projection(self.model.output_weight, self.model.output_bias)  # packed for oneDNN on CPU
+        self.tokenizer = bundle.tokenizer
+        self.decode_config = bundle.decode
+        self.workers = workers  # batches searched at once, each in a process (CPU, Linux) or thread of its own
+        self._pool: WorkerPool | None = None  # started at the first search of several batches
+
+    @classmethod
+    def load(
+        cls, ref: str, revision: str | None = None, device: str = "auto", quantize: str | None = None, workers: int = 1
+    ) -> "Translator":
+        """A translator for a bundle folder or Hub id; `quantize="int8"` makes linear layers dynamic int8 (CPU).
+
+        `workers` > 1 searches that many batches at once (what CTranslate2 calls inter_threads and
+        Marian's --cpu-threads do): on the CPU under Linux in worker processes forked from this
+        one, which share the loaded weights; on a GPU, or where there is no fork, in threads.
+        Each worker uses `torch.get_num_threads()` threads as set when the workers start (the
+        first search of several batches), so on the CPU set that to cores // workers.
+        """
+        translator = cls(load_bundle(ref, revision), device, workers)
+        if translator.device.type == "cpu":  # one-query decoding steps run faster written out than fused on CPU
+            translator.model.set_fused_attention(False)
+        if quantize is not None:
+            translator.quantize(quantize)
+        return translator
+
+    def quantize(self, kind: str) -> None:
+        """Dynamic int8 quantization of the linear layers (weights int8, activations quantized on the fly)."""
+        if kind != "int8":
+            raise ConfigError(f"unknown quantization {kind!r} (only int8)")
+        if self.device.type != "cpu":
+            raise ConfigError("--quantize int8 runs on the CPU only (use --device cpu)")
+        self.close()  # workers started before would keep the float model
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.ao.quantization's notice about moving to torchao
+            self.model = torch.ao.quantization.quantize_dynamic(self.model, {torch.nn.Linear}, dtype=torch.qint8)
+
+    def translate(self, texts: Sequence[str], beam_size: int | None = None, **options) -> list[str]:
+        """One translation per input text, in order (empty text gives empty text)."""
+        config = self.config(beam_size=beam_size, **options)
+        return [nbest[0].text for nbest in self.translate_nbest(texts, config)]
+
+    def config(self, **options) -> DecodeConfig:
+        """The bundle's decoding defaults with the given options (None keeps a default). Sampling
+        gives one translation per sentence: `sample=True` without a beam size or n-best sets both
+        to 1 (the bundle's beam size is for search); naming another is an error."""
+        given = {k: v for k, v in options.items() if v is not None}
+        if given.get("sample"):
+            given = {"beam_size": 1, "n_best": 1, **given}
+        return replace(self.decode_config, **given)
+
+    def translate_nbest(
+        self, texts: Sequence[str], config: DecodeConfig, warn: Callable[[str], None] | None = None
+    ) -> list[list[Translation]]:
+        """The config's n best translations of each text, best first.
+
+        Each text is translated sentence by sentence, with numbers, URLs, e-mail addresses and
+        emoji held back and put back (see `segment.py`), and the sentences are joined on one line.
+        A text of several sentences, or of a sentence longer than the model takes, gets one
+        translation (its n-best list repeats it); a single sentence gets its n best.
+        """
+        limit = self.model.config.max_pieces
+        sentences = [  # (input line, sentence with its spans held back), in order
+            (line, protect(sentence) if config.protect_spans else Masked(sentence, ()))
+            for line, text in enumerate(texts)
+            for sentence in (split_sentences(text) if config.split_sentences else [text] if text else [])
+        ]
+        encoded = iter(self.tokenizer.encode([m.text for _, m in sentences if needs_model(m)]))  # one SentencePiece call
+        pieces: list[Piece] = []
+        for number, (line, masked) in enumerate(sentences):
+            ids = next(encoded) if needs_model(masked) else []
+            parts = [ids[start : start + limit] for start in range(0, len(ids), limit)] or [[]]
+            if len(parts) > 1 and warn:
+                warn(f"line {line + 1}: a sentence of {len(ids)} pieces is longer than the model's {limit}; translated in {len(parts)} parts")
+            pieces.extend(Piece(line, number, masked, part) for part in parts)
+        hyps = iter(self.search_ids([p.ids for p in pieces if p.ids], config))
+        found = [next(hyps) if p.ids else [] for p in pieces]
+        # One SentencePiece call for every hypothesis of every segment.
+        texts_out = iter(self.tokenizer.decode([h.tokens for nbest in found for h in nbest]))
+        by_line: list[list[tuple[Piece, list[Translation]]]] = [[] for _ in texts]
+        for piece, nbest in zip(pieces, found):
+            by_line[piece.line].append((piece, [Translation(next(texts_out), h.score) for h in nbest]))
+        english = self.bundle.tgt_lang == "en"  # numbers in English form only in English output
+        return [self.join(line_pieces, config.n_best, english) for line_pieces in by_line]
+
+    @staticmethod
+    def join(pieces: list[tuple["Piece", list[Translation]]], n_best: int, english_numbers: bool = True) -> list[Translation]:
+        """The translations of one line from those of its pieces: exactly `n_best` entries; spans
+        restored with numbers in English form where `english_numbers` (see `segment.restore`)."""
+        if not pieces:
+            return [Translation("", 0.0)] * n_best
+        if len(pieces) == 1:
+            piece, nbest = pieces[0]
+            if not piece.ids:  # nothing for the model: the spans alone
+                return [Translation(restore("", piece.masked, english_numbers), 0.0)] * n_best
+            results = [Translation(restore(t.text, piece.masked, english_numbers), t.score) for t in nbest]
+            return results + [results[-1]] * (n_best - len(results))  # a tiny vocabulary can give fewer
+        parts: dict[int, list[str]] = {}  # sentence -> the best translation of each of its parts
+        masks = {piece.sentence: piece.masked for piece, _ in pieces}
+        for piece, nbest in pieces:
+            parts.setdefault(piece.sentence, []).append(nbest[0].text if nbest else "")
+        scores = [nbest[0].score for _, nbest in pieces if nbest]
+        line = " ".join(restore(" ".join(t for t in translated if t), masks[s], english_numbers) for s, translated in parts.items())
+        return [Translation(" ".join(line.split()), sum(scores) / max(len(scores), 1))] * n_best
+
+    def search_ids(self, segments: Sequence[list[int]], config: DecodeConfig) -> list[list[Hypothesis]]:
+        """Search every segment, in token-budget batches of similar length; results in input order."""
+        lengths = [len(s) + 1 for s in segments]  # with EOS
+        batches = cut_batches(sorted(range(len(segments)), key=lambda i: lengths[i]), lengths, config.batch_tokens, config.batch_size)
+        tasks = [([segments[i] for i in rows], config) for rows in batches]
+        results: list[list[Hypothesis]] = [[] for _ in segments]
+        for rows, hyps in zip(batches, self._map(tasks)):
+            for i, nbest in zip(rows, hyps):
+                results[i] = nbest
+        return results
+
+    def search_batch(self, segments: list[list[int]], config: DecodeConfig) -> list[list[Hypothesis]]:
+        """One batch: the segments padded with EOS into one tensor and searched together."""
+        src = pad_with_eos(segments, self.model.config.eos_id, self.model.config.pad_id).to(self.device)
+        return search(self.model, src, config, self.project)
+
+    @property
+    def worker_kind(self) -> str:
+        """What runs the batches of `workers` > 1: "processes" on the CPU under Linux, else "threads"."""
+        return "processes" if self.device.type == "cpu" and processes_available() else "threads"
+
+    def _map(self, tasks: list[tuple[list[list[int]], DecodeConfig]]) -> list[list[list[Hypothesis]]]:
+        """`search_batch` of every task, in order; with several workers, that many batches at a time."""
+        if self.workers == 1 or len(tasks) == 1:
+            return [self.search_batch(*task) for task in tasks]
+        if self.worker_kind == "processes":
+            # Longest batches (the last: batches are cut from sentences sorted by length) first,
+            # so that no worker is left with a long one while the others have finished.
+            return self._worker_pool().map(tasks[::-1])[::-1]
+        pool = ThreadPoolExecutor(self.workers)
+        try:
+            return list(pool.map(lambda task: self.search_batch(*task), tasks))
+        finally:  # on Ctrl-C, don't wait for the batches not yet started
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def _worker_pool(self) -> WorkerPool:
+        """The worker processes, started (forked, sharing the model as it is now) if not running."""
+        if self._pool is None or self._pool.closed:
+            self._pool = WorkerPool(self.search_batch, self.workers, torch.get_num_threads())
+            weakref.finalize(self, self._pool.close)  # a translator dropped without close()
+        return self._pool
+
+    def close(self) -> None:
+        """End the worker processes, if any were started (a later search starts new ones)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+
+    def __enter__(self) -> "Translator":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""sacreBLEU metrics, the test sets, a model's scores on them."""

@@ -1,0 +1,395 @@
+"""Encoded corpora on disk: each corpus encoded once, kept as compact token arrays plus offsets,
+and memory-mapped by training (fairseq's binarized data, kept in a cache like Hugging Face
+datasets' ~/.cache/huggingface/datasets).
+
+The cache is keyed by content, never by file name: the sha256 of the corpus files' bytes and of
+the SentencePiece model, the filter settings, the tag (for a synthetic corpus), the sampling (for
+a sampled segmentation: its alpha, seed, chunk size and sampler) and the format version. A repeated or resumed run
+on the same data finds its corpus there; a changed file, tokenizer or filter makes a new entry.
+
+A sampled segmentation (subword regularization: `Sampling`, BPE-dropout) is encoded chunk by
+chunk, each chunk's source and target drawn with a seed of their own made from the sampling's
+seed, the chunk's index and the side, so the same key holds the same ids in any process. BPE-dropout
+runs in Python, so a corpus of several chunks is sampled by `threads` worker processes at once.
+
+    <cache>/                        --cache-dir, else $XFORMER_CACHE, else $XDG_CACHE_HOME/xformer,
+                                    else ~/.cache/xformer
+      corpora/<key>/                one encoded corpus (the pairs the filter kept)
+        meta.json                   format, key, counts, dtypes, file sizes, filter report, sources
+        src.tokens, tgt.tokens      every sentence's piece ids one after another (uint16, or int32
+                                    for a vocabulary over 65,536 pieces); a tagged corpus's
+                                    sources start with the tag id
+        src.offsets, tgt.offsets    int64, pairs + 1: sentence i is tokens[offsets[i]:offsets[i + 1]]
+        src.lengths, tgt.lengths    pieces per sentence (uint16, or int32), for batching
+      tokenizers/<key>.model        SentencePiece models trained on a corpus, keyed by the corpus
+                                    files, vocabulary size, sample size and seed
+
+An entry is built in a temporary sibling folder, fsynced and renamed into place, under a lock
+(two runs never encode the same corpus at once); opening one checks its meta.json and the size
+of every array, so a truncated, foreign or half-written entry is rebuilt, never trained on.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from itertools import chain
+from pathlib import Path
+
+import numpy as np
+
+from xformer_cli.training.checkpoint import fsync_folder
+from xformer_cli.batching import FilterReport, ParallelReader, filter_pairs
+from xformer_cli.errors import DataError
+from xformer_cli.text.bpe_dropout import SAMPLER
+from xformer_cli.text.tokenizer import TAG_PIECE, AnyTokenizer, sample_in_worker, sampling_seed, start_sampling_worker
+
+FORMAT = 1
+CHUNK_PAIRS = 20_000  # pairs encoded at a time: big enough for SentencePiece's threads, small in memory
+ARRAYS = ("src.tokens", "tgt.tokens", "src.offsets", "tgt.offsets", "src.lengths", "tgt.lengths")
+
+
+def cache_root(configured: str = "") -> Path:
+    """The cache folder: `configured` (TrainConfig.cache_dir), else $XFORMER_CACHE, else
+    $XDG_CACHE_HOME/xformer, else ~/.cache/xformer."""
+    if configured:
+        return Path(configured)
+    if os.environ.get("XFORMER_CACHE"):
+        return Path(os.environ["XFORMER_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "xformer"
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+    except FileNotFoundError:
+        raise DataError(f"file not found: {path}") from None
+    except OSError as err:
+        raise DataError(f"cannot read {path}: {err.strerror or err}") from None
+    return digest.hexdigest()
+
+
+def content_key(**parts: object) -> str:
+    """A cache key: sha256 of the named parts and the format version."""
+    return hashlib.sha256(json.dumps({"format": FORMAT, **parts}, sort_keys=True).encode()).hexdigest()
+
+
+def tokenizer_cache_path(root: Path, corpus_digests: list[tuple[str, str]], vocab_size: int, sample: int, seed: int) -> Path:
+    """Where a SentencePiece model trained on these corpora (sha256 of source and target files,
+    in order) with these settings, reserved pieces and this SentencePiece version is kept (a model
+    cached before the tag piece was reserved is not taken for one that has it)."""
+    import sentencepiece
+
+    key = content_key(kind="tokenizer", corpora=corpus_digests, vocab_size=vocab_size, sample=sample, seed=seed,
+                      sentencepiece=sentencepiece.__version__, reserved=[TAG_PIECE])
+    return root / "tokenizers" / f"{key[:32]}.model"
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """A sampled segmentation (subword regularization) instead of the plain one."""
+
+    alpha: float  # BPE-dropout's probability of skipping a merge
+    seed: int  # every chunk's seed is made from it and the chunk's index
+
+
+def corpus_key(digests: tuple[str, str], tokenizer: AnyTokenizer, max_tokens: int, max_ratio: float, tag: int | None = None,
+               sampling: Sampling | None = None) -> str:
+    """The content key of the corpus with these sha256 `digests` (source, target) encoded by
+    `tokenizer`, filtered with these settings, with a `tag` id in front of every source and a
+    `sampling` segmentation: untagged and plain keys are those of earlier versions."""
+    extra: dict[str, object] = {"tag": tag} if tag is not None else {}
+    if sampling is not None:
+        extra["sampling"] = {"alpha": sampling.alpha, "seed": sampling.seed, "chunk_pairs": CHUNK_PAIRS, "sampler": SAMPLER}
+    return content_key(kind="corpus", src=digests[0], tgt=digests[1], tokenizer=tokenizer.digest(), max_tokens=max_tokens, max_ratio=max_ratio, **extra)
+
+
+def entry_folder(root: Path, key: str) -> Path:
+    """Where the entry of `key` lives under the cache `root`."""
+    return root / "corpora" / key[:32]
+
+
+def remove_entry(root: Path, key: str) -> bool:
+    """Delete the entry of `key` unless a run holds its lock (encoding or opening it) right now;
+    whether it was there and is gone. A run that has it memory-mapped keeps reading it (POSIX)."""
+    from filelock import FileLock, Timeout
+
+    folder = entry_folder(root, key)
+    if not folder.exists():
+        return False
+    lock = FileLock(folder.parent / f".{folder.name}.lock", thread_local=False)
+    try:
+        lock.acquire(timeout=0)
+    except (Timeout, OSError):
+        return False
+    try:
+        shutil.rmtree(folder, ignore_errors=True)
+        return not folder.exists()
+    finally:
+        lock.release()
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.int32)
+
+
+@dataclass
+class EncodedCorpus:
+    """One encoded corpus, memory-mapped: the pairs the filter kept, in corpus order."""
+
+    folder: Path
+    key: str  # the content key it was made for
+    src_tokens: np.ndarray  # (source pieces,)
+    tgt_tokens: np.ndarray  # (target pieces,)
+    src_offsets: np.ndarray  # (pairs + 1,)
+    tgt_offsets: np.ndarray  # (pairs + 1,)
+    src_lengths: np.ndarray  # (pairs,)
+    tgt_lengths: np.ndarray  # (pairs,)
+    report: FilterReport
+
+    def __len__(self) -> int:
+        return len(self.src_lengths)
+
+    def pair(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """The source and target piece ids of pair `i` (views into the mapped files)."""
+        return (self.src_tokens[self.src_offsets[i] : self.src_offsets[i + 1]],
+                self.tgt_tokens[self.tgt_offsets[i] : self.tgt_offsets[i + 1]])
+
+
+class StaleCache(Exception):
+    """A cache entry that must not be used (missing, damaged, foreign or of another format)."""
+
+
+def open_encoded(folder: Path, key: str) -> EncodedCorpus:
+    """Map the entry in `folder` after checking it against `key` and its own meta.json; raises
+    StaleCache saying what is wrong with it."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StaleCache("no meta.json") from None
+    except (OSError, ValueError) as err:
+        raise StaleCache(f"unreadable meta.json ({err})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise StaleCache(f"format {meta.get('format') if isinstance(meta, dict) else '?'}, not {FORMAT}")
+    if meta.get("key") != key:
+        raise StaleCache("made for other files, tokenizer or filter settings")
+    try:
+        arrays = {}
+        for name in ARRAYS:
+            dtype, count = np.dtype(meta["dtypes"][name]), int(meta["counts"][name])
+            size = (folder / name).stat().st_size
+            if size != count * dtype.itemsize:
+                raise StaleCache(f"{name} holds {size} bytes, not {count * dtype.itemsize}")
+            arrays[name] = np.memmap(folder / name, dtype=dtype, mode="r") if count else np.zeros(0, dtype)
+        report = FilterReport(**meta["report"])
+    except (KeyError, TypeError, ValueError, OSError) as err:
+        raise StaleCache(f"incomplete ({err})") from None
+    corpus = EncodedCorpus(folder, key, *(arrays[name] for name in ARRAYS), report=report)
+    pairs = len(corpus)
+    for side in ("src", "tgt"):
+        offsets, lengths, tokens = arrays[f"{side}.offsets"], arrays[f"{side}.lengths"], arrays[f"{side}.tokens"]
+        if len(offsets) != pairs + 1 or offsets[0] != 0 or offsets[-1] != len(tokens) or int(lengths.sum(dtype=np.int64)) != len(tokens):
+            raise StaleCache(f"{side} offsets and lengths do not add up")
+    if pairs != report.kept:
+        raise StaleCache(f"{pairs} pairs, but the filter kept {report.kept}")
+    return corpus
+
+
+class ArrayWriter:
+    """Appends numpy arrays to a file of one dtype, counting elements; fsyncs on close."""
+
+    def __init__(self, path: Path, dtype: np.dtype) -> None:
+        self.file = open(path, "wb")
+        self.dtype = np.dtype(dtype)
+        self.count = 0
+
+    def write(self, array: np.ndarray) -> None:
+        self.file.write(np.ascontiguousarray(array, dtype=self.dtype).data)
+        self.count += len(array)
+
+    def close(self) -> None:
+        if not self.file.closed:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+
+
+def flat(ids: list[list[int]], dtype: np.dtype, total: int) -> np.ndarray:
+    """Piece-id lists joined end to end. Shape (total,)."""
+    return np.fromiter(chain.from_iterable(ids), dtype=dtype, count=total)
+
+
+def chunk_seeds(sampling: Sampling, chunk: int) -> tuple[int, int]:
+    """The seeds of chunk number `chunk`'s sources and targets."""
+    return sampling_seed(sampling.seed, chunk, 0), sampling_seed(sampling.seed, chunk, 1)
+
+
+def encode_chunk(tokenizer: AnyTokenizer, src: list[str], tgt: list[str], threads: int, sampling: Sampling | None, chunk: int) -> dict[str, list[list[int]]]:
+    """The piece ids of chunk number `chunk` of a corpus (`threads` SentencePiece threads):
+    plain, or sampled with its `chunk_seeds`."""
+    if sampling is None:
+        return {"src": tokenizer.encode(src, threads), "tgt": tokenizer.encode_target(tgt, threads)}
+    seeds = chunk_seeds(sampling, chunk)
+    return {"src": tokenizer.sample_encode(src, sampling.alpha, seeds[0], threads),
+            "tgt": tokenizer.sample_encode_target(tgt, sampling.alpha, seeds[1], threads)}
+
+
+def encoded_chunks(reader: ParallelReader, tokenizer: AnyTokenizer, threads: int, sampling: Sampling | None) -> Iterator[tuple[list[str], dict[str, list[list[int]]]]]:
+    """(source lines, piece ids) of each chunk of the corpus, in order. A sampled segmentation of
+    more than one chunk is drawn by `threads` worker processes (spawned, each with a copy of the
+    tokenizer), a few chunks ahead; the ids do not depend on how many (each chunk has its seeds)."""
+    chunks = enumerate(reader.chunks(CHUNK_PAIRS))
+    first = next(chunks, None)
+    second = next(chunks, None) if first is not None else None
+    if sampling is None or threads <= 1 or second is None:
+        for chunk, (src, tgt) in (c for c in (first, second) if c is not None):
+            yield src, encode_chunk(tokenizer, src, tgt, threads, sampling, chunk)
+        for chunk, (src, tgt) in chunks:
+            yield src, encode_chunk(tokenizer, src, tgt, threads, sampling, chunk)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from itertools import chain
+
+    with ProcessPoolExecutor(threads, multiprocessing.get_context("spawn"), start_sampling_worker, (tokenizer.model_proto,)) as pool:
+        pending: deque = deque()
+        try:
+            for chunk, (src, tgt) in chain((first, second), chunks):
+                pending.append((src, pool.submit(sample_in_worker, src, tgt, sampling.alpha, chunk_seeds(sampling, chunk))))
+                if len(pending) > 2 * threads:
+                    done_src, future = pending.popleft()
+                    yield done_src, dict(zip(("src", "tgt"), future.result()))
+            while pending:
+                done_src, future = pending.popleft()
+                yield done_src, dict(zip(("src", "tgt"), future.result()))
+        finally:
+            pool.shutdown(cancel_futures=True)
+
+
+def encode_corpus(folder: Path, key: str, src: str, tgt: str, tokenizer: AnyTokenizer, max_tokens: int, max_ratio: float,
+                  threads: int, progress, tag: int | None = None, sampling: Sampling | None = None) -> None:
+    """Encode and filter the corpus into `folder` (a fresh, empty folder), in chunks of pairs on
+    `threads` SentencePiece threads, and write its meta.json last. `progress` is an
+    EncodeProgress (or anything with its `update`). A `tag` id goes in front of every source,
+    counted in its length and toward `max_tokens` (see `filter_pairs`). With `sampling`, the
+    segmentation is sampled (`encode_chunk`) and filtered as it came out."""
+    reader = ParallelReader(src, tgt)
+    dtype, length_dtype = token_dtype(tokenizer.vocab_size), np.dtype(np.uint16 if max_tokens < 1 << 16 else np.int32)
+    writers = {name: ArrayWriter(folder / name, dtype if name.endswith("tokens") else length_dtype if name.endswith("lengths") else np.int64)
+               for name in ARRAYS}
+    try:
+        report = FilterReport(0, 0, 0, 0)
+        pairs = 0
+        ends = {"src": 0, "tgt": 0}
+        writers["src.offsets"].write(np.zeros(1, np.int64))
+        writers["tgt.offsets"].write(np.zeros(1, np.int64))
+        for s_text, ids in encoded_chunks(reader, tokenizer, threads, sampling):
+            lengths = {side: np.fromiter(map(len, ids[side]), np.int64, count=len(ids[side])) for side in ids}
+            keep, chunk_report = filter_pairs(lengths["src"], lengths["tgt"], max_tokens, max_ratio, src_extra=int(tag is not None))
+            if tag is not None:
+                ids["src"] = [[tag, *s] for s in ids["src"]]
+                lengths["src"] += 1
+            report += chunk_report
+            kept = np.flatnonzero(keep).tolist()
+            for side in ("src", "tgt"):
+                kept_lengths = lengths[side][keep]
+                writers[f"{side}.tokens"].write(flat([ids[side][i] for i in kept], dtype, int(kept_lengths.sum())))
+                writers[f"{side}.lengths"].write(kept_lengths)
+                writers[f"{side}.offsets"].write(ends[side] + np.cumsum(kept_lengths))
+                ends[side] += int(kept_lengths.sum())
+            pairs += len(s_text)
+            progress.update(reader.bytes_read, pairs)
+    finally:
+        for writer in writers.values():
+            writer.close()
+    meta = {
+        "format": FORMAT,
+        "key": key,
+        "pairs": report.kept,
+        "lines": pairs,
+        "report": asdict(report),
+        "dtypes": {name: w.dtype.name for name, w in writers.items()},
+        "counts": {name: w.count for name, w in writers.items()},
+        "vocab_size": tokenizer.vocab_size,
+        "tag": tag,
+        "source": {"src": str(src), "tgt": str(tgt)},
+        **({"sampling": asdict(sampling)} if sampling is not None else {}),
+    }
+    with open(folder / "meta.json", "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def cached_corpus(root: Path, name: str, src: str, tgt: str, digests: tuple[str, str], tokenizer: AnyTokenizer, max_tokens: int,
+                  max_ratio: float, threads: int, log: Callable[[str], None], console=None, tag: int | None = None,
+                  sampling: Sampling | None = None) -> EncodedCorpus:
+    """The encoded corpus `src`/`tgt` (with sha256 `digests`) from the cache under `root`,
+    encoding it first when the cache has no sound entry for it; with a `tag` id in front of every
+    source (a synthetic corpus: another entry than the untagged one), and with a `sampling`
+    segmentation instead of the plain one (another entry for each sampling).
+
+    A full disk (or any other write error) while encoding is a DataError, and leaves nothing
+    behind but the lock file."""
+    from filelock import FileLock, Timeout
+
+    from xformer_cli.progress import EncodeProgress
+
+    key = corpus_key(digests, tokenizer, max_tokens, max_ratio, tag, sampling)
+    folder = entry_folder(root, key)
+    corpora = folder.parent
+    try:
+        corpora.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(corpora / f".{folder.name}.lock", thread_local=False)
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            log(f"corpus {name}: another run is encoding it; waiting for that")
+            lock.acquire()
+    except OSError as err:
+        raise DataError(f"cannot use the corpus cache {corpora}: {err.strerror or err}") from None
+    try:
+        try:
+            corpus = open_encoded(folder, key)
+            log(f"corpus {name}: encoded before, mapping {folder}")
+            return corpus
+        except StaleCache as why:
+            if folder.exists():
+                log(f"corpus {name}: the cache entry {folder} is unusable ({why}); encoding again")
+                shutil.rmtree(folder, ignore_errors=True)
+        for stale in corpora.glob(f".{folder.name}.tmp-*"):  # left by a run that died while encoding
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = corpora / f".{folder.name}.tmp-{os.getpid()}"
+        try:
+            tmp.mkdir()
+            with EncodeProgress(console, name, os.path.getsize(src)) as progress:
+                encode_corpus(tmp, key, src, tgt, tokenizer, max_tokens, max_ratio, threads, progress, tag, sampling)
+            fsync_folder(tmp)
+            os.rename(tmp, folder)
+            fsync_folder(corpora)
+        except OSError as err:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if err.errno == errno.ENOSPC:
+                raise DataError(f"no space left on the device while encoding {src} into the corpus cache {corpora}; free space there or choose another cache folder (XFORMER_CACHE, or cache_dir in the recipe)") from None
+            raise DataError(f"cannot write the corpus cache {corpora}: {err.strerror or err}") from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        try:
+            corpus = open_encoded(folder, key)
+        except StaleCache as why:
+            raise DataError(f"the corpus cache entry just written to {folder} does not read back ({why})") from None
+        progress.finished(str(corpus.report))
+        return corpus
+    finally:
+        lock.release()
