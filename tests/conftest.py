@@ -23,11 +23,12 @@ import pytest
 import torch
 
 from xformer_cli.bundles.bundle import Bundle, save_bundle
-from xformer_cli.config import DecodeConfig, preset
-from xformer_cli.batching import read_lines
-from xformer_cli.model import build_model
+from xformer_cli.config import DecodeConfig
 from xformer_cli.decoding.penalties import length_normalized, max_output_length
 from xformer_cli.decoding.search import Hypothesis, sentence_uniforms
+from xformer_cli.model import build_model
+from xformer_cli.model.config import preset
+from xformer_cli.text.files import read_lines
 from xformer_cli.text.tokenizer import train_tokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -123,7 +124,9 @@ MIN_MARGIN = 100 * SCORE_TOL
 
 
 @torch.inference_mode()
-def ranked_extensions(model, src_ids: list[int], beams: list[tuple[tuple[int, ...], float]], n: int, eos_only: bool) -> list[tuple[float, tuple[int, ...]]]:
+def ranked_extensions(
+    model, src_ids: list[int], beams: list[tuple[tuple[int, ...], float]], n: int, eos_only: bool
+) -> list[tuple[float, tuple[int, ...]]]:
     """The `n` best one-token extensions (cumulative log-prob, prefix + token) of the `beams`
     (prefix, cumulative log-prob) of one source, best first; each prefix decoded in full, no cache."""
     c = model.config
@@ -205,7 +208,7 @@ def reference_sample(model, src_ids: list[int], config: DecodeConfig) -> tuple[H
         weights = [math.exp(v) ** (1 / t) if v >= ranked[k - 1] else 0.0 for v in lp]
         total = sum(weights)
         target, below = uniforms[step - 1] * total, 0.0
-        for token, weight in enumerate(weights):
+        for token, weight in enumerate(weights):  # noqa: B007  the token drawn is the one the loop stops at
             if below + weight > target:
                 break
             below += weight

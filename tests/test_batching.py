@@ -1,10 +1,7 @@
-import gzip
-
 import numpy as np
 import pytest
 
-from xformer_cli.batching import FilterReport, ParallelReader, batch_bounds, cut_batches, filter_pairs, read_lines, read_parallel
-from xformer_cli.errors import DataError
+from xformer_cli.batching import batch_bounds, cut_batches
 from xformer_cli.training.run_data import make_batches
 
 
@@ -64,45 +61,3 @@ def test_each_epoch_and_seed_has_its_own_batches():
 
     assert rows(1, 0) == rows(1, 0)
     assert rows(1, 1) != rows(1, 0) and rows(2, 0) != rows(1, 0)
-
-
-def test_the_filter_drops_empty_then_over_long_then_mismatched_pairs():
-    src = np.array([0, 3, 200, 2, 20, 6, 4])
-    tgt = np.array([5, 0, 3, 7, 3, 2, 12])
-    keep, report = filter_pairs(src, tgt, max_tokens=128, max_ratio=3.0)
-    # empty, empty, over-long, 2:7 (longer side 7 > 5 and > 3 × 2), 20:3, 6:2 (6 = 3 × 2: kept), 4:12 (= 3 × 4: kept)
-    assert keep.tolist() == [False, False, False, False, False, True, True]
-    assert report == FilterReport(kept=2, empty=2, too_long=1, ratio=2)
-    assert str(report) == "kept 2 pairs; dropped 2 empty, 1 over-long, 2 length-mismatched"
-    assert filter_pairs(np.array([1]), np.array([5]), 128, 3.0)[0].tolist() == [True]  # 5 pieces or fewer: never a mismatch
-
-
-def test_a_tag_in_front_of_the_source_counts_toward_the_length_limit_only():
-    src = np.array([0, 10, 9, 2, 10])
-    tgt = np.array([4, 9, 10, 7, 10])
-    # Untagged: one empty, one mismatched (2:7), the 10-piece sides within the limit.
-    assert filter_pairs(src, tgt, max_tokens=10, max_ratio=3.0)[1] == FilterReport(kept=3, empty=1, too_long=0, ratio=1)
-    keep, report = filter_pairs(src, tgt, max_tokens=10, max_ratio=3.0, src_extra=1)
-    # The tag makes the 10-piece sources 11 long; an empty source stays empty and 2:7 stays a
-    # mismatch (the tag is not text), so only the limit moves.
-    assert keep.tolist() == [False, False, True, False, False]
-    assert report == FilterReport(kept=1, empty=1, too_long=2, ratio=1)
-
-
-def test_a_stream_reads_plain_and_gzip_lines_stripped_in_chunks(tmp_path):
-    (tmp_path / "a.de").write_text(" eins \nzwei\ndrei\n", encoding="utf-8")
-    (tmp_path / "a.en.gz").write_bytes(gzip.compress("one\ntwo \nthree".encode()))  # no final newline
-    reader = ParallelReader(tmp_path / "a.de", tmp_path / "a.en.gz")
-    assert list(reader.chunks(2)) == [(["eins", "zwei"], ["one", "two"]), (["drei"], ["three"])]
-    assert read_parallel(tmp_path / "a.de", tmp_path / "a.en.gz") == (["eins", "zwei", "drei"], ["one", "two", "three"])
-    assert read_lines(tmp_path / "a.de") == ["eins", "zwei", "drei"]
-
-
-def test_a_stream_names_the_bad_line_and_counts_every_line_when_counts_differ(tmp_path):
-    (tmp_path / "a.de").write_bytes(b"gut\nauch gut\nkaputt \xff\n")
-    (tmp_path / "a.en").write_text("fine\nfine too\nbroken\n")
-    with pytest.raises(DataError, match=r"a\.de, line 3: not valid UTF-8"):
-        list(ParallelReader(tmp_path / "a.de", tmp_path / "a.en").chunks(2))
-    (tmp_path / "b.de").write_text("".join(f"{i}\n" for i in range(7)))
-    with pytest.raises(DataError, match=r"line counts differ: 7 in .*b\.de, 3 in .*a\.en"):
-        list(ParallelReader(tmp_path / "b.de", tmp_path / "a.en").chunks(2))

@@ -1,14 +1,14 @@
 from pathlib import Path
 
 import pytest
+from conftest import assert_one_line_error
 from typer.testing import CliRunner
 
 from xformer_cli.bundles.bundle import load_bundle
 from xformer_cli.cli.app import app
-from xformer_cli.config import PRESETS, Recipe, apply_flags, load_recipe, preset
 from xformer_cli.errors import ConfigError
-
-from conftest import assert_one_line_error
+from xformer_cli.model.config import PRESETS, preset
+from xformer_cli.recipe import Recipe, apply_flags, load_recipe
 
 DEFAULT_RECIPE = Path(__file__).parents[1] / "models" / "tatoeba.toml"
 
@@ -32,15 +32,20 @@ def test_a_preset_flag_sets_only_the_size_fields_and_keeps_the_recipe():
 def test_precedence_is_recipe_then_preset_flag_then_other_flags(tmp_path):
     recipe = load_recipe(write_recipe(tmp_path, 'preset = "small"\n[model]\nd_model = 128\nnorm = "rmsnorm"\n'))
     assert (recipe.model.d_model, recipe.model.h, recipe.model.norm) == (128, 4, "rmsnorm")  # [model] over its preset
-    merged = apply_flags(recipe, preset="tiny", model={"norm": None, "norm_position": "pre", "vocab_size": 500},
-                         train={"lr": 1e-3, "max_steps": None})
+    merged = apply_flags(
+        recipe, preset="tiny", model={"norm": None, "norm_position": "pre", "vocab_size": 500}, train={"lr": 1e-3, "max_steps": None}
+    )
     assert (merged.model.d_model, merged.model.norm, merged.model.norm_position, merged.model.vocab_size) == (32, "rmsnorm", "pre", 500)
     assert merged.train.lr == 1e-3 and merged.train.max_steps == recipe.train.max_steps
 
 
 def test_train_preset_tiny_keeps_the_recipes_norm_position(tiny_corpus, tmp_path):
     src, tgt = tiny_corpus
-    recipe = write_recipe(tmp_path, f'preset = "small"\n[model]\nvocab_size = 500\nnorm_position = "pre"\n[train]\nsrc = "{src}"\ntgt = "{tgt}"\nbatch_tokens = 600\nthreads = 1\n')
+    recipe = write_recipe(
+        tmp_path,
+        f'preset = "small"\n[model]\nvocab_size = 500\nnorm_position = "pre"\n'
+        f'[train]\nsrc = "{src}"\ntgt = "{tgt}"\nbatch_tokens = 600\nthreads = 1\n',
+    )
     out = tmp_path / "run"
     result = CliRunner().invoke(app, ["train", "--config", str(recipe), "--preset", "tiny", "--max-steps", "1", "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -54,7 +59,7 @@ def test_train_preset_tiny_keeps_the_recipes_norm_position(tiny_corpus, tmp_path
         ('[train]\nlr = "fast"', ["lr", "must be a number", "'fast'"]),
         ("[train]\nmax_steps = 2.5", ["max_steps", "must be an integer", "2.5"]),
         ("[train]\nmax_steps = true", ["max_steps", "must be an integer"]),
-        ('[model]\nnorm = 3', ["norm", "must be a string"]),
+        ("[model]\nnorm = 3", ["norm", "must be a string"]),
         ("[train]\nadam_betas = [0.9]", ["adam_betas", "must be a list of 2"]),
         ('[train]\nbf16 = "yes"', ["bf16", "must be true or false"]),
         ('[train]\ndatasets = "tatoeba"', ["datasets", "must be a list"]),
@@ -123,6 +128,8 @@ def test_subword_alpha_comes_from_the_recipe_or_the_flag_and_is_off_by_default(t
 @pytest.mark.parametrize("value", ["1", "-0.5"])
 def test_a_bad_subword_alpha_flag_is_a_one_line_error_before_anything_is_made(tiny_corpus, tmp_path, value):
     src, tgt = tiny_corpus
-    result = CliRunner().invoke(app, ["train", "--src", str(src), "--tgt", str(tgt), "--out", str(tmp_path / "run"), "--subword-alpha", value])
+    result = CliRunner().invoke(
+        app, ["train", "--src", str(src), "--tgt", str(tgt), "--out", str(tmp_path / "run"), "--subword-alpha", value]
+    )
     assert_one_line_error(result, f"subword_alpha must be at least 0 (off) and below 1 (got {float(value)})")
     assert not (tmp_path / "run").exists()

@@ -19,9 +19,30 @@ SENTENCES = ["Ich habe Hunger.", "Tom ist hier.", "Wo ist der Bahnhof?", "Das is
 def test_training_on_cuda_in_bf16_learns_and_ends_with_a_cpu_loadable_bundle(tiny_corpus, tmp_path):
     src, tgt = tiny_corpus
     out = tmp_path / "run"
-    result = CliRunner().invoke(app, ["train", "--src", str(src), "--tgt", str(tgt), "--out", str(out), "--preset", "tiny",
-                                      "--vocab-size", "500", "--batch-tokens", "600", "--max-steps", "30", "--log-every", "5",
-                                      "--device", "cuda"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "--src",
+            str(src),
+            "--tgt",
+            str(tgt),
+            "--out",
+            str(out),
+            "--preset",
+            "tiny",
+            "--vocab-size",
+            "500",
+            "--batch-tokens",
+            "600",
+            "--max-steps",
+            "30",
+            "--log-every",
+            "5",
+            "--device",
+            "cuda",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "device cuda" in result.stderr
     losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines() if "loss" in line]
@@ -60,8 +81,27 @@ def test_float16_with_a_gradient_scaler_where_the_gpu_lacks_bfloat16(tiny_corpus
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
     src, tgt = tiny_corpus
     out = tmp_path / "run"
-    args = ["train", "--src", str(src), "--tgt", str(tgt), "--out", str(out), "--preset", "tiny", "--vocab-size", "500",
-            "--batch-tokens", "600", "--log-every", "5", "--save-every", "10", "--device", "cuda"]
+    args = [
+        "train",
+        "--src",
+        str(src),
+        "--tgt",
+        str(tgt),
+        "--out",
+        str(out),
+        "--preset",
+        "tiny",
+        "--vocab-size",
+        "500",
+        "--batch-tokens",
+        "600",
+        "--log-every",
+        "5",
+        "--save-every",
+        "10",
+        "--device",
+        "cuda",
+    ]
     assert CliRunner().invoke(app, [*args, "--max-steps", "10"]).exit_code == 0
     from xformer_cli.training.checkpoint import load_checkpoint
 
@@ -83,7 +123,8 @@ def test_the_attention_plot_draws_from_a_model_on_cuda_what_the_cpu_draws(traine
     assert on_gpu.device.type == "cpu" and on_gpu.shape == (len(tgt_ids) + 1, len(src_ids) + 1)
     torch.testing.assert_close(on_gpu, on_cpu, atol=1e-4, rtol=1e-3)
     plot = tmp_path / "attention.png"
-    result = CliRunner().invoke(app, ["translate", "-m", str(trained_bundle_dir), "--device", "cuda", "--attention-plot", str(plot)],
-                                input="Ich habe Hunger.\n")
+    result = CliRunner().invoke(
+        app, ["translate", "-m", str(trained_bundle_dir), "--device", "cuda", "--attention-plot", str(plot)], input="Ich habe Hunger.\n"
+    )
     assert result.exit_code == 0, result.output
     assert plot.read_bytes()[:4] == b"\x89PNG"

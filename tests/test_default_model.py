@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from xformer_cli.bundles.bundle import load_bundle
 from xformer_cli.cli.app import app
+from xformer_cli.evaluation.test_sets import find_testset
 from xformer_cli.shipped import default_model, default_recipe
-from xformer_cli.evaluation.metrics import find_testset
 
 runner = CliRunner()
 
@@ -29,8 +29,14 @@ def test_the_default_model_ships_in_the_package_and_is_small():
 
 
 def test_echo_guten_tag_gives_an_english_greeting(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "xformer_cli", "translate"], input=b"Guten Tag\n", capture_output=True,
-                          cwd=tmp_path, timeout=120, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    done = subprocess.run(
+        [sys.executable, "-m", "xformer_cli", "translate"],
+        input=b"Guten Tag\n",
+        capture_output=True,
+        cwd=tmp_path,
+        timeout=120,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 0, done.stderr
     greeting = done.stdout.decode().strip()
     assert any(word in greeting for word in ("Hello", "Good afternoon", "Good day", "Good morning", "Hi")), greeting
@@ -60,8 +66,12 @@ def test_the_tatoeba_test_split_ships_as_the_default_test_set():
 def test_sentences_beyond_tatoeba_keep_their_content():
     """Two of issue 16's sentences (a caption, a travel notice) that the Tatoeba-only model garbled;
     each word checked is in all of the 5 best hypotheses."""
-    result = runner.invoke(app, ["translate"], input="Ein Mann in einem blauen Hemd fährt Fahrrad auf einer Straße.\n"
-                                                     "Der Zug nach München hat heute leider eine Verspätung von 20 Minuten.\n")
+    result = runner.invoke(
+        app,
+        ["translate"],
+        input="Ein Mann in einem blauen Hemd fährt Fahrrad auf einer Straße.\n"
+        "Der Zug nach München hat heute leider eine Verspätung von 20 Minuten.\n",
+    )
     assert result.exit_code == 0, result.output
     caption, notice = result.stdout.splitlines()
     assert "man" in caption and "blue shirt" in caption and "bi" in caption  # bicycle or bike
@@ -72,9 +82,13 @@ def test_news_sentences_keep_their_verb_and_english_numbers():
     """Three of issue 21's news sentences, which the model before back-translation left without a
     verb and with a German decimal comma, and whose date the day and year held back apart lost its
     month to ("1.2027"); each span checked is in all of the 5 best hypotheses."""
-    result = runner.invoke(app, ["translate"], input="Die Inflation ist im Oktober auf 2,3 Prozent gesunken, teilte das Statistische Bundesamt mit.\n"
-                                                     "Das Unternehmen kündigte an, im nächsten Jahr 500 neue Mitarbeiter einzustellen.\n"
-                                                     "Der Vertrag tritt am 1. Januar 2027 in Kraft und gilt für alle Mitgliedstaaten der Europäischen Union.\n")
+    result = runner.invoke(
+        app,
+        ["translate"],
+        input="Die Inflation ist im Oktober auf 2,3 Prozent gesunken, teilte das Statistische Bundesamt mit.\n"
+        "Das Unternehmen kündigte an, im nächsten Jahr 500 neue Mitarbeiter einzustellen.\n"
+        "Der Vertrag tritt am 1. Januar 2027 in Kraft und gilt für alle Mitgliedstaaten der Europäischen Union.\n",
+    )
     assert result.exit_code == 0, result.output
     inflation, company, treaty = result.stdout.splitlines()
     assert "1 January 2027" in treaty and "Member States of the European Union" in treaty

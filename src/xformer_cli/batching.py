@@ -1,168 +1,19 @@
-"""Reading parallel text as a stream, the pair filter, token-budget batch cutting, padding.
+"""Batches: token-budget batch cutting, padding, and the Batch of training.
 
-Text is read line by line (plain or gzip), so a corpus is never held whole in memory; training
-encodes it once into a cache (`corpus_cache.py`) and batches from there (`training_data.py`).
+Training encodes a corpus once into a cache (`training/corpus_cache.py`) and cuts batches from
+there (`training/run_data.py`); decoding cuts length-sorted batches of sentences the same way.
 """
 
 from __future__ import annotations
 
-import gzip
-import io
-import os
-import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from xformer_cli.errors import DataError
 from xformer_cli.text.tokenizer import PAD_ID
-
-
-class LineReader:
-    """The lines of a UTF-8 text file (plain or .gz), read a block at a time and stripped of
-    surrounding whitespace. A line that is not UTF-8 is a DataError naming the file and the line.
-
-    `size` and `bytes_read` are counted in the file's own bytes (compressed for .gz), for progress.
-    """
-
-    BLOCK = 1 << 20  # bytes decoded at a time
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        try:
-            self.raw = open(self.path, "rb")
-        except FileNotFoundError:
-            raise DataError(f"file not found: {self.path}") from None
-        except OSError as err:
-            raise DataError(f"cannot read {self.path}: {err.strerror or err}") from None
-        self.size = os.fstat(self.raw.fileno()).st_size
-        # A buffered reader over gzip splits lines in C, not line by line in gzip's Python.
-        self.file = io.BufferedReader(gzip.GzipFile(fileobj=self.raw, mode="rb"), self.BLOCK) if self.path.suffix == ".gz" else self.raw
-        self.line = 0  # lines decoded so far
-        self.pending: list[str] = []  # decoded lines not yet returned
-
-    @property
-    def bytes_read(self) -> int:
-        return self.raw.tell() if not self.raw.closed else self.size
-
-    def read(self, n: int) -> list[str]:
-        """The next `n` lines, fewer only at the end of the file."""
-        while len(self.pending) < n and not self.raw.closed:
-            self.pending += self.decode_block()
-        lines, self.pending = self.pending[:n], self.pending[n:]
-        return lines
-
-    def decode_block(self) -> list[str]:
-        try:
-            block = b"".join(self.file.readlines(self.BLOCK))
-        except (OSError, EOFError, zlib.error) as err:
-            self.close()
-            raise DataError(f"cannot read {self.path}: {err}") from None
-        if not block:
-            self.close()
-            return []
-        try:
-            text = block.decode("utf-8")
-        except UnicodeDecodeError as err:
-            self.close()
-            line = self.line + block.count(b"\n", 0, err.start) + 1
-            raise DataError(f"{self.path}, line {line}: not valid UTF-8") from None
-        lines = text.split("\n")
-        if text.endswith("\n"):
-            lines.pop()
-        self.line += len(lines)
-        return [line.strip() for line in lines]
-
-    def close(self) -> None:
-        self.file.close()
-        self.raw.close()
-
-    def __iter__(self) -> Iterator[str]:
-        while lines := self.read(10_000):
-            yield from lines
-
-
-def read_lines(path: str | Path) -> list[str]:
-    """All lines of a UTF-8 text file (plain or .gz), stripped: for small files (test sets)."""
-    return list(LineReader(path))
-
-
-class ParallelReader:
-    """A source and a target file read together, in chunks of line-aligned pairs.
-
-    The files must have equally many lines, and not zero; that is checked as the stream ends.
-    """
-
-    def __init__(self, src: str | Path, tgt: str | Path) -> None:
-        self.src, self.tgt = LineReader(src), LineReader(tgt)
-
-    @property
-    def size(self) -> int:
-        """Bytes of the source file: progress is measured in it."""
-        return self.src.size
-
-    @property
-    def bytes_read(self) -> int:
-        return self.src.bytes_read
-
-    def chunks(self, size: int) -> Iterator[tuple[list[str], list[str]]]:
-        """(source lines, target lines) of up to `size` pairs at a time."""
-        pairs = 0
-        while True:
-            s, t = self.src.read(size), self.tgt.read(size)
-            if len(s) != len(t):
-                n_src = pairs + len(s) + sum(1 for _ in self.src)
-                n_tgt = pairs + len(t) + sum(1 for _ in self.tgt)
-                raise DataError(f"line counts differ: {n_src} in {self.src.path}, {n_tgt} in {self.tgt.path}")
-            if not s:
-                break
-            pairs += len(s)
-            yield s, t
-        if not pairs:
-            raise DataError(f"empty corpus: {self.src.path} and {self.tgt.path} have no lines")
-
-
-def read_parallel(src: str | Path, tgt: str | Path) -> tuple[list[str], list[str]]:
-    """All source and target lines (equally many, not zero): for small sets (validation)."""
-    src_lines: list[str] = []
-    tgt_lines: list[str] = []
-    for s, t in ParallelReader(src, tgt).chunks(50_000):
-        src_lines += s
-        tgt_lines += t
-    return src_lines, tgt_lines
-
-
-@dataclass(frozen=True)
-class FilterReport:
-    kept: int
-    empty: int
-    too_long: int
-    ratio: int
-
-    def __str__(self) -> str:
-        return f"kept {self.kept} pairs; dropped {self.empty} empty, {self.too_long} over-long, {self.ratio} length-mismatched"
-
-    def __add__(self, other: "FilterReport") -> "FilterReport":
-        return FilterReport(self.kept + other.kept, self.empty + other.empty, self.too_long + other.too_long, self.ratio + other.ratio)
-
-
-def filter_pairs(src_lens: np.ndarray, tgt_lens: np.ndarray, max_tokens: int, max_ratio: float, src_extra: int = 0) -> tuple[np.ndarray, FilterReport]:
-    """Which pairs to train on (a boolean mask), from their piece counts, and how many were
-    dropped for which reason, checked in this order: an empty side; a side over `max_tokens`
-    pieces; sides whose lengths differ by more than `max_ratio` times (when the longer has more
-    than 5 pieces). `src_extra` pieces (a tag) go in front of every source: they count toward
-    `max_tokens`, not toward emptiness or the ratio. Shapes: (n,), (n,) -> (n,)."""
-    s, t = np.asarray(src_lens, dtype=np.int64), np.asarray(tgt_lens, dtype=np.int64)
-    empty = (s == 0) | (t == 0)
-    too_long = ~empty & ((s + src_extra > max_tokens) | (t > max_tokens))
-    longer, shorter = np.maximum(s, t), np.minimum(s, t)
-    ratio = ~empty & ~too_long & (longer > max_ratio * shorter) & (longer > 5)
-    keep = ~(empty | too_long | ratio)
-    return keep, FilterReport(int(keep.sum()), int(empty.sum()), int(too_long.sum()), int(ratio.sum()))
 
 
 def batch_bounds(sizes: np.ndarray, batch_tokens: int, batch_size: int = 0) -> np.ndarray:

@@ -1,12 +1,8 @@
-"""Configs as dataclasses: the model, training and decoding, plus presets and recipe files.
+"""Configs as dataclasses: decoding and training (the model's own is `model/config.py`).
 
-A recipe (`models/*.toml`) maps one to one onto these dataclasses:
-
-    preset = "small"          # optional: start from a model preset
-    [model]                   # ModelConfig fields
-    [train]                   # TrainConfig fields
-    [[train.corpora]]         # CorpusConfig fields, one table per training corpus (or src/tgt in [train])
-    [decode]                  # DecodeConfig fields
+A field whose metadata carries a `help` (made by `flag`) is also a flag of `xformer train`: the
+command's options are generated from these fields, so a new setting is one edit here. A recipe
+file (`recipe.py`) maps one to one onto the same fields.
 """
 
 from __future__ import annotations
@@ -20,77 +16,11 @@ from typing import Any
 
 from xformer_cli.errors import ConfigError
 
-NORMS = ("layernorm", "rmsnorm", "dyt", "derf")
-NORM_POSITIONS = ("post", "pre")
-ACTIVATIONS = ("relu", "silu", "gelu")
-POSITION_LAYOUTS = ("interleaved", "halves")
 
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Everything needed to rebuild a model; stored in every bundle and checkpoint."""
-
-    vocab_size: int = 8000  # one joint source/target SentencePiece vocabulary
-    d_model: int = 512  # width of every sub-layer output (paper: 512)
-    h: int = 8  # attention heads (paper: 8)
-    d_ff: int = 2048  # inner width of the position-wise feed-forward network (paper: 2048)
-    n_encoder_layers: int = 6  # N in the paper
-    n_decoder_layers: int = 6
-    dropout: float = 0.1  # P_drop on sub-layer outputs and embeddings (paper: 0.1)
-    attention_dropout: float = 0.0  # dropout on attention weights
-    activation_dropout: float = 0.0  # dropout inside the feed-forward network, after ReLU (fairseq's default 0)
-    max_len: int = 256  # longest sequence (in pieces, with BOS/EOS) the model accepts
-    norm: str = "layernorm"  # layernorm | rmsnorm | dyt | derf
-    norm_position: str = "post"  # post (the paper) | pre
-    tie_embeddings: bool = True  # share source, target and output embeddings
-    activation: str = "relu"  # feed-forward activation: relu (the paper) | silu (Marian's "swish") | gelu
-    positions: str = "interleaved"  # sinusoid layout: interleaved sin, cos (the paper) | halves (all sines, then all cosines: Marian)
-    output_bias: bool = False  # a learned bias added to the output logits (Marian's final_logits_bias)
-    pad_id: int = 0
-    unk_id: int = 1
-    bos_id: int = 2  # the id decoding starts from, and the first decoder input in training (Marian: its pad id)
-    eos_id: int = 3
-    # The tokenizer's reserved tag piece (tokenizer.TAG_PIECE), which search never emits; -1: none.
-    # Like vocab_size, training sets it from the tokenizer.
-    tag_id: int = -1
-
-    def __post_init__(self) -> None:
-        if self.d_model % self.h:
-            raise ConfigError(f"d_model must be divisible by h (got d_model={self.d_model}, h={self.h})")
-        if self.norm not in NORMS:
-            raise ConfigError(f"unknown norm {self.norm!r} (choose from {', '.join(NORMS)})")
-        if self.norm_position not in NORM_POSITIONS:
-            raise ConfigError(f"unknown norm position {self.norm_position!r} (choose pre or post)")
-        if self.activation not in ACTIVATIONS:
-            raise ConfigError(f"unknown activation {self.activation!r} (choose from {', '.join(ACTIVATIONS)})")
-        if self.positions not in POSITION_LAYOUTS:
-            raise ConfigError(f"unknown positions layout {self.positions!r} (choose from {', '.join(POSITION_LAYOUTS)})")
-        for name in ("vocab_size", "d_model", "h", "d_ff", "n_encoder_layers", "n_decoder_layers", "max_len"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be positive (got {getattr(self, name)})")
-        if self.max_len < 2:
-            raise ConfigError(f"max_len must be at least 2, for BOS or EOS and one piece (got {self.max_len})")
-        if not -1 <= self.tag_id < self.vocab_size:
-            raise ConfigError(f"tag_id must be -1 (none) or a piece id below vocab_size (got {self.tag_id})")
-
-    @property
-    def max_pieces(self) -> int:
-        """The most pieces one sentence may have, BOS/EOS not counted: the source gets an EOS and
-        the target a BOS (as decoder input) or an EOS (as output), so each side needs one position."""
-        return self.max_len - 1
-
-
-PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": dict(d_model=32, h=2, d_ff=64, n_encoder_layers=2, n_decoder_layers=2),
-    "small": dict(d_model=256, h=4, d_ff=1024, n_encoder_layers=3, n_decoder_layers=3),
-    "base": dict(d_model=512, h=8, d_ff=2048, n_encoder_layers=6, n_decoder_layers=6),
-    "big": dict(d_model=1024, h=16, d_ff=4096, n_encoder_layers=6, n_decoder_layers=6, dropout=0.3),
-}
-
-
-def preset(name: str, **overrides: Any) -> ModelConfig:
-    """The ModelConfig of a named size preset, with fields overridden."""
-    return ModelConfig(**{**preset_values(name), **overrides})
+def flag(help: str, name: str = "") -> dict[str, str]:
+    """Field metadata that makes a config field a flag of `xformer train`: its help text and,
+    where it differs from --field-name, its name."""
+    return {"help": help, "flag": name} if name else {"help": help}
 
 
 @dataclass(frozen=True)
@@ -132,7 +62,11 @@ class DecodeConfig:
             raise ConfigError(f"seed must be between 0 and 2**63 - 1 (got {self.seed})")
         if not self.sample:
             if self.sample_topk != 0 or self.temperature != 1.0:
-                raise ConfigError(f"sample top-k and temperature apply only to sampling (got top-k {self.sample_topk}, temperature {self.temperature} without sampling)")
+                raise ConfigError(
+                    f"sample top-k and temperature apply only to sampling (got top-k {self.sample_topk}, temperature "
+                    f"{self.temperature} without "
+                    "sampling)"
+                )
             return
         if self.beam_size != 1:
             raise ConfigError(f"sampling draws one translation per sentence: beam size must be 1 (got {self.beam_size})")
@@ -176,25 +110,34 @@ class CorpusConfig:
 class TrainConfig:
     """Data, optimisation, validation and checkpointing of one training run."""
 
-    src: str = ""  # training source file (plain or .gz): the one-corpus shorthand for `corpora`
-    tgt: str = ""  # training target file
+    src: str = field(default="", metadata=flag("Training source file (plain or .gz)."))
+    tgt: str = field(default="", metadata=flag("Training target file."))
     # Several training corpora with weights ([[train.corpora]] tables: name, src, tgt, weight, tag),
     # instead of src/tgt. One epoch = each corpus contributes round(weight × its pair count after
     # filtering) pairs: weight 2 = every pair twice, 0.5 = a fresh seeded half in every epoch.
     corpora: tuple[CorpusConfig, ...] = ()
-    valid_src: str = ""  # validation source file (optional)
-    valid_tgt: str = ""
+    valid_src: str = field(default="", metadata=flag("Validation source file."))
+    valid_tgt: str = field(default="", metadata=flag("Validation target file."))
     src_lang: str = "de"
     tgt_lang: str = "en"
     spm_model: str = ""  # an existing SentencePiece model; trained on the data when empty
-    init_from: str = ""  # a bundle (folder or Hub id) to fine-tune: its weights, tokenizer and model config
-    max_steps: int = 100_000  # optimizer updates
-    max_epochs: int = 0  # 0: no limit
-    max_time: float = 0.0  # seconds of training; 0: no limit
-    batch_tokens: int = 2048  # target tokens per batch (before accumulation)
-    accumulate: int = 1  # batches per optimizer update
-    lr: float = 1.56e-3  # peak learning rate, reached at the end of warmup
-    warmup: int = 400  # inverse-square-root schedule warmup steps
+    init_from: str = field(
+        default="",
+        metadata=flag(
+            "Fine-tune a bundle (folder or Hub id): start from its weights, tokenizer and model config, with a fresh optimizer and "
+            "learning-rate "
+            "schedule (--lr, --warmup)."
+        ),
+    )
+    max_steps: int = field(default=100_000, metadata=flag("Stop after this many updates."))  # optimizer updates
+    max_epochs: int = field(default=0, metadata=flag("Stop after this many epochs."))  # 0: no limit
+    max_time: float = field(default=0.0, metadata=flag("Stop after this many seconds of training."))  # seconds of training; 0: no limit
+    batch_tokens: int = field(default=2048, metadata=flag("Tokens per batch."))  # target tokens per batch (before accumulation)
+    accumulate: int = field(default=1, metadata=flag("Batches per optimizer update (gradient accumulation)."))
+    lr: float = field(default=1.56e-3, metadata=flag("Peak learning rate."))  # peak learning rate, reached at the end of warmup
+    warmup: int = field(
+        default=400, metadata=flag("Steps of linear warmup to the peak learning rate.")
+    )  # inverse-square-root schedule warmup steps
     adam_betas: tuple[float, float] = (0.9, 0.98)
     adam_eps: float = 1e-9
     weight_decay: float = 0.0
@@ -206,24 +149,54 @@ class TrainConfig:
     # the corpora, seeded by (seed, epoch): BPE-dropout, each merge of the BPE tokenizer skipped
     # with probability alpha (SentencePiece's alpha for BPE; about 0.1). Needs xformer's joint BPE
     # tokenizer. 0: the plain segmentation. Validation and translation always use the plain one.
-    subword_alpha: float = 0.0
-    seed: int = 1
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    threads: int = 0  # CPU threads; 0: torch's default
-    bf16: bool = True  # autocast to bfloat16 on CUDA (float16 with a gradient scaler where a GPU lacks bfloat16) and on CPUs where it measured faster (AVX512-BF16 without AMX; devices.cpu_bf16_pays)
-    valid_every: int = 500  # steps between validations; 0: only at the end
+    subword_alpha: float = field(
+        default=0.0,
+        metadata=flag(
+            "Subword regularization: train each epoch on a fresh BPE-dropout segmentation, seeded by (--seed, epoch), each merge "
+            "skipped with "
+            "this probability (about 0.1); 0 = off. Validation and translation use the plain segmentation [default: the recipe's, else 0]."
+        ),
+    )
+    seed: int = field(default=1, metadata=flag("Random seed."))
+    device: str = field(default="auto", metadata=flag("auto, cpu, cuda or cuda:N."))  # auto | cpu | cuda | cuda:N
+    threads: int = field(default=0, metadata=flag("CPU threads."))  # CPU threads; 0: torch's default
+    # Autocast to bfloat16 on CUDA (float16 with a gradient scaler where a GPU lacks bfloat16) and on
+    # CPUs where it measured faster (AVX512-BF16 without AMX; devices.cpu_bf16_pays).
+    bf16: bool = field(
+        default=True,
+        metadata=flag(
+            "Autocast to bfloat16 on GPUs and on CPUs where it measured faster (AVX512-BF16 without AMX); float32 elsewhere (AMX, AVX2) or "
+            "with --no-bf16 [default: the recipe's, else on]."
+        ),
+    )
+    valid_every: int = field(default=500, metadata=flag("Steps between validations."))  # steps between validations; 0: only at the end
     valid_bleu_sentences: int = 500  # greedy BLEU on this many valid sentences
-    save_every: int = 500  # steps between checkpoints
+    save_every: int = field(default=500, metadata=flag("Steps between checkpoints."))  # steps between checkpoints
     keep_last: int = 3  # last checkpoints kept on disk
-    patience: int = 0  # stop after this many validations without a better BLEU; 0: never
-    average_last: int = 0  # bundle the average of the last N checkpoints instead of the best
-    log_every: int = 50
+    patience: int = field(
+        default=0, metadata=flag("Stop after this many validations without a better BLEU.")
+    )  # stop after this many validations without a better BLEU; 0: never
+    average_last: int = field(
+        default=0, metadata=flag("Bundle the average of the last N checkpoints instead of the best.")
+    )  # bundle the average of the last N checkpoints instead of the best
+    log_every: int = field(default=50, metadata=flag("Steps between log lines."))
     spm_sample: int = 2_000_000  # sentences SentencePiece learns from; larger corpora are sampled (seeded)
     # Where encoded corpora (and tokenizers trained on them) are cached, keyed by content; empty:
     # $XFORMER_CACHE, else $XDG_CACHE_HOME/xformer, else ~/.cache/xformer.
-    cache_dir: str = ""
-    license: str = ""  # license of the training data, for the model card (e.g. "cc-by-2.0"); omitted when empty
-    datasets: tuple[str, ...] = ()  # names of the training corpora, for the model card; omitted when empty
+    cache_dir: str = field(
+        default="",
+        metadata=flag(
+            "Folder of the encoded-corpus cache, keyed by content [default: $XFORMER_CACHE, else $XDG_CACHE_HOME/xformer, else "
+            "~/.cache/xformer]."
+        ),
+    )
+    license: str = field(
+        default="", metadata=flag("License of the training data, for the model card (e.g. cc-by-4.0) [default: the recipe's, else none].")
+    )  # license of the training data, for the model card (e.g. "cc-by-2.0"); omitted when empty
+    datasets: tuple[str, ...] = field(
+        default=(),
+        metadata=flag("Name of a training corpus, for the model card; repeat for several [default: the recipe's, else none].", "--dataset"),
+    )  # names of the training corpora, for the model card; omitted when empty
 
     def __post_init__(self) -> None:
         if self.accumulate < 1:
@@ -238,7 +211,9 @@ class TrainConfig:
             raise ConfigError("every training corpus has weight 0: nothing to train on")
         labels = [c.label for c in self.corpora]
         if len(set(labels)) < len(labels):
-            raise ConfigError(f"two training corpora share the name {next(n for n in labels if labels.count(n) > 1)!r}; give each its own name")
+            raise ConfigError(
+                f"two training corpora share the name {next(n for n in labels if labels.count(n) > 1)!r}; give each its own name"
+            )
 
     def training_corpora(self) -> tuple[CorpusConfig, ...]:
         """The corpora to train on: `corpora`, or the one corpus src/tgt (weight 1)."""
@@ -260,7 +235,11 @@ def from_dict(cls: type, values: dict[str, Any], where: str = "config") -> Any:
         raise ConfigError(f"unknown key {unknown[0]!r} in {where}")
     types = typing.get_type_hints(cls)
     checked = {key: typed_value(key, value, types[key], where) for key, value in values.items()}
-    missing = [f.name for f in fields(cls) if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in checked]
+    missing = [
+        f.name
+        for f in fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in checked
+    ]
     if missing:
         raise ConfigError(f"{missing[0]} missing in {where}")
     try:
@@ -272,6 +251,7 @@ def from_dict(cls: type, values: dict[str, Any], where: str = "config") -> Any:
 def typed_value(key: str, value: Any, expected: Any, where: str) -> Any:
     """`value` as the field's type (an int where a float is expected becomes a float, a list a
     tuple), or a ConfigError naming the key, the type it needs and where it came from."""
+
     def wrong(kind: str) -> ConfigError:
         return ConfigError(f"{key} in {where} must be {kind} (got {value!r})")
 
@@ -302,103 +282,10 @@ def typed_value(key: str, value: Any, expected: Any, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise wrong("a list")
         if args[-1] is Ellipsis:  # tuple[T, ...]
-            return tuple(typed_value(f"{key}[{i}]" if dataclasses.is_dataclass(args[0]) else key, v, args[0], where) for i, v in enumerate(value))
+            return tuple(
+                typed_value(f"{key}[{i}]" if dataclasses.is_dataclass(args[0]) else key, v, args[0], where) for i, v in enumerate(value)
+            )
         if len(value) != len(args):
             raise wrong(f"a list of {len(args)}")
         return tuple(typed_value(key, v, t, where) for v, t in zip(value, args))
     return value
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """A parsed recipe file: model, training and decoding settings together."""
-
-    model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    decode: DecodeConfig = field(default_factory=DecodeConfig)
-    path: str = ""
-
-
-def load_recipe(path: str | Path) -> Recipe:
-    """Read a TOML recipe; relative data paths are resolved against the recipe's folder.
-
-    The model section starts from the recipe's `preset` (if any); its own keys override that.
-    """
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-
-    path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"recipe not found: {path}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"cannot parse recipe {path}: {err}") from None
-    unknown = sorted(set(raw) - {"preset", "model", "train", "decode"})
-    if unknown:
-        raise ConfigError(f"unknown key {unknown[0]!r} in recipe {path}")
-    for section in ("model", "train", "decode"):
-        if not isinstance(raw.get(section, {}), dict):
-            raise ConfigError(f"{section} in recipe {path} must be a [{section}] table")
-    model_values = preset_values(raw["preset"], f"recipe {path}") if "preset" in raw else {}
-    model_values.update(raw.get("model", {}))
-    train_values = dict(raw.get("train", {}))
-    for key in ("src", "tgt", "valid_src", "valid_tgt", "spm_model", "init_from", "cache_dir"):
-        value = train_values.get(key)
-        if isinstance(value, str) and value and (key != "init_from" or (path.parent / value).exists()):  # else a Hub id
-            train_values[key] = str((path.parent / value).resolve())
-    if isinstance(train_values.get("corpora"), list):
-        train_values["corpora"] = [
-            {**c, **{k: str((path.parent / c[k]).resolve()) for k in ("src", "tgt") if isinstance(c.get(k), str) and c[k]}} if isinstance(c, dict) else c
-            for c in train_values["corpora"]
-        ]
-    return Recipe(
-        model=from_dict(ModelConfig, model_values, f"[model] of {path}"),
-        train=from_dict(TrainConfig, train_values, f"[train] of {path}"),
-        decode=from_dict(DecodeConfig, raw.get("decode", {}), f"[decode] of {path}"),
-        path=str(path),
-    )
-
-
-def preset_values(name: Any, where: str = "") -> dict[str, Any]:
-    """The ModelConfig fields a size preset sets (and only those)."""
-    if not isinstance(name, str) or name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}{' in ' + where if where else ''} (choose from {', '.join(PRESETS)})")
-    return dict(PRESETS[name])
-
-
-def apply_flags(
-    recipe: Recipe,
-    preset: str | None = None,
-    model: dict[str, Any] | None = None,
-    train: dict[str, Any] | None = None,
-    decode: dict[str, Any] | None = None,
-) -> Recipe:
-    """The recipe with command-line flags applied, in this order: recipe < --preset < other flags.
-
-    Each flag overrides only the field it names (None means the flag was not given); `--preset`
-    names the size fields of its preset (width, heads, layers and, for `big`, dropout) and
-    leaves every other field of the recipe (norm, norm position, vocabulary, ...) as it was.
-    `--src`/`--tgt` (one corpus) replace the recipe's `[[train.corpora]]`.
-    """
-    model_values = preset_values(preset) if preset is not None else {}
-    model_values.update(given(model))
-    train_values = given(train)
-    if "src" in train_values or "tgt" in train_values:  # --src/--tgt replace the recipe's corpora
-        train_values.setdefault("corpora", ())
-
-    def merged(config: Any, values: dict[str, Any]) -> Any:
-        return from_dict(type(config), {**to_dict(config), **values}, "the command line") if values else config
-
-    return Recipe(
-        model=merged(recipe.model, model_values),
-        train=merged(recipe.train, train_values),
-        decode=merged(recipe.decode, given(decode)),
-        path=recipe.path,
-    )
-
-
-def given(values: dict[str, Any] | None) -> dict[str, Any]:
-    return {k: v for k, v in (values or {}).items() if v is not None}

@@ -42,7 +42,9 @@ class Bar:
 class TrainProgress(Bar):
     def __init__(self, console, total_steps: int, start_step: int) -> None:
         self.console = console
-        self.progress = terminal_bar(console, "step {task.completed}/{task.total}", "loss {task.fields[loss]}  lr {task.fields[lr]}  {task.fields[tps]} tok/s")
+        self.progress = terminal_bar(
+            console, "step {task.completed}/{task.total}", "loss {task.fields[loss]}  lr {task.fields[lr]}  {task.fields[tps]} tok/s"
+        )
         if self.progress is not None:
             self.task = self.progress.add_task("train", total=total_steps, completed=start_step, loss="-", lr="-", tps="-")
 
@@ -50,7 +52,13 @@ class TrainProgress(Bar):
         if self.console is None:
             return
         if self.progress is not None:
-            self.progress.update(self.task, completed=record["step"], loss=f"{record['loss']:.3f}", lr=f"{record['lr']:.2e}", tps=f"{record['tokens_per_s']:.0f}")
+            self.progress.update(
+                self.task,
+                completed=record["step"],
+                loss=f"{record['loss']:.3f}",
+                lr=f"{record['lr']:.2e}",
+                tps=f"{record['tokens_per_s']:.0f}",
+            )
         else:
             self.console.print(
                 f"step {record['step']} epoch {record['epoch']} loss {record['loss']:.3f} lr {record['lr']:.2e} "
@@ -68,7 +76,9 @@ class EncodeProgress(Bar):
         self.name = name
         self.started = time.perf_counter()
         self.pairs = 0
-        self.progress = terminal_bar(console, "encoding {task.description}", "{task.fields[pairs]:,} pairs  {task.fields[rate]:,.0f} pairs/s")
+        self.progress = terminal_bar(
+            console, "encoding {task.description}", "{task.fields[pairs]:,} pairs  {task.fields[rate]:,.0f} pairs/s"
+        )
         if self.progress is not None:
             self.task = self.progress.add_task(name, total=max(total_bytes, 1), pairs=0, rate=0.0)
 
@@ -85,4 +95,25 @@ class EncodeProgress(Bar):
     def finished(self, detail: str) -> None:
         if self.console is not None:
             seconds = time.perf_counter() - self.started
-            self.console.print(f"encoded {self.name}: {self.pairs:,} pairs in {seconds:.1f} s ({self.rate:,.0f} pairs/s); {detail}", highlight=False)
+            self.console.print(
+                f"encoded {self.name}: {self.pairs:,} pairs in {seconds:.1f} s ({self.rate:,.0f} pairs/s); {detail}", highlight=False
+            )
+
+
+class LinesProgress(Bar):
+    """Translating a stream: lines translated so far and the time, on a terminal only; it leaves
+    no line behind."""
+
+    def __init__(self, console) -> None:
+        if console is None or not console.is_terminal:
+            return
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            SpinnerColumn(), TextColumn("{task.completed} lines translated"), TimeElapsedColumn(), console=console, transient=True
+        )
+        self.task = self.progress.add_task("translate", total=None)
+
+    def update(self, lines: int) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=lines)

@@ -6,8 +6,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from xformer_cli.bundles.bundle import load_bundle, save_bundle
-from xformer_cli.errors import ModelLoadError
 from xformer_cli.decoding.translator import Translator
+from xformer_cli.errors import ModelLoadError
 
 SENTENCES = ["Ich habe Hunger.", "Tom ist hier.", "Wo ist der Bahnhof?"]
 

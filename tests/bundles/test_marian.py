@@ -22,17 +22,18 @@ import transformers
 from conftest import MIN_MARGIN, assert_one_line_error, reference_search
 from typer.testing import CliRunner
 
-from xformer_cli.bundles.bundle import load_bundle
-from xformer_cli.cli.app import app
-from xformer_cli.config import DecodeConfig, ModelConfig
 from xformer_cli.batching import pad_with_eos
-from xformer_cli.errors import ModelLoadError
+from xformer_cli.bundles.bundle import load_bundle
 from xformer_cli.bundles.marian import import_marian
-from xformer_cli.model.encoder import FeedForward
-from xformer_cli.model.positional import sinusoidal_table
-from xformer_cli.model.transformer import build_model
+from xformer_cli.cli.app import app
+from xformer_cli.config import DecodeConfig
 from xformer_cli.decoding.search import search
 from xformer_cli.decoding.translator import Translator
+from xformer_cli.errors import ModelLoadError
+from xformer_cli.model.config import ModelConfig
+from xformer_cli.model.layers import FeedForward
+from xformer_cli.model.positional import sinusoidal_table
+from xformer_cli.model.transformer import build_model
 
 CORPUS = Path(__file__).parents[2] / "models" / "corpus" / "tatoeba"
 SENTENCES = (CORPUS / "test.de").read_text(encoding="utf-8").splitlines()[:16]
@@ -55,10 +56,23 @@ def make_tiny_marian(out: Path, tie: bool = True) -> Path:
     (out / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
     size, pad = len(vocab), len(vocab) - 1
     config = transformers.MarianConfig(
-        vocab_size=size, decoder_vocab_size=size, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
-        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=128, pad_token_id=pad,
-        eos_token_id=0, decoder_start_token_id=pad, activation_function="swish", scale_embedding=True,
-        share_encoder_decoder_embeddings=True, tie_word_embeddings=tie,
+        vocab_size=size,
+        decoder_vocab_size=size,
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=128,
+        pad_token_id=pad,
+        eos_token_id=0,
+        decoder_start_token_id=pad,
+        activation_function="swish",
+        scale_embedding=True,
+        share_encoder_decoder_embeddings=True,
+        tie_word_embeddings=tie,
     )
     torch.manual_seed(0)
     model = transformers.MarianMTModel(config).eval()
@@ -69,8 +83,9 @@ def make_tiny_marian(out: Path, tie: bool = True) -> Path:
         model.final_logits_bias.normal_(0.0, 1.0)
         model.final_logits_bias[0, 0] += EOS_BIAS
     model.save_pretrained(out)
-    tokenizer = transformers.MarianTokenizer(str(out / "source.spm"), str(out / "target.spm"), str(out / "vocab.json"),
-                                             source_lang="de", target_lang="en")
+    tokenizer = transformers.MarianTokenizer(
+        str(out / "source.spm"), str(out / "target.spm"), str(out / "vocab.json"), source_lang="de", target_lang="en"
+    )
     tokenizer.save_pretrained(out)
     (out / "README.md").write_text("---\nlicense: cc-by-4.0\nlanguage: [de, en]\n---\n\n# tiny-marian\n\nA test model.\n", encoding="utf-8")
     return out
@@ -93,7 +108,14 @@ def reference(marian_dir):
 
 
 def test_the_bundle_holds_the_tokenizer_files_options_and_a_card_naming_the_original(imported_dir, marian_dir):
-    assert {p.name for p in imported_dir.iterdir()} >= {"config.json", "model.safetensors", "source.spm", "target.spm", "vocab.json", "README.md"}
+    assert {p.name for p in imported_dir.iterdir()} >= {
+        "config.json",
+        "model.safetensors",
+        "source.spm",
+        "target.spm",
+        "vocab.json",
+        "README.md",
+    }
     config = json.loads((imported_dir / "config.json").read_text())
     assert config["format_version"] == 2
     model = config["model"]
@@ -140,8 +162,15 @@ def test_greedy_and_beam_outputs_equal_generate_token_for_token(imported_dir, re
     bundle = load_bundle(imported_dir)
     model, pad = bundle.model, bundle.model.config.pad_id
     batch = hf_tokenizer(SENTENCES, return_tensors="pt", padding=True)
-    generated = hf_model.generate(**batch, num_beams=beams, do_sample=False, max_length=100, early_stopping=True, length_penalty=1.0,
-                                  bad_words_ids=[[pad], [bundle.tokenizer.unk_id]])
+    generated = hf_model.generate(
+        **batch,
+        num_beams=beams,
+        do_sample=False,
+        max_length=100,
+        early_stopping=True,
+        length_penalty=1.0,
+        bad_words_ids=[[pad], [bundle.tokenizer.unk_id]],
+    )
     config = DecodeConfig(beam_size=beams, max_len_a=0.0, max_len_b=99, length_penalty=1.0)
     ours = search(model, pad_with_eos(bundle.tokenizer.encode(SENTENCES), 0, pad), config)
     compared = []
@@ -153,7 +182,9 @@ def test_greedy_and_beam_outputs_equal_generate_token_for_token(imported_dir, re
             assert list(hyps[0].tokens) + [0] == theirs
             compared.append(len(theirs))
     assert len(compared) >= 12 and max(compared) >= 4  # most sentences, and not only empty outputs
-    texts = Translator(bundle).translate(SENTENCES, beam_size=beams, max_len_a=0.0, max_len_b=99, split_sentences=False, protect_spans=False)
+    texts = Translator(bundle).translate(
+        SENTENCES, beam_size=beams, max_len_a=0.0, max_len_b=99, split_sentences=False, protect_spans=False
+    )
     decoded = hf_tokenizer.batch_decode(generated, skip_special_tokens=True)
     assert sum(a == b for a, b in zip(texts, decoded)) >= len(compared)
 
@@ -213,8 +244,14 @@ def edit(marian_dir: Path, tmp_path: Path, config: dict | None = None, weights=N
         (dict(files={"target_vocab.json": "{}"}), "separate source and target vocabularies"),
         (dict(config={"activation_function": "tanh"}), "activation_function 'tanh'"),
         (dict(weights=lambda t: t.pop("model.encoder.layers.1.fc2.bias")), "'encoder.layers.1.ffn.fc2.bias' is missing"),
-        (dict(weights=lambda t: t.update({"model.encoder.layers.0.fc1.weight": torch.zeros(3, 3)})), "'encoder.layers.0.ffn.fc1.weight' has shape (3, 3)"),
-        (dict(weights=lambda t: t.update({"model.encoder.layernorm_embedding.weight": torch.zeros(32)})), "unexpected tensor 'encoder.layernorm_embedding.weight'"),
+        (
+            dict(weights=lambda t: t.update({"model.encoder.layers.0.fc1.weight": torch.zeros(3, 3)})),
+            "'encoder.layers.0.ffn.fc1.weight' has shape (3, 3)",
+        ),
+        (
+            dict(weights=lambda t: t.update({"model.encoder.layernorm_embedding.weight": torch.zeros(32)})),
+            "unexpected tensor 'encoder.layernorm_embedding.weight'",
+        ),
         (dict(files={"config.json": "{"}), "corrupt config.json"),
         (dict(files={"vocab.json": "[1, 2]"}), "corrupt vocab.json"),
     ],
@@ -256,8 +293,21 @@ def test_fine_tuning_an_imported_bundle_runs_and_resumes(imported_dir, tmp_path)
     corpus = {side: (CORPUS / f"valid.{side}").read_text(encoding="utf-8").splitlines()[300:340] for side in ("de", "en")}
     for side, lines in corpus.items():
         (tmp_path / f"train.{side}").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    args = ["train", "--init-from", str(imported_dir), "--src", str(tmp_path / "train.de"), "--tgt", str(tmp_path / "train.en"),
-            "--batch-tokens", "200", "--valid-every", "0", "--save-every", "2"]
+    args = [
+        "train",
+        "--init-from",
+        str(imported_dir),
+        "--src",
+        str(tmp_path / "train.de"),
+        "--tgt",
+        str(tmp_path / "train.en"),
+        "--batch-tokens",
+        "200",
+        "--valid-every",
+        "0",
+        "--save-every",
+        "2",
+    ]
     first = CliRunner().invoke(app, [*args, "--max-steps", "2", "--out", str(tmp_path / "run")])
     assert first.exit_code == 0, first.output
     assert {p.name for p in (tmp_path / "run").iterdir()} >= {"source.spm", "target.spm", "vocab.json"}
@@ -284,11 +334,13 @@ def test_halves_positions_are_transformers_marian_table():
         assert torch.equal(interleaved[:, 0::2], sinusoidal_table(50, d_model, "halves")[:, : d_model // 2])
 
 
-@pytest.mark.parametrize("activation, reference", [("relu", torch.relu), ("silu", lambda x: x * torch.sigmoid(x)),
-                                                   ("gelu", lambda x: 0.5 * x * (1 + torch.erf(x / 2**0.5)))])
+@pytest.mark.parametrize(
+    "activation, reference",
+    [("relu", torch.relu), ("silu", lambda x: x * torch.sigmoid(x)), ("gelu", lambda x: 0.5 * x * (1 + torch.erf(x / 2**0.5)))],
+)
 def test_feed_forward_activation_against_its_formula(activation, reference):
     torch.manual_seed(0)
-    ffn = FeedForward(8, 16, 0.0, activation)
+    ffn = FeedForward(ModelConfig(d_model=8, h=2, d_ff=16, activation=activation))
     x = torch.randn(2, 3, 8)
     assert torch.allclose(ffn(x), ffn.fc2(reference(ffn.fc1(x))), atol=1e-6)
 
@@ -309,7 +361,9 @@ def test_the_attention_plot_cuts_the_translation_with_the_target_model(imported_
     from xformer_cli.decoding.unix_filter import draw_attention
 
     drawn = {}
-    monkeypatch.setattr(attention_plot, "plot_attention", lambda weights, src, tgt, path: drawn.update(src=src, tgt=tgt, shape=tuple(weights.shape)))
+    monkeypatch.setattr(
+        attention_plot, "plot_attention", lambda weights, src, tgt, path: drawn.update(src=src, tgt=tgt, shape=tuple(weights.shape))
+    )
     translator = Translator(load_bundle(imported_dir))
     tokenizer = translator.tokenizer
     assert tokenizer.encode(["the station"]) != tokenizer.encode_target(["the station"])  # the two models cut differently

@@ -9,13 +9,12 @@ import time
 from dataclasses import replace
 
 import pytest
+from conftest import MIN_MARGIN, assert_one_line_error, reference_search
 from typer.testing import CliRunner
 
 from xformer_cli import __version__
 from xformer_cli.cli.app import app
 from xformer_cli.devices import resolve_device
-
-from conftest import MIN_MARGIN, assert_one_line_error, reference_search
 
 runner = CliRunner()
 
@@ -93,8 +92,12 @@ def test_workers_translate_batches_at_once_without_changing_output(trained_bundl
     assert two.exit_code == 0, two.output
     assert two.stdout == one.stdout and len(two.stdout.splitlines()) == 15
     assert "2 workers x 1 thread(s) in processes" in two.stderr
-    assert_one_line_error(run("translate", "-m", trained_bundle_dir, "--workers", "0", "--threads", "2", input=text), "workers must be at least 1")
-    assert_one_line_error(run("translate", "-m", trained_bundle_dir, "--workers", "0", "--stream", input=text), "workers must be at least 1")
+    assert_one_line_error(
+        run("translate", "-m", trained_bundle_dir, "--workers", "0", "--threads", "2", input=text), "workers must be at least 1"
+    )
+    assert_one_line_error(
+        run("translate", "-m", trained_bundle_dir, "--workers", "0", "--stream", input=text), "workers must be at least 1"
+    )
     nbest = ["--beam-size", "3", "--n-best", "3", "--scores", "--batch-size", "1", "--device", "cpu"]  # worker processes: the CPU's
     two_nbest = run("translate", "-m", trained_bundle_dir, *nbest, "--workers", "2", input=text)
     assert two_nbest.exit_code == 0 and two_nbest.stdout == run("translate", "-m", trained_bundle_dir, *nbest, input=text).stdout
@@ -137,8 +140,28 @@ def test_ctrl_c_ends_the_worker_processes_quickly_with_status_130(trained_bundle
     ends them and exits with 130 and one line, no traceback from anyone, no process left."""
     source = tmp_path / "in.de"
     source.write_text("Ich habe Hunger. Tom ist hier.\nWo ist der Bahnhof?\n" * 5000)
-    command = [sys.executable, "-m", "xformer_cli", "translate", "-m", str(trained_bundle_dir), "-i", str(source), "-o", str(tmp_path / "out.en"),
-               "--beam-size", "5", "--batch-size", "1", "--workers", "2", "--threads", "2", "--device", "cpu"]
+    command = [
+        sys.executable,
+        "-m",
+        "xformer_cli",
+        "translate",
+        "-m",
+        str(trained_bundle_dir),
+        "-i",
+        str(source),
+        "-o",
+        str(tmp_path / "out.en"),
+        "--beam-size",
+        "5",
+        "--batch-size",
+        "1",
+        "--workers",
+        "2",
+        "--threads",
+        "2",
+        "--device",
+        "cpu",
+    ]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, start_new_session=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     try:
         started = time.monotonic()
@@ -240,7 +263,10 @@ def test_as_a_real_process_stdout_has_only_translations(trained_bundle_dir):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(
         [sys.executable, "-m", "xformer_cli", "translate", "-m", str(trained_bundle_dir), "-b", "2"],
-        input="Ich habe Hunger.\nTom ist hier.\n".encode(), capture_output=True, env=env, timeout=120,
+        input="Ich habe Hunger.\nTom ist hier.\n".encode(),
+        capture_output=True,
+        env=env,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.decode().splitlines()) == 2
@@ -251,7 +277,18 @@ def test_as_a_real_process_stdout_has_only_translations(trained_bundle_dir):
 
 def test_attention_plot_and_int8(trained_bundle_dir, tmp_path):
     plot = tmp_path / "attention.png"
-    result = run("translate", "-m", trained_bundle_dir, "--attention-plot", plot, "--quantize", "int8", "--device", "cpu", input="Ich habe Hunger.\nTom ist hier.\n")
+    result = run(
+        "translate",
+        "-m",
+        trained_bundle_dir,
+        "--attention-plot",
+        plot,
+        "--quantize",
+        "int8",
+        "--device",
+        "cpu",
+        input="Ich habe Hunger.\nTom ist hier.\n",
+    )
     assert result.exit_code == 0, result.output
     assert len(result.stdout.splitlines()) == 2 and "int8" in result.stderr
     assert plot.read_bytes()[:4] == b"\x89PNG"
@@ -260,8 +297,8 @@ def test_attention_plot_and_int8(trained_bundle_dir, tmp_path):
 def test_cross_attention_rows_are_distributions(trained_bundle_dir):
     import torch
 
-    from xformer_cli.decoding.attention_plot import cross_attention
     from xformer_cli.bundles.bundle import load_bundle
+    from xformer_cli.decoding.attention_plot import cross_attention
 
     bundle = load_bundle(trained_bundle_dir)
     src, tgt = bundle.tokenizer.encode(["Ich habe Hunger.", "I'm hungry."])
@@ -299,7 +336,9 @@ def test_translate_samples_one_seeded_line_per_line(trained_bundle_dir):
     """--sample draws the same lines for the same seed, other lines for another seed, one per
     input line; top-k 1 is greedy (the same loop on the same batches, so equal on any weights)."""
     text = "Ich habe Hunger.\nTom ist hier.\n\nDas ist gut.\n"
-    first, again, other = (run("translate", "-m", trained_bundle_dir, "--sample", "--sample-topk", "10", "--seed", seed, input=text) for seed in (17, 17, 18))
+    first, again, other = (
+        run("translate", "-m", trained_bundle_dir, "--sample", "--sample-topk", "10", "--seed", seed, input=text) for seed in (17, 17, 18)
+    )
     assert first.exit_code == 0, first.output
     assert "sampling (top-k 10, temperature 1, seed 17)" in first.stderr
     assert first.stdout == again.stdout and len(first.stdout.split("\n")) == 5 and first.stdout.split("\n")[2] == ""

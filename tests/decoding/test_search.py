@@ -13,15 +13,14 @@ import os
 
 import pytest
 import torch
+from conftest import MIN_MARGIN, SCORE_TOL, reference_sample, reference_search, step_margin
 
+from xformer_cli.batching import pad
 from xformer_cli.bundles.bundle import load_bundle
 from xformer_cli.config import DecodeConfig
-from xformer_cli.batching import pad
-from xformer_cli.errors import ConfigError
 from xformer_cli.decoding.search import beam_search, greedy_search, inverse_cdf, sample_search, sampling_weights, search
 from xformer_cli.decoding.translator import Translator
-
-from conftest import MIN_MARGIN, SCORE_TOL, reference_sample, reference_search, step_margin
+from xformer_cli.errors import ConfigError
 
 # Sentences on which the stored model decides clearly at beams 1, 3 and 4 (smallest margin 0.0012,
 # for "Wo ist der Bahnhof?" at beam 4). "Komm!" was dropped: at beam 3 two of its candidates lie
@@ -134,7 +133,15 @@ def children() -> set[int]:
     return {process.pid for process in multiprocessing.active_children()}
 
 
-@pytest.mark.parametrize("options", [dict(beam_size=1), dict(beam_size=4, n_best=4), dict(beam_size=3, n_best=2, length_penalty=0.0), dict(sample=True, sample_topk=10, seed=18)])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(beam_size=1),
+        dict(beam_size=4, n_best=4),
+        dict(beam_size=3, n_best=2, length_penalty=0.0),
+        dict(sample=True, sample_topk=10, seed=18),
+    ],
+)
 def test_worker_processes_give_exactly_what_one_worker_gives(trained_bundle_dir, options):
     """Two worker processes (forked, one thread each, like the parent here) search the same
     batches with the same kernels as one worker: the same hypotheses to the bit (ids, scores,
@@ -179,8 +186,8 @@ def test_an_error_in_a_worker_process_is_raised_as_it_was_and_the_next_call_work
     message, the child's traceback as its cause); the processes are closed, and the next search
     starts new ones."""
     from xformer_cli.decoding import translator as translator_module
-    from xformer_cli.errors import DataError
     from xformer_cli.decoding.workers import RemoteTraceback
+    from xformer_cli.errors import DataError
 
     translator, before = Translator(load_bundle(trained_bundle_dir), "cpu", workers=2), children()
     poison = translator.tokenizer.encode(["Danke!"])[0]
@@ -213,7 +220,9 @@ def test_without_fork_or_on_a_gpu_workers_are_threads(trained_bundle_dir, monkey
     translator.device = torch.device("cpu")
     monkeypatch.setattr(translator_module, "processes_available", lambda: False)
     assert translator.worker_kind == "threads"
-    assert translator.translate(SENTENCES, beam_size=4, batch_size=1) == Translator(load_bundle(trained_bundle_dir), "cpu").translate(SENTENCES, beam_size=4)
+    assert translator.translate(SENTENCES, beam_size=4, batch_size=1) == Translator(load_bundle(trained_bundle_dir), "cpu").translate(
+        SENTENCES, beam_size=4
+    )
     assert worker_pids(translator) == set() and children() == before
 
 
@@ -278,6 +287,7 @@ def test_fast_paths_decode_like_the_plain_model(trained_bundle_dir, reference, b
 
 def favouring(model, token: int, boost: float = 100.0):
     """The model's output projection with `token`'s logit raised by `boost`: it wins every step."""
+
     def project(hidden):
         logits = model.project(hidden)
         logits[:, token] += boost

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from xformer_cli.errors import DataError, WorkerError
 from xformer_cli.decoding.workers import RemoteTraceback, WorkerPool, ending
+from xformer_cli.errors import DataError, WorkerError
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="worker processes are forked: Linux only")
 
@@ -128,7 +128,9 @@ def test_children_forked_after_the_parent_ran_torch_on_two_threads_run_on_two_th
         print("ok")
         """
     )
-    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         out, err = process.communicate(timeout=120)
     finally:

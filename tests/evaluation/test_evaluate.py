@@ -3,12 +3,11 @@ import subprocess
 import sys
 
 import pytest
+from conftest import FIXTURES, assert_one_line_error
 from typer.testing import CliRunner
 
 from xformer_cli.cli.app import app
-from xformer_cli.evaluation.metrics import STANDARD_TESTSETS, available_testsets
-
-from conftest import FIXTURES, assert_one_line_error
+from xformer_cli.evaluation.test_sets import STANDARD_TESTSETS, available_testsets
 
 runner = CliRunner()
 HYP, REF, REF2 = FIXTURES / "hyp.en", FIXTURES / "ref.en", FIXTURES / "ref2.en"
@@ -16,8 +15,12 @@ HYP, REF, REF2 = FIXTURES / "hyp.en", FIXTURES / "ref.en", FIXTURES / "ref2.en"
 
 def sacrebleu_cli(*refs, metric):
     """What the `sacrebleu` command prints, with 4 decimals."""
-    done = subprocess.run([sys.executable, "-m", "sacrebleu", *map(str, refs), "-i", str(HYP), "-m", metric, "-w", "4"],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "sacrebleu", *map(str, refs), "-i", str(HYP), "-m", metric, "-w", "4"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(done.stdout)
 
 

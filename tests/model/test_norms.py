@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from xformer_cli.config import ModelConfig
 from xformer_cli.model import build_model
+from xformer_cli.model.config import ModelConfig
 from xformer_cli.model.norms import Derf, DyT, make_norm
 
 
@@ -39,8 +39,18 @@ def copy_batch(size: int, generator: torch.Generator) -> tuple[torch.Tensor, tor
 
 def copy_model(norm: str, position: str) -> torch.nn.Module:
     torch.manual_seed(0)
-    config = ModelConfig(vocab_size=VOCAB, d_model=32, h=2, d_ff=64, n_encoder_layers=1, n_decoder_layers=1, dropout=0.0,
-                         max_len=16, norm=norm, norm_position=position)
+    config = ModelConfig(
+        vocab_size=VOCAB,
+        d_model=32,
+        h=2,
+        d_ff=64,
+        n_encoder_layers=1,
+        n_decoder_layers=1,
+        dropout=0.0,
+        max_len=16,
+        norm=norm,
+        norm_position=position,
+    )
     return build_model(config)
 
 

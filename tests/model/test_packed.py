@@ -2,8 +2,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from xformer_cli.model.packed import PackedLinear, output_projection, packable
 from xformer_cli.decoding.translator import Translator
+from xformer_cli.model.packed import PackedLinear, output_projection, packable
 
 
 @pytest.fixture

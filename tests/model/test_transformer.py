@@ -5,9 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from xformer_cli.config import ModelConfig, preset
 from xformer_cli.errors import ConfigError
 from xformer_cli.model import build_model
+from xformer_cli.model.config import ModelConfig, preset
 from xformer_cli.model.transformer import count_parameters
 
 SRC = Path(__file__).parents[2] / "src"
@@ -59,8 +59,14 @@ def test_post_norm_model_matches_torch_nn_transformer(fused):
     model = build_model(config).double().eval()
     model.set_fused_attention(fused)
     ref = nn.Transformer(
-        d_model=16, nhead=4, num_encoder_layers=2, num_decoder_layers=2, dim_feedforward=32, dropout=0.0,
-        batch_first=True, dtype=torch.float64,
+        d_model=16,
+        nhead=4,
+        num_encoder_layers=2,
+        num_decoder_layers=2,
+        dim_feedforward=32,
+        dropout=0.0,
+        batch_first=True,
+        dtype=torch.float64,
     ).eval()
     ref.encoder.norm = None  # the paper's post-norm stack has no final norm
     ref.decoder.norm = None
@@ -139,5 +145,7 @@ def test_embeddings_are_scaled_by_sqrt_d_model():
 
 
 def test_the_model_does_not_use_torch_transformer_modules():
-    found = subprocess.run(["grep", "-rn", r"nn.Transformer\b\|nn.MultiheadAttention\|nn.TransformerEncoderLayer", str(SRC)], capture_output=True, text=True)
+    found = subprocess.run(
+        ["grep", "-rn", r"nn.Transformer\b\|nn.MultiheadAttention\|nn.TransformerEncoderLayer", str(SRC)], capture_output=True, text=True
+    )
     assert found.stdout == ""

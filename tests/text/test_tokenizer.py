@@ -45,7 +45,6 @@ def test_an_older_tokenizer_has_no_tag_piece(trained_bundle_dir):
     assert old.encode([TAG_PIECE]) == old.encode(["<bt>"]) and old.sp.PieceToId(TAG_PIECE) == UNK_ID
 
 
-
 def corpus_lines(tiny_corpus) -> list[str]:
     return [line for path in tiny_corpus for line in path.read_text(encoding="utf-8").splitlines()]
 
@@ -103,7 +102,7 @@ def test_bpe_dropout_draws_as_sentencepieces_own_sampler_does(tokenizer, tiny_co
     plain = tokenizer.encode(lines)
     ours = tokenizer.sample_encode(lines, 0.1, seed=5)
     theirs = tokenizer.sp.Encode(lines, enable_sampling=True, alpha=0.1, nbest_size=-1, num_threads=1)  # not reproducible across processes
-    for a, b in ((ours, theirs), (theirs, ours)):
+    for a, _ in ((ours, theirs), (theirs, ours)):
         assert tokenizer.decode(a[:800]) == tokenizer.decode(plain[:800])
     # 16,000 sentences: the standard errors are about 0.01 pieces and 0.004 of the share; a wrong draw moves either far more.
     assert abs(np.mean([len(x) for x in ours]) - np.mean([len(x) for x in theirs])) < 0.1

@@ -19,14 +19,16 @@ import torch.distributed as dist
 from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
 from torch.nn.parallel import DistributedDataParallel
 
-from xformer_cli.config import TrainConfig, preset
-from xformer_cli.text.tokenizer import Tokenizer
-from xformer_cli.batching import collate, read_lines
+from xformer_cli.batching import collate
+from xformer_cli.config import TrainConfig
 from xformer_cli.model import build_model
-from xformer_cli.training.run_folder import RunFolder
+from xformer_cli.model.config import preset
+from xformer_cli.text.files import read_lines
+from xformer_cli.text.tokenizer import Tokenizer
 from xformer_cli.training.distributed import Distributed
-from xformer_cli.training.trainer import backward_accumulated
 from xformer_cli.training.run_data import prepare_tokenizer, prepare_training_data
+from xformer_cli.training.run_folder import RunFolder
+from xformer_cli.training.trainer import backward_accumulated
 
 SPM_SAMPLE, SEED, VOCAB = 300, 5, 400  # 300 of the corpus's 800 sentences: SentencePiece gets a sample
 
@@ -78,19 +80,21 @@ def main(src_path: str, tgt_path: str, out: str) -> None:
     cfg = TrainConfig(src=src_path, tgt=tgt_path, spm_sample=SPM_SAMPLE, seed=SEED, cache_dir=str(Path(out) / "cache"))
     data = prepare_training_data(cfg, run, d, preset("tiny", vocab_size=VOCAB), lambda _: None)
     batches = data.epoch_batches(300, SEED, 0, d)
-    report = json.dumps({
-        "rank": d.rank,
-        "trained_tokenizer": bool(trained),
-        "tokenizer_sha": hashlib.sha256(tokenizer.model_proto).hexdigest(),
-        "grad_diff": grad_diff,
-        "grad_size": grad_size,
-        "reductions_two_micro_batches": reductions_two_micro,
-        "reductions_one_micro_batch": len(reductions),
-        "cache": [str(corpus.folder) for corpus in data.corpora],
-        "tokens_sha": hashlib.sha256(data.corpora[0].src_tokens.tobytes() + data.corpora[0].tgt_tokens.tobytes()).hexdigest(),
-        "sentences_encoded": sum(encoded),
-        "batches": [batches[k].tolist() for k in range(len(batches))],
-    })
+    report = json.dumps(
+        {
+            "rank": d.rank,
+            "trained_tokenizer": bool(trained),
+            "tokenizer_sha": hashlib.sha256(tokenizer.model_proto).hexdigest(),
+            "grad_diff": grad_diff,
+            "grad_size": grad_size,
+            "reductions_two_micro_batches": reductions_two_micro,
+            "reductions_one_micro_batch": len(reductions),
+            "cache": [str(corpus.folder) for corpus in data.corpora],
+            "tokens_sha": hashlib.sha256(data.corpora[0].src_tokens.tobytes() + data.corpora[0].tgt_tokens.tobytes()).hexdigest(),
+            "sentences_encoded": sum(encoded),
+            "batches": [batches[k].tolist() for k in range(len(batches))],
+        }
+    )
     (Path(out) / f"rank{d.rank}.json").write_text(report, encoding="utf-8")  # a file each: printed lines of two processes can interleave
     dist.destroy_process_group()
 

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from xformer_cli.errors import DataError
+from xformer_cli.text.files import read_parallel
+from xformer_cli.text.tokenizer import Tokenizer, train_tokenizer
 from xformer_cli.training import corpus_cache
 from xformer_cli.training.corpus_cache import Sampling, cached_corpus, content_key, corpus_key, entry_folder, file_digest, remove_entry
-from xformer_cli.batching import filter_pairs, read_parallel
-from xformer_cli.errors import DataError
-from xformer_cli.text.tokenizer import Tokenizer, train_tokenizer
+from xformer_cli.training.filtering import filter_pairs
 
 MAX_TOKENS, MAX_RATIO = 12, 3.0  # small enough that the tiny corpus loses some pairs to the filter
 
@@ -34,9 +35,22 @@ def encodes(monkeypatch) -> list[int]:
 
 
 def encode(root, src, tgt, tokenizer, logs=None, console=None, tag=None, sampling=None):
-    log = (logs.append if logs is not None else lambda _: None)
-    return cached_corpus(root, "tiny", str(src), str(tgt), (file_digest(src), file_digest(tgt)), tokenizer, MAX_TOKENS, MAX_RATIO, 2, log, console, tag,
-                         sampling)
+    log = logs.append if logs is not None else lambda _: None
+    return cached_corpus(
+        root,
+        "tiny",
+        str(src),
+        str(tgt),
+        (file_digest(src), file_digest(tgt)),
+        tokenizer,
+        MAX_TOKENS,
+        MAX_RATIO,
+        2,
+        log,
+        console,
+        tag,
+        sampling,
+    )
 
 
 def entries(root):
@@ -200,7 +214,12 @@ def test_plain_and_tagged_entries_keep_the_keys_of_earlier_versions(tiny_corpus,
 
 
 def decoded_pairs(corpus, tokenizer) -> list[tuple[str, str]]:
-    return list(zip(tokenizer.decode([corpus.pair(i)[0] for i in range(len(corpus))]), tokenizer.decode([corpus.pair(i)[1] for i in range(len(corpus))])))
+    return list(
+        zip(
+            tokenizer.decode([corpus.pair(i)[0] for i in range(len(corpus))]),
+            tokenizer.decode([corpus.pair(i)[1] for i in range(len(corpus))]),
+        )
+    )
 
 
 def test_a_sampled_segmentation_has_an_entry_of_its_own_that_its_seed_repeats(tiny_corpus, tokenizer, tmp_path, monkeypatch):
@@ -209,7 +228,10 @@ def test_a_sampled_segmentation_has_an_entry_of_its_own_that_its_seed_repeats(ti
     plain = encode(tmp_path / "cache", src, tgt, tokenizer)
     logs = []
     sampled = encode(tmp_path / "cache", src, tgt, tokenizer, logs, sampling=Sampling(0.1, 7))
-    assert sampled.folder != plain.folder and json.loads((sampled.folder / "meta.json").read_text())["sampling"] == {"alpha": 0.1, "seed": 7}
+    assert sampled.folder != plain.folder and json.loads((sampled.folder / "meta.json").read_text())["sampling"] == {
+        "alpha": 0.1,
+        "seed": 7,
+    }
     assert not np.array_equal(sampled.src_lengths[:50], plain.src_lengths[:50])
     # Filtered as it came out: longer segmentations, so more pairs over MAX_TOKENS than in the plain one.
     assert max(sampled.src_lengths.max(), sampled.tgt_lengths.max()) <= MAX_TOKENS
@@ -235,8 +257,21 @@ def test_every_chunk_of_a_sampled_segmentation_draws_with_a_seed_of_its_own(tiny
     src, tgt = read_parallel(*tiny_corpus)
     (tmp_path / "twice.de").write_text("\n".join(src[:50] * 2) + "\n", encoding="utf-8")  # two chunks of the same text
     (tmp_path / "twice.en").write_text("\n".join(tgt[:50] * 2) + "\n", encoding="utf-8")
-    corpus = cached_corpus(tmp_path, "twice", str(tmp_path / "twice.de"), str(tmp_path / "twice.en"), ("a", "b"), tokenizer, 200, 10.0, 2,
-                           lambda _: None, None, None, Sampling(0.1, 7))
+    corpus = cached_corpus(
+        tmp_path,
+        "twice",
+        str(tmp_path / "twice.de"),
+        str(tmp_path / "twice.en"),
+        ("a", "b"),
+        tokenizer,
+        200,
+        10.0,
+        2,
+        lambda _: None,
+        None,
+        None,
+        Sampling(0.1, 7),
+    )
     assert len(corpus) == 100
     first, second = ([corpus.pair(i)[0].tolist() for i in rows] for rows in (range(50), range(50, 100)))
     assert first != second and tokenizer.decode(first) == tokenizer.decode(second)
@@ -262,8 +297,21 @@ def test_worker_processes_sample_the_ids_one_process_does(tiny_corpus, tokenizer
     made = {}
     for threads in (1, 2):
         here.clear()
-        made[threads] = cached_corpus(tmp_path / str(threads), "tiny", str(src), str(tgt), (file_digest(src), file_digest(tgt)), tokenizer,
-                                      MAX_TOKENS, MAX_RATIO, threads, lambda _: None, None, None, Sampling(0.1, 7))
+        made[threads] = cached_corpus(
+            tmp_path / str(threads),
+            "tiny",
+            str(src),
+            str(tgt),
+            (file_digest(src), file_digest(tgt)),
+            tokenizer,
+            MAX_TOKENS,
+            MAX_RATIO,
+            threads,
+            lambda _: None,
+            None,
+            None,
+            Sampling(0.1, 7),
+        )
         assert here == ([] if threads == 2 else list(range(8)))
     assert made[1].key == made[2].key
     for name in ("src_tokens", "tgt_tokens", "src_offsets", "tgt_offsets", "src_lengths"):

@@ -6,11 +6,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xformer_cli.config import CorpusConfig, TrainConfig, apply_flags, load_recipe, preset
-from xformer_cli.training.distributed import Distributed
+from xformer_cli.config import CorpusConfig, TrainConfig
 from xformer_cli.errors import ConfigError
-from xformer_cli.training.run_folder import RunFolder
+from xformer_cli.model.config import preset
+from xformer_cli.recipe import apply_flags, load_recipe
+from xformer_cli.training.distributed import Distributed
 from xformer_cli.training.run_data import epoch_pairs, prepare_training_data
+from xformer_cli.training.run_folder import RunFolder
 
 
 def test_an_epoch_takes_round_weight_times_pairs_of_each_corpus():
@@ -91,7 +93,7 @@ def test_the_sources_of_a_tagged_corpus_start_with_the_tag_in_every_batch(two_co
         batch = data.batch(ids, config)
         for pair, row in zip(ids.tolist(), batch.src.tolist()):
             if pair < n_big:
-                assert row[:row.index(config.eos_id)] == [tag, *untagged.corpora[0].pair(pair)[0].tolist()]
+                assert row[: row.index(config.eos_id)] == [tag, *untagged.corpora[0].pair(pair)[0].tolist()]
             else:
                 assert tag not in row
         assert tag not in batch.tgt_in.flatten().tolist() and tag not in batch.tgt_out.flatten().tolist()
@@ -140,8 +142,13 @@ def test_the_tokenizer_trained_on_a_corpus_is_kept_for_the_next_run(tiny_corpus,
     assert protos[0] == protos[1]
     run = RunFolder(tmp_path / "three", main=True)
     logs = []
-    prepare_training_data(TrainConfig(src=str(src), tgt=str(tgt), cache_dir=str(tmp_path / "cache"), spm_sample=500, seed=3), run,
-                          Distributed(), preset("tiny", vocab_size=400), logs.append)
+    prepare_training_data(
+        TrainConfig(src=str(src), tgt=str(tgt), cache_dir=str(tmp_path / "cache"), spm_sample=500, seed=3),
+        run,
+        Distributed(),
+        preset("tiny", vocab_size=400),
+        logs.append,
+    )
     assert any("trained a 400-piece" in line for line in logs)  # another seed, another sample: trained anew
 
 
@@ -209,7 +216,9 @@ def test_each_epoch_samples_its_own_segmentation_of_the_same_text_and_repeats_it
     assert data.sampled
     plain = epoch_ids(data)
     one = data.for_epoch(0, Distributed(), logs.append)
-    assert logs[-1].startswith("epoch 1: sampled segmentation (subword_alpha 0.1), encoded in ") and "pieces per sentence (plain " in logs[-1]
+    assert (
+        logs[-1].startswith("epoch 1: sampled segmentation (subword_alpha 0.1), encoded in ") and "pieces per sentence (plain " in logs[-1]
+    )
     two = data.for_epoch(1, Distributed(), logs.append)
     assert not any(c.folder.exists() for c in one.corpora)  # epoch 1's entries went as epoch 2 started
     first, second = epoch_ids(one), epoch_ids(two)
@@ -227,7 +236,7 @@ def test_each_epoch_samples_its_own_segmentation_of_the_same_text_and_repeats_it
         ids = batches[k]
         assert len(ids) * int(max((two.src_lens[ids] + 1).max(), (two.tgt_lens[ids] + 1).max())) <= 300  # the budget, by epoch 2's lengths
         row = two.batch(ids, config).src[0].tolist()
-        assert row[:row.index(config.eos_id)] == second[ids[0]][0]
+        assert row[: row.index(config.eos_id)] == second[ids[0]][0]
     # Asked again (a resumed run), epoch 2 is found in the cache; made again elsewhere, it is the same.
     assert epoch_ids(data.for_epoch(1, Distributed(), logs.append)) == second and "found in the cache" in logs[-1]
     again, _ = prepare(tmp_path / "fresh", two_corpora, tokenizer, subword_alpha=0.1, seed=3)
@@ -243,21 +252,42 @@ def test_a_fresh_process_samples_the_same_segmentation(tiny_corpus, tokenizer, t
     tokenizer.save(tmp_path / "spm.model")
     script = (
         "import hashlib, sys\n"
-        "from xformer_cli.config import TrainConfig, preset\n"
+        "from xformer_cli.config import TrainConfig\n"
+        "from xformer_cli.model.config import preset\n"
         "from xformer_cli.training.distributed import Distributed\n"
         "from xformer_cli.training.run_folder import RunFolder\n"
         "from xformer_cli.training.run_data import prepare_training_data\n"
         "src, tgt, spm, cache, run = sys.argv[1:]\n"
         "cfg = TrainConfig(src=src, tgt=tgt, spm_model=spm, cache_dir=cache, subword_alpha=0.1, seed=3)\n"
-        "data = prepare_training_data(cfg, RunFolder(__import__('pathlib').Path(run), True), Distributed(), preset('tiny', vocab_size=400), lambda _: None)\n"
+        "run_folder = RunFolder(__import__('pathlib').Path(run), True)\n"
+        "data = prepare_training_data(cfg, run_folder, Distributed(), preset('tiny', vocab_size=400), "
+        "lambda _: None)\n"
         "c = data.for_epoch(1, Distributed(), lambda _: None).corpora[0]\n"
         "print(hashlib.sha256(c.src_tokens.tobytes() + c.tgt_tokens.tobytes()).hexdigest())\n"
     )
-    done = subprocess.run([sys.executable, "-c", script, *map(str, tiny_corpus), str(tmp_path / "spm.model"), str(tmp_path / "cache-a"), str(tmp_path / "run-a")],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            *map(str, tiny_corpus),
+            str(tmp_path / "spm.model"),
+            str(tmp_path / "cache-a"),
+            str(tmp_path / "run-a"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
-    cfg = TrainConfig(src=str(tiny_corpus[0]), tgt=str(tiny_corpus[1]), spm_model=str(tmp_path / "spm.model"), cache_dir=str(tmp_path / "cache-b"),
-                      subword_alpha=0.1, seed=3)
+    cfg = TrainConfig(
+        src=str(tiny_corpus[0]),
+        tgt=str(tiny_corpus[1]),
+        spm_model=str(tmp_path / "spm.model"),
+        cache_dir=str(tmp_path / "cache-b"),
+        subword_alpha=0.1,
+        seed=3,
+    )
     run = RunFolder(tmp_path / "run-b", main=True)
     data = prepare_training_data(cfg, run, Distributed(), preset("tiny", vocab_size=400), lambda _: None)
     run.release()
@@ -287,7 +317,9 @@ def test_an_epoch_whose_sampled_segmentation_leaves_no_pair_is_a_run_error(two_c
     from xformer_cli.errors import RunError
 
     data, _ = prepare(tmp_path, two_corpora, tokenizer, subword_alpha=0.1)
-    monkeypatch.setattr(data.tokenizer, "sample_encode", lambda texts, alpha, seed, threads=1: [[7] * 300 for _ in texts])  # every source over-long
+    monkeypatch.setattr(
+        data.tokenizer, "sample_encode", lambda texts, alpha, seed, threads=1: [[7] * 300 for _ in texts]
+    )  # every source over-long
     with pytest.raises(RunError, match="no training pairs left after filtering epoch 2's sampled segmentation"):
         data.for_epoch(1, Distributed(), lambda _: None)
 
@@ -297,8 +329,11 @@ def test_subword_sampling_with_a_tokenizer_that_cannot_sample_is_refused_before_
 
     lines = [line for path in tiny_corpus for line in path.read_text(encoding="utf-8").splitlines()]
     unigram = train_tokenizer(lines, 500, model_type="unigram")
-    with pytest.raises(ConfigError, match="subword_alpha 0.1 samples BPE-dropout segmentations of one joint BPE SentencePiece model, "
-                                          "as xformer trains; the tokenizer of this run folder is a unigram model: set subword_alpha = 0"):
+    with pytest.raises(
+        ConfigError,
+        match="subword_alpha 0.1 samples BPE-dropout segmentations of one joint BPE SentencePiece model, "
+        "as xformer trains; the tokenizer of this run folder is a unigram model: set subword_alpha = 0",
+    ):
         prepare(tmp_path, two_corpora, unigram, subword_alpha=0.1)
     assert not (tmp_path / "cache" / "corpora").exists()
     data, _ = prepare(tmp_path, two_corpora, unigram)  # without sampling it trains as before

@@ -10,19 +10,19 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import assert_one_line_error
 from typer.testing import CliRunner
 
+from xformer_cli.batching import collate
 from xformer_cli.bundles.bundle import load_bundle, with_tag_piece
-from xformer_cli.training.checkpoint import atomic_write, average_states
 from xformer_cli.cli.app import app
-from xformer_cli.config import preset
-from xformer_cli.batching import collate, read_lines
 from xformer_cli.model import build_model
+from xformer_cli.model.config import preset
+from xformer_cli.text.files import read_lines
 from xformer_cli.text.tokenizer import train_tokenizer
+from xformer_cli.training.checkpoint import atomic_write, average_states
 from xformer_cli.training.distributed import Distributed
 from xformer_cli.training.trainer import backward_accumulated, inverse_sqrt_lr
-
-from conftest import assert_one_line_error
 
 runner = CliRunner()
 
@@ -40,8 +40,26 @@ def ENV() -> dict[str, str]:
 
 
 def tiny_args(src, tgt, out, *extra):
-    return ["train", "--src", str(src), "--tgt", str(tgt), "--out", str(out), "--preset", "tiny", "--vocab-size", "500",
-            "--batch-tokens", "600", "--threads", "1", "--seed", "3", *map(str, extra)]
+    return [
+        "train",
+        "--src",
+        str(src),
+        "--tgt",
+        str(tgt),
+        "--out",
+        str(out),
+        "--preset",
+        "tiny",
+        "--vocab-size",
+        "500",
+        "--batch-tokens",
+        "600",
+        "--threads",
+        "1",
+        "--seed",
+        "3",
+        *map(str, extra),
+    ]
 
 
 def run(*args):
@@ -62,8 +80,9 @@ def test_schedule_warms_up_linearly_then_decays_with_inverse_square_root():
 def test_training_ends_with_a_bundle_metrics_curves_and_a_card(tiny_corpus, tmp_path):
     src, tgt = tiny_corpus
     out = tmp_path / "run"
-    result = run(*tiny_args(src, tgt, out, "--max-steps", 20, "--valid-every", 10, "--log-every", 5),
-                 "--valid-src", src, "--valid-tgt", tgt)
+    result = run(
+        *tiny_args(src, tgt, out, "--max-steps", 20, "--valid-every", 10, "--log-every", 5), "--valid-src", src, "--valid-tgt", tgt
+    )
     assert result.exit_code == 0, result.output
     bundle = load_bundle(out / "bundle")
     assert bundle.model.config.d_model == 32
@@ -82,8 +101,12 @@ def test_killed_run_resumes_on_the_same_loss_trajectory(tiny_corpus, tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     assert run(*tiny_args(src, tgt, straight, "--max-steps", 24, "--save-every", 8, "--log-every", 1)).exit_code == 0
 
-    proc = subprocess.Popen([sys.executable, "-m", "xformer_cli", *tiny_args(src, tgt, killed, "--max-steps", 100000, "--save-every", 8, "--log-every", 1)],
-                            env=ENV(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xformer_cli", *tiny_args(src, tgt, killed, "--max-steps", 100000, "--save-every", 8, "--log-every", 1)],
+        env=ENV(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while not list((killed / "checkpoints").glob("step-0000016*")) and time.time() < deadline:
         time.sleep(0.05)
@@ -103,8 +126,13 @@ def test_killed_run_resumes_on_the_same_loss_trajectory(tiny_corpus, tmp_path):
 def stop_training(src, tgt, out: Path, sigint: signal.Handlers, stop: signal.Signals) -> bytes:
     """Start training in a subprocess with SIGINT set to `sigint`, send `stop` once it has logged
     an update, and return its stderr after checking it saved a checkpoint and exited with 130."""
-    proc = subprocess.Popen([sys.executable, "-m", "xformer_cli", *tiny_args(src, tgt, out, "--max-steps", 100000, "--log-every", 1)],
-                            env=ENV(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xformer_cli", *tiny_args(src, tgt, out, "--max-steps", 100000, "--log-every", 1)],
+        env=ENV(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
+    )
     deadline = time.time() + 120
     while not (out / "metrics.jsonl").exists() and time.time() < deadline:
         time.sleep(0.05)
@@ -155,7 +183,9 @@ def test_resume_with_a_changed_model_config_says_what_differs(tiny_corpus, tmp_p
     src, tgt = tiny_corpus
     out = tmp_path / "run"
     assert run(*tiny_args(src, tgt, out, "--max-steps", 2)).exit_code == 0
-    assert_one_line_error(run(*tiny_args(src, tgt, out, "--max-steps", 4, "--norm", "rmsnorm"), "--resume"), "norm: 'layernorm' -> 'rmsnorm'")
+    assert_one_line_error(
+        run(*tiny_args(src, tgt, out, "--max-steps", 4, "--norm", "rmsnorm"), "--resume"), "norm: 'layernorm' -> 'rmsnorm'"
+    )
 
 
 def test_line_counts_differ(tiny_corpus, tmp_path):
@@ -197,7 +227,10 @@ def test_unwritable_out(tiny_corpus, tmp_path):
 def test_recipe_values_and_flag_overrides(tiny_corpus, tmp_path):
     src, tgt = tiny_corpus
     recipe = tmp_path / "r.toml"
-    recipe.write_text(f'preset = "tiny"\n[model]\nvocab_size = 500\nnorm = "dyt"\n[train]\nsrc = "{src}"\ntgt = "{tgt}"\nmax_steps = 50\nbatch_tokens = 600\nthreads = 1\n')
+    recipe.write_text(
+        f'preset = "tiny"\n[model]\nvocab_size = 500\nnorm = "dyt"\n'
+        f'[train]\nsrc = "{src}"\ntgt = "{tgt}"\nmax_steps = 50\nbatch_tokens = 600\nthreads = 1\n'
+    )
     out = tmp_path / "run"
     result = run("train", "--config", recipe, "--out", out, "--max-steps", 3, "--norm-position", "pre")
     assert result.exit_code == 0, result.output
@@ -243,9 +276,19 @@ def test_data_parallel_training_with_torchrun_on_cpu(tiny_corpus, tmp_path):
     src, tgt = tiny_corpus
     out = tmp_path / "ddp"
     done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517", "-m", "xformer_cli",
-         *tiny_args(src, tgt, out, "--max-steps", 6, "--save-every", 3, "--log-every", 3, "--device", "cpu")],
-        env=ENV(), capture_output=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29517",
+            "-m",
+            "xformer_cli",
+            *tiny_args(src, tgt, out, "--max-steps", 6, "--save-every", 3, "--log-every", 3, "--device", "cpu"),
+        ],
+        env=ENV(),
+        capture_output=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert "2 processes" in done.stderr.decode()
@@ -259,9 +302,19 @@ def test_data_parallel_training_with_subword_sampling_encodes_each_epoch_once_on
     src, tgt = tiny_corpus
     out = tmp_path / "ddp"
     done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29521", "-m", "xformer_cli",
-         *tiny_args(src, tgt, out, "--max-steps", 12, "--log-every", 1, "--device", "cpu", "--subword-alpha", 0.1)],
-        env=ENV(), capture_output=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29521",
+            "-m",
+            "xformer_cli",
+            *tiny_args(src, tgt, out, "--max-steps", 12, "--log-every", 1, "--device", "cpu", "--subword-alpha", 0.1),
+        ],
+        env=ENV(),
+        capture_output=True,
+        timeout=300,
     )
     err = done.stderr.decode()
     assert done.returncode == 0, err[-2000:]
@@ -279,8 +332,13 @@ def test_early_stopping_after_patience_validations_without_a_better_bleu(tiny_co
     out = tmp_path / "run"
     # With a learning rate of 0 the weights never change, so validation BLEU is the same at every
     # validation on any CPU: the first sets the best, the next two are not better, patience 2 stops.
-    result = run(*tiny_args(src, tgt, out, "--max-steps", 100, "--lr", 0, "--valid-every", 2, "--save-every", 2, "--patience", 2),
-                 "--valid-src", src, "--valid-tgt", tgt)
+    result = run(
+        *tiny_args(src, tgt, out, "--max-steps", 100, "--lr", 0, "--valid-every", 2, "--save-every", 2, "--patience", 2),
+        "--valid-src",
+        src,
+        "--valid-tgt",
+        tgt,
+    )
     assert result.exit_code == 0, result.output
     assert "stopped at step 6: no better validation BLEU in 2 validations" in result.stderr
 
@@ -307,7 +365,12 @@ def test_checkpoint_averaging_bundles_the_mean_of_the_last_checkpoints(tiny_corp
 def test_resuming_a_finished_run_does_not_validate_the_same_step_twice(tiny_corpus, tmp_path):
     src, tgt = tiny_corpus
     out = tmp_path / "run"
-    args = tiny_args(src, tgt, out, "--max-steps", 4, "--valid-every", 4, "--save-every", 4) + ["--valid-src", str(src), "--valid-tgt", str(tgt)]
+    args = tiny_args(src, tgt, out, "--max-steps", 4, "--valid-every", 4, "--save-every", 4) + [
+        "--valid-src",
+        str(src),
+        "--valid-tgt",
+        str(tgt),
+    ]
     assert run(*args).exit_code == 0
     result = run(*args, "--resume")
     assert result.exit_code == 0, result.output
@@ -358,9 +421,21 @@ def test_ddp_shares_one_seeded_tokenizer_and_reduces_gradients_once_per_update(t
     process's gradient of the global batch, with one all-reduce per update (no_sync before)."""
     src, tgt = tiny_corpus
     done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29519",
-         str(Path(__file__).parent / "ddp_probe.py"), str(src), str(tgt), str(tmp_path / "run")],
-        env=ENV(), capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29519",
+            str(Path(__file__).parent / "ddp_probe.py"),
+            str(src),
+            str(tgt),
+            str(tmp_path / "run"),
+        ],
+        env=ENV(),
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     ranks = {r["rank"]: r for r in (json.loads(p.read_text()) for p in (tmp_path / "run").glob("rank*.json"))}
@@ -387,7 +462,9 @@ def test_the_model_card_states_only_the_license_and_data_it_was_given(tiny_corpu
     assert run(*tiny_args(src, tgt, unknown, "--max-steps", 1)).exit_code == 0
     card = (unknown / "bundle" / "README.md").read_text()
     assert "license:" not in card and "datasets:" not in card
-    result = run(*tiny_args(src, tgt, known, "--max-steps", 1, "--license", "cc-by-2.0", "--dataset", "tatoeba", "--dataset", "tiny-sample"))
+    result = run(
+        *tiny_args(src, tgt, known, "--max-steps", 1, "--license", "cc-by-2.0", "--dataset", "tatoeba", "--dataset", "tiny-sample")
+    )
     assert result.exit_code == 0, result.output
     card = (known / "bundle" / "README.md").read_text()
     assert "license: cc-by-2.0" in card and "datasets:\n- tatoeba\n- tiny-sample" in card
@@ -399,8 +476,25 @@ def test_fine_tuning_starts_from_a_bundles_weights_and_tokenizer_with_a_fresh_op
     src, tgt = tiny_corpus
     out = tmp_path / "tuned"
     # lr 0 keeps the weights as they were loaded, so the final bundle shows where training started.
-    result = run("train", "--init-from", trained_bundle_dir, "--src", src, "--tgt", tgt, "--out", out, "--max-steps", 3,
-                 "--lr", 0, "--batch-tokens", 600, "--threads", 1)
+    result = run(
+        "train",
+        "--init-from",
+        trained_bundle_dir,
+        "--src",
+        src,
+        "--tgt",
+        tgt,
+        "--out",
+        out,
+        "--max-steps",
+        3,
+        "--lr",
+        0,
+        "--batch-tokens",
+        600,
+        "--threads",
+        1,
+    )
     assert result.exit_code == 0, result.output
     assert f"initialized from {trained_bundle_dir}; fresh optimizer" in result.stderr
     assert (out / "spm.model").read_bytes() == (trained_bundle_dir / "spm.model").read_bytes()
@@ -415,7 +509,10 @@ def test_fine_tuning_starts_from_a_bundles_weights_and_tokenizer_with_a_fresh_op
 def test_fine_tuning_refuses_model_flags_and_names_a_missing_bundle(tiny_corpus, tmp_path, trained_bundle_dir):
     src, tgt = tiny_corpus
     args = ["train", "--src", src, "--tgt", tgt, "--out", tmp_path / "run"]
-    assert_one_line_error(run(*args, "--init-from", trained_bundle_dir, "--preset", "tiny"), "--init-from takes the model config from the bundle; drop --preset")
+    assert_one_line_error(
+        run(*args, "--init-from", trained_bundle_dir, "--preset", "tiny"),
+        "--init-from takes the model config from the bundle; drop --preset",
+    )
     assert_one_line_error(run(*args, "--init-from", tmp_path / "no-such-bundle"), "no-such-bundle")
 
 
@@ -455,7 +552,8 @@ def test_weighted_corpora_from_a_recipe_train_and_are_listed_in_the_card(tiny_co
         assert f"| {name} | `{c['src']}` | `{c['tgt']}` | {c['pairs']:,} | {c['weight']:g} |" in card
     assert str(tmp_path / "data" / "news.en.gz") in card
     assert load_bundle(out / "bundle").extra["training"]["corpora"] == [
-        {"name": n, "pairs": stats[n]["pairs"], "weight": stats[n]["weight"]} for n in ("chat", "news-2")]
+        {"name": n, "pairs": stats[n]["pairs"], "weight": stats[n]["weight"]} for n in ("chat", "news-2")
+    ]
 
 
 def test_a_full_disk_while_encoding_is_one_line_and_leaves_no_cache(tiny_corpus, tmp_path, corpus_cache, monkeypatch):
@@ -480,8 +578,13 @@ def test_checkpoint_to_bundle_makes_the_bundle_and_card_the_run_would(tiny_corpu
     out = tmp_path / "run"
     assert run(*tiny_args(src, tgt, out, "--max-steps", 4, "--save-every", 2, "--license", "cc-by-2.0")).exit_code == 0
     script = Path(__file__).parents[2] / "scripts" / "checkpoint_to_bundle.py"
-    done = subprocess.run([sys.executable, str(script), str(out), str(out / "checkpoints" / "step-0000002.safetensors"), str(tmp_path / "at-2")],
-                          env=ENV(), capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(script), str(out), str(out / "checkpoints" / "step-0000002.safetensors"), str(tmp_path / "at-2")],
+        env=ENV(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     bundle = load_bundle(tmp_path / "at-2")
     assert bundle.extra["training"]["steps"] == 2 and bundle.tokenizer.model_proto == (out / "spm.model").read_bytes()
@@ -593,8 +696,10 @@ def test_a_tagged_corpus_trains_a_bundle_that_bans_the_tag_and_resume_and_fine_t
     for name, mark in (("real", "no"), ("synthetic", "yes")):
         c = stats[name]
         assert f"| {name} | `{c['src']}` | `{c['tgt']}` | {c['pairs']:,} | {c['weight']:g} | {mark} |" in card
-    assert bundle.extra["training"]["corpora"] == [{"name": "real", "pairs": stats["real"]["pairs"], "weight": 1.0},
-                                                   {"name": "synthetic", "pairs": stats["synthetic"]["pairs"], "weight": 1.0, "tagged": True}]
+    assert bundle.extra["training"]["corpora"] == [
+        {"name": "real", "pairs": stats["real"]["pairs"], "weight": 1.0},
+        {"name": "synthetic", "pairs": stats["synthetic"]["pairs"], "weight": 1.0, "tagged": True},
+    ]
 
     # Resumed, it keeps the tag and follows the trajectory of a run that never stopped.
     result = run("train", "--config", recipe, "--out", out, "--max-steps", 4, "--resume")
@@ -619,7 +724,9 @@ def test_a_tagged_corpus_with_an_spm_model_lacking_the_tag_is_one_line_before_tr
     recipe = tagged_recipe(tiny_corpus, tmp_path, f'spm_model = "{trained_bundle_dir / "spm.model"}"')
     out = tmp_path / "run"
     result = run("train", "--config", recipe, "--out", out, "--max-steps", 2)
-    assert_one_line_error(result, "corpus 'synthetic' has tag = true", f"the tokenizer of spm_model {trained_bundle_dir / 'spm.model'} reserves no <bt> piece")
+    assert_one_line_error(
+        result, "corpus 'synthetic' has tag = true", f"the tokenizer of spm_model {trained_bundle_dir / 'spm.model'} reserves no <bt> piece"
+    )
     assert not list((out / "checkpoints").glob("*")) and not (out / "metrics.jsonl").exists()
 
 
@@ -664,7 +771,10 @@ def test_subword_sampling_trains_each_epoch_on_its_own_segmentation_and_resumes_
     first_epoch = max(r["step"] for r in records if r.get("epoch") == 1)
     assert 4 <= first_epoch < 20 and {r.get("epoch") for r in records if "loss" in r} == {1, 2}
     assert json.loads((straight / "run.json").read_text())["train"]["subword_alpha"] == 0.1
-    assert "Subword regularization (subword_alpha 0.1): every epoch trained on a fresh sampled segmentation" in (straight / "bundle" / "README.md").read_text()
+    assert (
+        "Subword regularization (subword_alpha 0.1): every epoch trained on a fresh sampled segmentation"
+        in (straight / "bundle" / "README.md").read_text()
+    )
     assert len([p for p in (corpus_cache / "corpora").iterdir() if p.is_dir()]) == 1  # the finished run left only the plain entry
 
     # Stopped in the middle of epoch 1 (which deletes that epoch's entry) and resumed: the epoch is

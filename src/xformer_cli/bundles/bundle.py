@@ -23,8 +23,9 @@ from typing import Any
 
 import torch
 
-from xformer_cli.config import DecodeConfig, ModelConfig, from_dict, to_dict
+from xformer_cli.config import DecodeConfig, from_dict, to_dict
 from xformer_cli.errors import ModelLoadError
+from xformer_cli.model.config import ModelConfig
 from xformer_cli.model.transformer import Transformer, build_model
 from xformer_cli.text.tokenizer import TAG_PIECE, AnyTokenizer, load_tokenizer
 
@@ -132,8 +133,7 @@ def load_weights(model: Transformer, path: Path) -> None:
     for name, tensor in tensors.items():
         if tensor.shape != expected[name].shape:
             raise ModelLoadError(
-                f"weights do not match the config: tensor {name!r} has shape {tuple(tensor.shape)}, "
-                f"expected {tuple(expected[name].shape)}"
+                f"weights do not match the config: tensor {name!r} has shape {tuple(tensor.shape)}, expected {tuple(expected[name].shape)}"
             )
     model.load_state_dict({name: t.float() for name, t in tensors.items()}, strict=True)
 

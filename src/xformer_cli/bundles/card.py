@@ -63,9 +63,7 @@ def metadata_yaml(info: CardInfo) -> str:
 
 
 def render_card(info: CardInfo) -> str:
-    rows = "\n".join(
-        f"| {s.testset} | {s.metric} | {s.value:.1f} | `{s.signature.replace('|', chr(92) + '|')}` |" for s in info.scores
-    )
+    rows = "\n".join(f"| {s.testset} | {s.metric} | {s.value:.1f} | `{s.signature.replace('|', chr(92) + '|')}` |" for s in info.scores)
     commands = "\n".join(f"    {s.command}" for s in info.scores if s.command)
     scores = (
         f"| test set | metric | score | sacreBLEU signature |\n|---|---|---:|---|\n{rows}\n"

@@ -29,15 +29,25 @@ import torch
 
 from xformer_cli.bundles.bundle import Bundle, resolve, save_bundle
 from xformer_cli.bundles.card import CardInfo, metadata_yaml
-from xformer_cli.config import DecodeConfig, ModelConfig
+from xformer_cli.config import DecodeConfig
 from xformer_cli.errors import ModelLoadError
+from xformer_cli.model.config import ModelConfig
 from xformer_cli.model.positional import sinusoidal_table
 from xformer_cli.model.transformer import Transformer, build_model, count_parameters
 from xformer_cli.text.tokenizer import SOURCE_SPM, TARGET_SPM, VOCAB_FILE, SourceTargetTokenizer
 
 ACTIVATIONS = {"swish": "silu", "silu": "silu", "relu": "relu", "gelu": "gelu"}  # transformers' name -> ours
-HUB_FILES = ["config.json", "generation_config.json", "tokenizer_config.json", "README.md", SOURCE_SPM, TARGET_SPM, VOCAB_FILE,
-             "model.safetensors", "pytorch_model.bin"]  # a Marian repo also holds TensorFlow, Flax and Rust weights: skip them
+HUB_FILES = [
+    "config.json",
+    "generation_config.json",
+    "tokenizer_config.json",
+    "README.md",
+    SOURCE_SPM,
+    TARGET_SPM,
+    VOCAB_FILE,
+    "model.safetensors",
+    "pytorch_model.bin",
+]  # a Marian repo also holds TensorFlow, Flax and Rust weights: skip them
 
 
 def import_marian(source: str, out: str | Path, revision: str | None = None) -> Path:
@@ -53,8 +63,14 @@ def import_marian(source: str, out: str | Path, revision: str | None = None) -> 
     src_lang, tgt_lang = languages(source, read_json(folder / "tokenizer_config.json"))
     generation = read_json(folder / "generation_config.json")
     beams = generation.get("num_beams", config.get("num_beams", DecodeConfig.beam_size))
-    bundle = Bundle(model=model, tokenizer=tokenizer, decode=DecodeConfig(beam_size=int(beams)), src_lang=src_lang, tgt_lang=tgt_lang,
-                    extra={"imported_from": {"source": source, "revision": revision, "format": "marian"}})
+    bundle = Bundle(
+        model=model,
+        tokenizer=tokenizer,
+        decode=DecodeConfig(beam_size=int(beams)),
+        src_lang=src_lang,
+        tgt_lang=tgt_lang,
+        extra={"imported_from": {"source": source, "revision": revision, "format": "marian"}},
+    )
     original_card = (folder / "README.md").read_text(encoding="utf-8") if (folder / "README.md").exists() else ""
     return save_bundle(bundle, out, card=import_card(source, model, bundle, original_card))
 
@@ -79,9 +95,14 @@ def marian_model_config(config: dict[str, Any]) -> ModelConfig:
     if config.get("model_type") != "marian":
         raise ModelLoadError(f"not a Marian model: config.json says model_type {config.get('model_type')!r}, expected 'marian'")
     if not config.get("share_encoder_decoder_embeddings", True):
-        raise ModelLoadError("unsupported Marian model: separate source and target vocabularies (share_encoder_decoder_embeddings is false)")
+        raise ModelLoadError(
+            "unsupported Marian model: separate source and target vocabularies (share_encoder_decoder_embeddings is false)"
+        )
     if config.get("decoder_vocab_size") not in (None, config.get("vocab_size")):
-        raise ModelLoadError(f"unsupported Marian model: decoder_vocab_size {config['decoder_vocab_size']} differs from vocab_size {config.get('vocab_size')}")
+        raise ModelLoadError(
+            f"unsupported Marian model: decoder_vocab_size {config['decoder_vocab_size']} differs from vocab_size "
+            f"{config.get('vocab_size')}"
+        )
     for enc, dec in (("encoder_attention_heads", "decoder_attention_heads"), ("encoder_ffn_dim", "decoder_ffn_dim")):
         if config.get(enc) != config.get(dec):
             raise ModelLoadError(f"unsupported Marian model: {enc} {config.get(enc)} differs from {dec} {config.get(dec)}")
@@ -91,7 +112,9 @@ def marian_model_config(config: dict[str, Any]) -> ModelConfig:
         raise ModelLoadError("unsupported Marian model: pre-norm or a normalized embedding")
     activation = ACTIVATIONS.get(str(config.get("activation_function", "swish")))
     if activation is None:
-        raise ModelLoadError(f"unsupported Marian model: activation_function {config['activation_function']!r} (xformer has {', '.join(ACTIVATIONS)})")
+        raise ModelLoadError(
+            f"unsupported Marian model: activation_function {config['activation_function']!r} (xformer has {', '.join(ACTIVATIONS)})"
+        )
     try:
         pad = int(config["pad_token_id"])
         return ModelConfig(
@@ -149,7 +172,9 @@ def read_weights(folder: Path) -> dict[str, torch.Tensor]:
         try:
             state = torch.load(bin_path, map_location="cpu", weights_only=True)
         except Exception as err:  # an unpickling refusal, a truncated zip, ...
-            raise ModelLoadError(f"cannot read {bin_path} as plain tensors: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+            raise ModelLoadError(
+                f"cannot read {bin_path} as plain tensors: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+            ) from None
         if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
             raise ModelLoadError(f"unexpected contents in {bin_path}: expected a dict of tensors")
         return state
@@ -177,9 +202,11 @@ def marian_state_dict(weights: dict[str, torch.Tensor], model: Transformer, conf
     else:  # three matrices: source embedding, target embedding, output projection
         if "lm_head.weight" not in weights:
             raise ModelLoadError("Marian weights: tensor 'lm_head.weight' is missing (tie_word_embeddings is false)")
-        state = {"embedding.weight": weights.get("encoder.embed_tokens.weight", shared),
-                 "tgt_embedding.weight": weights.get("decoder.embed_tokens.weight", shared),
-                 "output_projection.weight": weights["lm_head.weight"]}
+        state = {
+            "embedding.weight": weights.get("encoder.embed_tokens.weight", shared),
+            "tgt_embedding.weight": weights.get("decoder.embed_tokens.weight", shared),
+            "output_projection.weight": weights["lm_head.weight"],
+        }
         consumed |= {"encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight"}
     bias = weights.get("final_logits_bias")
     state["output_bias"] = torch.zeros(c.vocab_size) if bias is None else bias.reshape(-1)  # transformers' default: zeros
@@ -232,10 +259,18 @@ def import_card(source: str, model: Transformer, bundle: Bundle, original_card: 
     """The bundle's model card: the original named, its license and authors, then its own card."""
     license_id = card_license(original_card)
     name = source.rstrip("/").split("/")[-1]
-    info = CardInfo(name=f"{name} (xformer import)", src_lang=bundle.src_lang, tgt_lang=bundle.tgt_lang, license=license_id,
-                    parameters=count_parameters(model))
-    authors = ("Jörg Tiedemann and the Language Technology Research Group at the University of Helsinki (OPUS-MT; "
-               "Tiedemann and Thottingal, 2020)" if source.startswith("Helsinki-NLP/") else "see the original model card below")
+    info = CardInfo(
+        name=f"{name} (xformer import)",
+        src_lang=bundle.src_lang,
+        tgt_lang=bundle.tgt_lang,
+        license=license_id,
+        parameters=count_parameters(model),
+    )
+    authors = (
+        "Jörg Tiedemann and the Language Technology Research Group at the University of Helsinki (OPUS-MT; Tiedemann and Thottingal, 2020)"
+        if source.startswith("Helsinki-NLP/")
+        else "see the original model card below"
+    )
     original = original_card.split("---", 2)[-1].strip() if original_card.startswith("---") else original_card.strip()
     return f"""---
 {metadata_yaml(info)}

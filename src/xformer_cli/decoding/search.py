@@ -25,9 +25,9 @@ import torch
 from torch import Tensor
 
 from xformer_cli.config import DecodeConfig
+from xformer_cli.decoding.penalties import length_normalized, max_output_length
 from xformer_cli.model.decoder import DecoderState
 from xformer_cli.model.transformer import Transformer
-from xformer_cli.decoding.penalties import length_normalized, max_output_length
 
 Projection = Callable[[Tensor], Tensor]  # decoder states (B, d_model) -> logits (B, V)
 # Chooses each alive row's next piece: (log-probs (B_alive, V), original rows (B_alive,), step) -> ids (B_alive,)
@@ -121,11 +121,15 @@ def inverse_cdf(weights: Tensor, u: Tensor) -> Tensor:
     Shape -> (B,)."""
     cdf = weights.double().cumsum(dim=-1)  # (B, V)
     total = cdf[:, -1:]  # (B, 1)
-    target = torch.minimum(u.double().unsqueeze(1) * total, total.nextafter(torch.zeros_like(total)))  # below the total even if u * total rounds up to it
+    target = torch.minimum(
+        u.double().unsqueeze(1) * total, total.nextafter(torch.zeros_like(total))
+    )  # below the total even if u * total rounds up to it
     return torch.searchsorted(cdf, target, right=True).squeeze(1)  # first id whose cumulative weight exceeds the target
 
 
-def _one_per_sentence(model: Transformer, src: Tensor, config: DecodeConfig, project: Projection | None, pick: Picker) -> list[list[Hypothesis]]:
+def _one_per_sentence(
+    model: Transformer, src: Tensor, config: DecodeConfig, project: Projection | None, pick: Picker
+) -> list[list[Hypothesis]]:
     """Greedy search's loop, one hypothesis per sentence, with `pick` choosing each next token."""
     project = project or model.project
     c = model.config
@@ -153,7 +157,9 @@ def _one_per_sentence(model: Transformer, src: Tensor, config: DecodeConfig, pro
             log_probs[orig] += tok_lp
             if done:
                 n = len(outputs[orig]) + 1
-                results[orig] = [Hypothesis(tuple(outputs[orig]), length_normalized(log_probs[orig], n, config.length_penalty), log_probs[orig])]
+                results[orig] = [
+                    Hypothesis(tuple(outputs[orig]), length_normalized(log_probs[orig], n, config.length_penalty), log_probs[orig])
+                ]
             else:
                 outputs[orig].append(tok)
         keep = (~finished).nonzero().squeeze(1)

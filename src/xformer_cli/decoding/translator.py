@@ -9,15 +9,16 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from xformer_cli.batching import cut_batches, pad_with_eos
 from xformer_cli.bundles.bundle import Bundle, load_bundle
 from xformer_cli.config import DecodeConfig
-from xformer_cli.batching import cut_batches, pad_with_eos
+from xformer_cli.decoding.search import Hypothesis, search
+from xformer_cli.decoding.workers import WorkerPool, processes_available
 from xformer_cli.devices import resolve_device
 from xformer_cli.errors import ConfigError
 from xformer_cli.model.packed import output_projection
-from xformer_cli.decoding.search import Hypothesis, search
-from xformer_cli.text.segment import Masked, needs_model, protect, restore, split_sentences
-from xformer_cli.decoding.workers import WorkerPool, processes_available
+from xformer_cli.text.sentences import split_sentences
+from xformer_cli.text.spans import Masked, needs_model, protect, restore
 
 
 def check_workers(workers: int) -> None:
@@ -33,7 +34,18 @@ class Translation:
 
 
 @dataclass(frozen=True)
-class Piece:
+class LineWarning:
+    """A warning about one input line (numbered from 1 within the texts given)."""
+
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Segment:
     """One model input: a sentence of input line `line`, or a part of an over-long sentence."""
 
     line: int  # the input line it comes from
@@ -109,12 +121,12 @@ class Translator:
         return replace(self.decode_config, **given)
 
     def translate_nbest(
-        self, texts: Sequence[str], config: DecodeConfig, warn: Callable[[str], None] | None = None
+        self, texts: Sequence[str], config: DecodeConfig, warn: Callable[[LineWarning], None] | None = None
     ) -> list[list[Translation]]:
         """The config's n best translations of each text, best first.
 
         Each text is translated sentence by sentence, with numbers, URLs, e-mail addresses and
-        emoji held back and put back (see `segment.py`), and the sentences are joined on one line.
+        emoji held back and put back (see `text/spans.py`), and the sentences are joined on one line.
         A text of several sentences, or of a sentence longer than the model takes, gets one
         translation (its n-best list repeats it); a single sentence gets its n best.
         """
@@ -125,40 +137,44 @@ class Translator:
             for sentence in (split_sentences(text) if config.split_sentences else [text] if text else [])
         ]
         encoded = iter(self.tokenizer.encode([m.text for _, m in sentences if needs_model(m)]))  # one SentencePiece call
-        pieces: list[Piece] = []
+        segments: list[Segment] = []
         for number, (line, masked) in enumerate(sentences):
             ids = next(encoded) if needs_model(masked) else []
             parts = [ids[start : start + limit] for start in range(0, len(ids), limit)] or [[]]
             if len(parts) > 1 and warn:
-                warn(f"line {line + 1}: a sentence of {len(ids)} pieces is longer than the model's {limit}; translated in {len(parts)} parts")
-            pieces.extend(Piece(line, number, masked, part) for part in parts)
-        hyps = iter(self.search_ids([p.ids for p in pieces if p.ids], config))
-        found = [next(hyps) if p.ids else [] for p in pieces]
+                warn(
+                    LineWarning(
+                        line + 1, f"a sentence of {len(ids)} pieces is longer than the model's {limit}; translated in {len(parts)} parts"
+                    )
+                )
+            segments.extend(Segment(line, number, masked, part) for part in parts)
+        hyps = iter(self.search_ids([s.ids for s in segments if s.ids], config))
+        found = [next(hyps) if s.ids else [] for s in segments]
         # One SentencePiece call for every hypothesis of every segment.
         texts_out = iter(self.tokenizer.decode([h.tokens for nbest in found for h in nbest]))
-        by_line: list[list[tuple[Piece, list[Translation]]]] = [[] for _ in texts]
-        for piece, nbest in zip(pieces, found):
-            by_line[piece.line].append((piece, [Translation(next(texts_out), h.score) for h in nbest]))
+        by_line: list[list[tuple[Segment, list[Translation]]]] = [[] for _ in texts]
+        for segment, nbest in zip(segments, found):
+            by_line[segment.line].append((segment, [Translation(next(texts_out), h.score) for h in nbest]))
         english = self.bundle.tgt_lang == "en"  # numbers in English form only in English output
-        return [self.join(line_pieces, config.n_best, english) for line_pieces in by_line]
+        return [self.join(line_segments, config.n_best, english) for line_segments in by_line]
 
     @staticmethod
-    def join(pieces: list[tuple["Piece", list[Translation]]], n_best: int, english_numbers: bool = True) -> list[Translation]:
-        """The translations of one line from those of its pieces: exactly `n_best` entries; spans
-        restored with numbers in English form where `english_numbers` (see `segment.restore`)."""
-        if not pieces:
+    def join(segments: list[tuple[Segment, list[Translation]]], n_best: int, english_numbers: bool = True) -> list[Translation]:
+        """The translations of one line from those of its segments: exactly `n_best` entries; spans
+        restored with numbers in English form where `english_numbers` (see `spans.restore`)."""
+        if not segments:
             return [Translation("", 0.0)] * n_best
-        if len(pieces) == 1:
-            piece, nbest = pieces[0]
-            if not piece.ids:  # nothing for the model: the spans alone
-                return [Translation(restore("", piece.masked, english_numbers), 0.0)] * n_best
-            results = [Translation(restore(t.text, piece.masked, english_numbers), t.score) for t in nbest]
+        if len(segments) == 1:
+            segment, nbest = segments[0]
+            if not segment.ids:  # nothing for the model: the spans alone
+                return [Translation(restore("", segment.masked, english_numbers), 0.0)] * n_best
+            results = [Translation(restore(t.text, segment.masked, english_numbers), t.score) for t in nbest]
             return results + [results[-1]] * (n_best - len(results))  # a tiny vocabulary can give fewer
         parts: dict[int, list[str]] = {}  # sentence -> the best translation of each of its parts
-        masks = {piece.sentence: piece.masked for piece, _ in pieces}
-        for piece, nbest in pieces:
-            parts.setdefault(piece.sentence, []).append(nbest[0].text if nbest else "")
-        scores = [nbest[0].score for _, nbest in pieces if nbest]
+        masks = {segment.sentence: segment.masked for segment, _ in segments}
+        for segment, nbest in segments:
+            parts.setdefault(segment.sentence, []).append(nbest[0].text if nbest else "")
+        scores = [nbest[0].score for _, nbest in segments if nbest]
         line = " ".join(restore(" ".join(t for t in translated if t), masks[s], english_numbers) for s, translated in parts.items())
         return [Translation(" ".join(line.split()), sum(scores) / max(len(scores), 1))] * n_best
 

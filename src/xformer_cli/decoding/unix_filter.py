@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
 from xformer_cli.config import DecodeConfig
-from xformer_cli.decoding.translator import Translator, check_workers
+from xformer_cli.decoding.translator import LineWarning, Translator, check_workers
+from xformer_cli.progress import LinesProgress
 
 CHUNK_LINES = 5000  # lines read, sorted and batched at a time when not streaming
 
@@ -22,7 +24,7 @@ def decode_lines(stream: IO[bytes], warn) -> Iterator[str]:
             line = raw.decode("utf-8")
         except UnicodeDecodeError:
             line = raw.decode("utf-8", errors="replace")
-            warn(f"line {number}: invalid UTF-8 bytes replaced with U+FFFD")
+            warn(LineWarning(number, "invalid UTF-8 bytes replaced with U+FFFD"))
         yield line.strip()
 
 
@@ -68,8 +70,16 @@ def run_filter(
             + (f", {parallel} workers x {torch.get_num_threads()} thread(s) in {translator.worker_kind}" if parallel > 1 else ""),
             highlight=False,
         )
-        translate_stream(translator, config, input_path, output_path, interactive=interactive, show_scores=show_scores,
-                         console=console, attention_plot=attention_plot)
+        translate_stream(
+            translator,
+            config,
+            input_path,
+            output_path,
+            interactive=interactive,
+            show_scores=show_scores,
+            console=console,
+            attention_plot=attention_plot,
+        )
 
 
 def translate_stream(
@@ -86,7 +96,7 @@ def translate_stream(
     """Lines of the input (a file, else stdin) to translations on the output (a file, else stdout):
     one line at a time when interactive, else in chunks of CHUNK_LINES."""
 
-    def warn(message: str) -> None:
+    def warn(message: LineWarning | str) -> None:
         console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
 
     try:
@@ -102,29 +112,20 @@ def translate_stream(
         if hasattr(sink, "reconfigure"):
             sink.reconfigure(encoding="utf-8")
     offset = 0
-    progress = None
-    if not interactive and console.is_terminal:  # a bar for long inputs, on stderr only
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-        progress = Progress(SpinnerColumn(), TextColumn("{task.completed} lines translated"), TimeElapsedColumn(), console=console, transient=True)
-        task = progress.add_task("translate", total=None)
-        progress.start()
     try:
-        for chunk in chunks(decode_lines(source, warn), 1 if interactive else CHUNK_LINES):
-            numbered_warn = lambda m, base=offset: warn(_shift_line(m, base))  # noqa: E731
-            results = translator.translate_nbest(chunk, config, numbered_warn)
-            if attention_plot is not None and offset == 0:
-                draw_attention(translator, chunk[0], results[0][0].text, attention_plot, warn)
-            for nbest in results:
-                for hyp in nbest[: config.n_best]:
-                    sink.write(f"{hyp.text}\t{hyp.score:.4f}\n" if show_scores else hyp.text + "\n")
-            sink.flush()
-            offset += len(chunk)
-            if progress is not None:
-                progress.update(task, completed=offset)
+        with LinesProgress(None if interactive else console) as progress:  # a bar for long inputs, on stderr only
+            for chunk in chunks(decode_lines(source, warn), 1 if interactive else CHUNK_LINES):
+                numbered_warn = lambda w, base=offset: warn(replace(w, line=w.line + base))  # noqa: E731  lines of the whole input
+                results = translator.translate_nbest(chunk, config, numbered_warn)
+                if attention_plot is not None and offset == 0:
+                    draw_attention(translator, chunk[0], results[0][0].text, attention_plot, warn)
+                for nbest in results:
+                    for hyp in nbest[: config.n_best]:
+                        sink.write(f"{hyp.text}\t{hyp.score:.4f}\n" if show_scores else hyp.text + "\n")
+                sink.flush()
+                offset += len(chunk)
+                progress.update(offset)
     finally:
-        if progress is not None:
-            progress.stop()
         if input_path:
             source.close()
         if output_path:
@@ -151,11 +152,3 @@ def draw_attention(translator: Translator, source: str, translation: str, path: 
     model = translator.bundle.model  # the float model (weights are recorded on the reference path)
     weights = cross_attention(model, src_ids, tgt_ids)
     plot_attention(weights, tokenizer.pieces(src_ids) + ["</s>"], tokenizer.pieces(tgt_ids) + ["</s>"], path)
-
-
-def _shift_line(message: str, base: int) -> str:
-    """Warnings name lines within a chunk; make them lines of the whole input."""
-    if message.startswith("line "):
-        number, rest = message[5:].split(":", 1)
-        return f"line {int(number) + base}:{rest}"
-    return message

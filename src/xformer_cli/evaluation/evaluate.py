@@ -1,4 +1,4 @@
-"""`xformer evaluate`: translate a test set (or take translations made elsewhere) and score them
+"""A model on a test set: translate it (or take translations made elsewhere) and score them
 with sacreBLEU, exactly as the `sacrebleu` command would."""
 
 from __future__ import annotations
@@ -6,19 +6,11 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from xformer_cli.batching import read_lines
 from xformer_cli.errors import DataError
 from xformer_cli.evaluation.metrics import METRICS, MetricResult
-
-
-@dataclass
-class TestSet:
-    name: str
-    sources: list[str] | None  # None when only hypotheses are scored
-    references: list[list[str]]  # one list per reference stream
+from xformer_cli.evaluation.test_sets import TestSet
 
 
 @dataclass
@@ -45,28 +37,6 @@ class Report:
             "seconds": round(self.seconds, 3),
             "sentences_per_second": round(self.sentences_per_second, 2) if self.sentences_per_second else None,
         }
-
-
-def read_nonempty(path: str | Path, what: str) -> list[str]:
-    lines = read_lines(path)
-    if not lines:
-        raise DataError(f"empty {what} file: {path}")
-    return lines
-
-
-def load_testset(name: str, sources: str | Path | None, references: Sequence[str | Path]) -> TestSet:
-    """Source and reference lines, with every count checked."""
-    if not references:
-        raise DataError("no references: give --ref or --testset")
-    refs = [read_nonempty(r, "reference") for r in references]
-    src = read_nonempty(sources, "source") if sources is not None else None
-    counts = {str(p): len(r) for p, r in zip(references, refs)}
-    if src is not None:
-        counts = {str(sources): len(src), **counts}
-    if len(set(counts.values())) > 1:
-        detail = ", ".join(f"{n} in {p}" for p, n in counts.items())
-        raise DataError(f"line counts differ: {detail}")
-    return TestSet(name, src, refs)
 
 
 def score(hyps: Sequence[str], refs: Sequence[Sequence[str]], metrics: Sequence[str]) -> list[MetricResult]:

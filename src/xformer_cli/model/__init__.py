@@ -4,6 +4,13 @@ Mask convention for the whole codebase (PyTorch's): a boolean mask is True where
 may NOT attend to a key.
 """
 
-from xformer_cli.model.transformer import Transformer, build_model
-
 __all__ = ["Transformer", "build_model"]
+
+
+def __getattr__(name: str):
+    # Lazy, so that model/config.py can be read without torch (the command line's help).
+    if name in __all__:
+        from xformer_cli.model import transformer
+
+        return getattr(transformer, name)
+    raise AttributeError(name)

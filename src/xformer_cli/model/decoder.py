@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from torch import Tensor, nn
 
 from xformer_cli.model.attention import causal_mask
-from xformer_cli.model.encoder import FeedForward, residual
+from xformer_cli.model.config import ModelConfig
+from xformer_cli.model.layers import FeedForward, residual
 from xformer_cli.model.multi_head import MultiHeadAttention
 from xformer_cli.model.norms import make_norm
 
@@ -52,17 +53,16 @@ class DecoderState:
 class DecoderLayer(nn.Module):
     """Masked self-attention, encoder attention, feed-forward. Shape: (B, T, d_model) -> (B, T, d_model)."""
 
-    def __init__(self, d_model: int, h: int, d_ff: int, dropout: float, attention_dropout: float, activation_dropout: float, norm: str, pre_norm: bool,
-                 activation: str = "relu") -> None:
+    def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.self_attn = MultiHeadAttention(d_model, h, attention_dropout)
-        self.self_attn_layer_norm = make_norm(norm, d_model)
-        self.encoder_attn = MultiHeadAttention(d_model, h, attention_dropout)
-        self.encoder_attn_layer_norm = make_norm(norm, d_model)
-        self.ffn = FeedForward(d_model, d_ff, activation_dropout, activation)
-        self.final_layer_norm = make_norm(norm, d_model)
-        self.pre_norm = pre_norm
-        self.dropout = dropout
+        self.self_attn = MultiHeadAttention(config.d_model, config.h, config.attention_dropout)
+        self.self_attn_layer_norm = make_norm(config.norm, config.d_model)
+        self.encoder_attn = MultiHeadAttention(config.d_model, config.h, config.attention_dropout)
+        self.encoder_attn_layer_norm = make_norm(config.norm, config.d_model)
+        self.ffn = FeedForward(config)
+        self.final_layer_norm = make_norm(config.norm, config.d_model)
+        self.pre_norm = config.norm_position == "pre"
+        self.dropout = config.dropout
 
     def forward(
         self,
@@ -95,13 +95,10 @@ class Decoder(nn.Module):
     Shape: x (B, T, d_model) embedded target, memory (B, S, d_model) -> (B, T, d_model)
     """
 
-    def __init__(self, n_layers: int, d_model: int, h: int, d_ff: int, dropout: float, attention_dropout: float, activation_dropout: float, norm: str, pre_norm: bool,
-                 activation: str = "relu") -> None:
+    def __init__(self, config: ModelConfig) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(
-            DecoderLayer(d_model, h, d_ff, dropout, attention_dropout, activation_dropout, norm, pre_norm, activation) for _ in range(n_layers)
-        )
-        self.layer_norm = make_norm(norm, d_model) if pre_norm else None
+        self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.n_decoder_layers))
+        self.layer_norm = make_norm(config.norm, config.d_model) if config.norm_position == "pre" else None
 
     def init_state(self, memory: Tensor, memory_mask: Tensor | None) -> DecoderState:
         """Project the encoder output once per layer for encoder attention."""

@@ -7,6 +7,8 @@ with α and s learnable scalars and γ, β learnable per channel.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -38,14 +40,16 @@ class Derf(nn.Module):
         return self.weight * torch.erf(self.alpha * x + self.shift) + self.bias
 
 
+# The one registry of normalization layers: the config validates `norm` against its names and
+# the model builds each norm from it.
+NORMS: dict[str, Callable[[int], nn.Module]] = {
+    "layernorm": nn.LayerNorm,
+    "rmsnorm": lambda d_model: nn.RMSNorm(d_model, eps=1e-6),
+    "dyt": DyT,
+    "derf": Derf,
+}
+
+
 def make_norm(kind: str, d_model: int) -> nn.Module:
-    """The normalization layer named by `kind` (layernorm | rmsnorm | dyt | derf)."""
-    if kind == "layernorm":
-        return nn.LayerNorm(d_model)
-    if kind == "rmsnorm":
-        return nn.RMSNorm(d_model, eps=1e-6)
-    if kind == "dyt":
-        return DyT(d_model)
-    if kind == "derf":
-        return Derf(d_model)
-    raise ValueError(f"unknown norm {kind!r}")
+    """The normalization layer named by `kind`, one of NORMS, over `d_model` channels."""
+    return NORMS[kind](d_model)

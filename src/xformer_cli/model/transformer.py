@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from xformer_cli.config import ModelConfig
+from xformer_cli.model.config import ModelConfig
 from xformer_cli.model.decoder import Decoder, DecoderState
 from xformer_cli.model.encoder import Encoder
 from xformer_cli.model.multi_head import MultiHeadAttention
@@ -26,7 +26,6 @@ class Transformer(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        pre_norm = c.norm_position == "pre"
         self.embedding = nn.Embedding(c.vocab_size, c.d_model)  # the source (and, tied, every) embedding
         if not c.tie_embeddings:
             self.tgt_embedding = nn.Embedding(c.vocab_size, c.d_model)
@@ -34,9 +33,8 @@ class Transformer(nn.Module):
         # Marian's final_logits_bias; with tied embeddings it cannot live in a Linear of its own.
         self.output_bias = nn.Parameter(torch.zeros(c.vocab_size)) if c.output_bias else None
         self.positional = PositionalEncoding(c.d_model, c.max_len, c.positions)
-        layers = (c.d_model, c.h, c.d_ff, c.dropout, c.attention_dropout, c.activation_dropout, c.norm, pre_norm, c.activation)
-        self.encoder = Encoder(c.n_encoder_layers, *layers)
-        self.decoder = Decoder(c.n_decoder_layers, *layers)
+        self.encoder = Encoder(c)
+        self.decoder = Decoder(c)
         if initialize:  # skipped when weights are loaded next (a faster start)
             self.reset_parameters()
 

@@ -31,8 +31,8 @@ from typing import TypeVar
 
 import sentencepiece as spm
 
-from xformer_cli.text.bpe_dropout import BpeDropout
 from xformer_cli.errors import ConfigError, ModelLoadError
+from xformer_cli.text.bpe_dropout import BpeDropout
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 SPM_FILE = "spm.model"  # a joint tokenizer's one file

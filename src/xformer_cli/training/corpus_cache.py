@@ -38,17 +38,19 @@ import os
 import shutil
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from itertools import chain
 from pathlib import Path
 
 import numpy as np
 
-from xformer_cli.training.checkpoint import fsync_folder
-from xformer_cli.batching import FilterReport, ParallelReader, filter_pairs
 from xformer_cli.errors import DataError
 from xformer_cli.text.bpe_dropout import SAMPLER
+from xformer_cli.text.files import ParallelReader
 from xformer_cli.text.tokenizer import TAG_PIECE, AnyTokenizer, sample_in_worker, sampling_seed, start_sampling_worker
+from xformer_cli.training.checkpoint import fsync_folder
+from xformer_cli.training.filtering import FilterReport, filter_pairs
 
 FORMAT = 1
 CHUNK_PAIRS = 20_000  # pairs encoded at a time: big enough for SentencePiece's threads, small in memory
@@ -90,8 +92,15 @@ def tokenizer_cache_path(root: Path, corpus_digests: list[tuple[str, str]], voca
     cached before the tag piece was reserved is not taken for one that has it)."""
     import sentencepiece
 
-    key = content_key(kind="tokenizer", corpora=corpus_digests, vocab_size=vocab_size, sample=sample, seed=seed,
-                      sentencepiece=sentencepiece.__version__, reserved=[TAG_PIECE])
+    key = content_key(
+        kind="tokenizer",
+        corpora=corpus_digests,
+        vocab_size=vocab_size,
+        sample=sample,
+        seed=seed,
+        sentencepiece=sentencepiece.__version__,
+        reserved=[TAG_PIECE],
+    )
     return root / "tokenizers" / f"{key[:32]}.model"
 
 
@@ -103,15 +112,23 @@ class Sampling:
     seed: int  # every chunk's seed is made from it and the chunk's index
 
 
-def corpus_key(digests: tuple[str, str], tokenizer: AnyTokenizer, max_tokens: int, max_ratio: float, tag: int | None = None,
-               sampling: Sampling | None = None) -> str:
+def corpus_key(
+    digests: tuple[str, str],
+    tokenizer: AnyTokenizer,
+    max_tokens: int,
+    max_ratio: float,
+    tag: int | None = None,
+    sampling: Sampling | None = None,
+) -> str:
     """The content key of the corpus with these sha256 `digests` (source, target) encoded by
     `tokenizer`, filtered with these settings, with a `tag` id in front of every source and a
     `sampling` segmentation: untagged and plain keys are those of earlier versions."""
     extra: dict[str, object] = {"tag": tag} if tag is not None else {}
     if sampling is not None:
         extra["sampling"] = {"alpha": sampling.alpha, "seed": sampling.seed, "chunk_pairs": CHUNK_PAIRS, "sampler": SAMPLER}
-    return content_key(kind="corpus", src=digests[0], tgt=digests[1], tokenizer=tokenizer.digest(), max_tokens=max_tokens, max_ratio=max_ratio, **extra)
+    return content_key(
+        kind="corpus", src=digests[0], tgt=digests[1], tokenizer=tokenizer.digest(), max_tokens=max_tokens, max_ratio=max_ratio, **extra
+    )
 
 
 def entry_folder(root: Path, key: str) -> Path:
@@ -162,8 +179,10 @@ class EncodedCorpus:
 
     def pair(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """The source and target piece ids of pair `i` (views into the mapped files)."""
-        return (self.src_tokens[self.src_offsets[i] : self.src_offsets[i + 1]],
-                self.tgt_tokens[self.tgt_offsets[i] : self.tgt_offsets[i + 1]])
+        return (
+            self.src_tokens[self.src_offsets[i] : self.src_offsets[i + 1]],
+            self.tgt_tokens[self.tgt_offsets[i] : self.tgt_offsets[i + 1]],
+        )
 
 
 class StaleCache(Exception):
@@ -234,17 +253,23 @@ def chunk_seeds(sampling: Sampling, chunk: int) -> tuple[int, int]:
     return sampling_seed(sampling.seed, chunk, 0), sampling_seed(sampling.seed, chunk, 1)
 
 
-def encode_chunk(tokenizer: AnyTokenizer, src: list[str], tgt: list[str], threads: int, sampling: Sampling | None, chunk: int) -> dict[str, list[list[int]]]:
+def encode_chunk(
+    tokenizer: AnyTokenizer, src: list[str], tgt: list[str], threads: int, sampling: Sampling | None, chunk: int
+) -> dict[str, list[list[int]]]:
     """The piece ids of chunk number `chunk` of a corpus (`threads` SentencePiece threads):
     plain, or sampled with its `chunk_seeds`."""
     if sampling is None:
         return {"src": tokenizer.encode(src, threads), "tgt": tokenizer.encode_target(tgt, threads)}
     seeds = chunk_seeds(sampling, chunk)
-    return {"src": tokenizer.sample_encode(src, sampling.alpha, seeds[0], threads),
-            "tgt": tokenizer.sample_encode_target(tgt, sampling.alpha, seeds[1], threads)}
+    return {
+        "src": tokenizer.sample_encode(src, sampling.alpha, seeds[0], threads),
+        "tgt": tokenizer.sample_encode_target(tgt, sampling.alpha, seeds[1], threads),
+    }
 
 
-def encoded_chunks(reader: ParallelReader, tokenizer: AnyTokenizer, threads: int, sampling: Sampling | None) -> Iterator[tuple[list[str], dict[str, list[list[int]]]]]:
+def encoded_chunks(
+    reader: ParallelReader, tokenizer: AnyTokenizer, threads: int, sampling: Sampling | None
+) -> Iterator[tuple[list[str], dict[str, list[list[int]]]]]:
     """(source lines, piece ids) of each chunk of the corpus, in order. A sampled segmentation of
     more than one chunk is drawn by `threads` worker processes (spawned, each with a copy of the
     tokenizer), a few chunks ahead; the ids do not depend on how many (each chunk has its seeds)."""
@@ -276,8 +301,19 @@ def encoded_chunks(reader: ParallelReader, tokenizer: AnyTokenizer, threads: int
             pool.shutdown(cancel_futures=True)
 
 
-def encode_corpus(folder: Path, key: str, src: str, tgt: str, tokenizer: AnyTokenizer, max_tokens: int, max_ratio: float,
-                  threads: int, progress, tag: int | None = None, sampling: Sampling | None = None) -> None:
+def encode_corpus(
+    folder: Path,
+    key: str,
+    src: str,
+    tgt: str,
+    tokenizer: AnyTokenizer,
+    max_tokens: int,
+    max_ratio: float,
+    threads: int,
+    progress,
+    tag: int | None = None,
+    sampling: Sampling | None = None,
+) -> None:
     """Encode and filter the corpus into `folder` (a fresh, empty folder), in chunks of pairs on
     `threads` SentencePiece threads, and write its meta.json last. `progress` is an
     EncodeProgress (or anything with its `update`). A `tag` id goes in front of every source,
@@ -285,8 +321,10 @@ def encode_corpus(folder: Path, key: str, src: str, tgt: str, tokenizer: AnyToke
     segmentation is sampled (`encode_chunk`) and filtered as it came out."""
     reader = ParallelReader(src, tgt)
     dtype, length_dtype = token_dtype(tokenizer.vocab_size), np.dtype(np.uint16 if max_tokens < 1 << 16 else np.int32)
-    writers = {name: ArrayWriter(folder / name, dtype if name.endswith("tokens") else length_dtype if name.endswith("lengths") else np.int64)
-               for name in ARRAYS}
+    writers = {
+        name: ArrayWriter(folder / name, dtype if name.endswith("tokens") else length_dtype if name.endswith("lengths") else np.int64)
+        for name in ARRAYS
+    }
     try:
         report = FilterReport(0, 0, 0, 0)
         pairs = 0
@@ -331,22 +369,12 @@ def encode_corpus(folder: Path, key: str, src: str, tgt: str, tokenizer: AnyToke
         os.fsync(f.fileno())
 
 
-def cached_corpus(root: Path, name: str, src: str, tgt: str, digests: tuple[str, str], tokenizer: AnyTokenizer, max_tokens: int,
-                  max_ratio: float, threads: int, log: Callable[[str], None], console=None, tag: int | None = None,
-                  sampling: Sampling | None = None) -> EncodedCorpus:
-    """The encoded corpus `src`/`tgt` (with sha256 `digests`) from the cache under `root`,
-    encoding it first when the cache has no sound entry for it; with a `tag` id in front of every
-    source (a synthetic corpus: another entry than the untagged one), and with a `sampling`
-    segmentation instead of the plain one (another entry for each sampling).
-
-    A full disk (or any other write error) while encoding is a DataError, and leaves nothing
-    behind but the lock file."""
+@contextmanager
+def entry_lock(folder: Path, name: str, log: Callable[[str], None]) -> Iterator[None]:
+    """Hold the lock of the cache entry `folder` while inside: one run encodes or opens an entry
+    at a time, and a run that finds it taken says so and waits."""
     from filelock import FileLock, Timeout
 
-    from xformer_cli.progress import EncodeProgress
-
-    key = corpus_key(digests, tokenizer, max_tokens, max_ratio, tag, sampling)
-    folder = entry_folder(root, key)
     corpora = folder.parent
     try:
         corpora.mkdir(parents=True, exist_ok=True)
@@ -359,6 +387,85 @@ def cached_corpus(root: Path, name: str, src: str, tgt: str, digests: tuple[str,
     except OSError as err:
         raise DataError(f"cannot use the corpus cache {corpora}: {err.strerror or err}") from None
     try:
+        yield
+    finally:
+        lock.release()
+
+
+def build_entry(
+    folder: Path,
+    key: str,
+    name: str,
+    src: str,
+    tgt: str,
+    tokenizer: AnyTokenizer,
+    max_tokens: int,
+    max_ratio: float,
+    threads: int,
+    console,
+    tag: int | None,
+    sampling: Sampling | None,
+) -> EncodedCorpus:
+    """Encode the corpus into a temporary folder beside `folder`, rename it into place (so an
+    entry is whole or absent), and open it. Run under the entry's lock."""
+    from xformer_cli.progress import EncodeProgress
+
+    corpora = folder.parent
+    for stale in corpora.glob(f".{folder.name}.tmp-*"):  # left by a run that died while encoding
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = corpora / f".{folder.name}.tmp-{os.getpid()}"
+    try:
+        tmp.mkdir()
+        with EncodeProgress(console, name, os.path.getsize(src)) as progress:
+            encode_corpus(tmp, key, src, tgt, tokenizer, max_tokens, max_ratio, threads, progress, tag, sampling)
+        fsync_folder(tmp)
+        os.rename(tmp, folder)
+        fsync_folder(corpora)
+    except OSError as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if err.errno == errno.ENOSPC:
+            raise DataError(
+                f"no space left on the device while encoding {src} into the corpus cache {corpora}; free space there or choose another "
+                "cache "
+                "folder (XFORMER_CACHE, or cache_dir in the recipe)"
+            ) from None
+        raise DataError(f"cannot write the corpus cache {corpora}: {err.strerror or err}") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        corpus = open_encoded(folder, key)
+    except StaleCache as why:
+        raise DataError(f"the corpus cache entry just written to {folder} does not read back ({why})") from None
+    progress.finished(str(corpus.report))
+    return corpus
+
+
+def cached_corpus(
+    root: Path,
+    name: str,
+    src: str,
+    tgt: str,
+    digests: tuple[str, str],
+    tokenizer: AnyTokenizer,
+    max_tokens: int,
+    max_ratio: float,
+    threads: int,
+    log: Callable[[str], None],
+    console=None,
+    tag: int | None = None,
+    sampling: Sampling | None = None,
+) -> EncodedCorpus:
+    """The encoded corpus `src`/`tgt` (with sha256 `digests`) from the cache under `root`,
+    encoding it first when the cache has no sound entry for it; with a `tag` id in front of every
+    source (a synthetic corpus: another entry than the untagged one), and with a `sampling`
+    segmentation instead of the plain one (another entry for each sampling).
+
+    A full disk (or any other write error) while encoding is a DataError, and leaves nothing
+    behind but the lock file."""
+    key = corpus_key(digests, tokenizer, max_tokens, max_ratio, tag, sampling)
+    folder = entry_folder(root, key)
+    with entry_lock(folder, name, log):
         try:
             corpus = open_encoded(folder, key)
             log(f"corpus {name}: encoded before, mapping {folder}")
@@ -367,29 +474,4 @@ def cached_corpus(root: Path, name: str, src: str, tgt: str, digests: tuple[str,
             if folder.exists():
                 log(f"corpus {name}: the cache entry {folder} is unusable ({why}); encoding again")
                 shutil.rmtree(folder, ignore_errors=True)
-        for stale in corpora.glob(f".{folder.name}.tmp-*"):  # left by a run that died while encoding
-            shutil.rmtree(stale, ignore_errors=True)
-        tmp = corpora / f".{folder.name}.tmp-{os.getpid()}"
-        try:
-            tmp.mkdir()
-            with EncodeProgress(console, name, os.path.getsize(src)) as progress:
-                encode_corpus(tmp, key, src, tgt, tokenizer, max_tokens, max_ratio, threads, progress, tag, sampling)
-            fsync_folder(tmp)
-            os.rename(tmp, folder)
-            fsync_folder(corpora)
-        except OSError as err:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if err.errno == errno.ENOSPC:
-                raise DataError(f"no space left on the device while encoding {src} into the corpus cache {corpora}; free space there or choose another cache folder (XFORMER_CACHE, or cache_dir in the recipe)") from None
-            raise DataError(f"cannot write the corpus cache {corpora}: {err.strerror or err}") from None
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        try:
-            corpus = open_encoded(folder, key)
-        except StaleCache as why:
-            raise DataError(f"the corpus cache entry just written to {folder} does not read back ({why})") from None
-        progress.finished(str(corpus.report))
-        return corpus
-    finally:
-        lock.release()
+        return build_entry(folder, key, name, src, tgt, tokenizer, max_tokens, max_ratio, threads, console, tag, sampling)

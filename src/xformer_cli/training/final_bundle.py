@@ -15,12 +15,13 @@ import torch
 
 from xformer_cli.bundles.bundle import Bundle, save_bundle
 from xformer_cli.bundles.card import CardInfo, Score, render_card
-from xformer_cli.training.checkpoint import average_states, load_checkpoint, model_state
-from xformer_cli.config import DecodeConfig, ModelConfig, TrainConfig, from_dict, to_dict
+from xformer_cli.config import DecodeConfig, TrainConfig, from_dict, to_dict
+from xformer_cli.model.config import ModelConfig
 from xformer_cli.model.transformer import Transformer, build_model, count_parameters
-from xformer_cli.training.run_folder import RunFolder
 from xformer_cli.text.tokenizer import TAG_PIECE, AnyTokenizer, load_tokenizer
+from xformer_cli.training.checkpoint import average_states, load_checkpoint, model_state
 from xformer_cli.training.run_data import CorpusStats
+from xformer_cli.training.run_folder import RunFolder
 
 
 @dataclass
@@ -71,15 +72,21 @@ def corpora_text(corpora: list[CorpusStats]) -> str:
     """The model card's training-data section: one row per corpus, with a `tagged` column where
     any corpus is tagged (synthetic)."""
     tagged = any(c.tagged for c in corpora)
-    rows = "\n".join(f"| {c.name} | `{c.src}` | `{c.tgt}` | {c.pairs:,} | {c.weight:g} |" + (f" {'yes' if c.tagged else 'no'} |" if tagged else "")
-                     for c in corpora)
+    rows = "\n".join(
+        f"| {c.name} | `{c.src}` | `{c.tgt}` | {c.pairs:,} | {c.weight:g} |" + (f" {'yes' if c.tagged else 'no'} |" if tagged else "")
+        for c in corpora
+    )
     return (
-        f"| corpus | source | target | pairs | weight |{' tagged |' if tagged else ''}\n|---|---|---|---:|---:|{'---|' if tagged else ''}\n{rows}\n\n"
+        f"| corpus | source | target | pairs | weight |{' tagged |' if tagged else ''}\n"
+        f"|---|---|---|---:|---:|{'---|' if tagged else ''}\n{rows}\n\n"
         "Pairs are counted after filtering (empty, over-long and length-mismatched pairs dropped). "
         "An epoch takes round(weight × pairs) pairs of each corpus."
-        + (f" A tagged corpus is synthetic (machine-made sources, such as back-translations): each of its sources starts with "
-           f"the reserved piece `{TAG_PIECE}` (tagged back-translation, Caswell et al. 2019), which text to translate never produces."
-           if tagged else "")
+        + (
+            f" A tagged corpus is synthetic (machine-made sources, such as back-translations): each of its sources starts with "
+            f"the reserved piece `{TAG_PIECE}` (tagged back-translation, Caswell et al. 2019), which text to translate never produces."
+            if tagged
+            else ""
+        )
     )
 
 
@@ -87,10 +94,12 @@ def sampling_text(alpha: float) -> str:
     """The model card's sentence on subword sampling (TrainConfig.subword_alpha), or nothing when it was off."""
     if not alpha:
         return ""
-    return (f"\n\nSubword regularization (subword_alpha {alpha:g}): every epoch trained on a fresh sampled segmentation of the corpora "
-            "(BPE-dropout, each merge skipped with that probability), seeded by the run's seed and the epoch, and filtered anew: "
-            "an epoch took round(weight × the pairs that fit in its segmentation), which can differ slightly from the pairs above. "
-            "Those are counted in the plain segmentation, which validation and translation use.")
+    return (
+        f"\n\nSubword regularization (subword_alpha {alpha:g}): every epoch trained on a fresh sampled segmentation of the corpora "
+        "(BPE-dropout, each merge skipped with that probability), seeded by the run's seed and the epoch, and filtered anew: "
+        "an epoch took round(weight × the pairs that fit in its segmentation), which can differ slightly from the pairs above. "
+        "Those are counted in the plain segmentation, which validation and translation use."
+    )
 
 
 def corpus_summary(corpus: CorpusStats) -> dict:
@@ -98,7 +107,9 @@ def corpus_summary(corpus: CorpusStats) -> dict:
     return {"name": corpus.name, "pairs": corpus.pairs, "weight": corpus.weight, **({"tagged": True} if corpus.tagged else {})}
 
 
-def write_run_bundle(out: Path, name: str, model: Transformer, info: RunInfo, training: str, recipe: str, scores: list[Score], extra: dict) -> Path:
+def write_run_bundle(
+    out: Path, name: str, model: Transformer, info: RunInfo, training: str, recipe: str, scores: list[Score], extra: dict
+) -> Path:
     """Save `model` (with the run's tokenizer and decoding defaults) as a bundle in `out`, with a
     model card titled `name` that lists the run's corpora, license and datasets; `training` says
     how it trained, `extra` goes into config.json's "training"."""

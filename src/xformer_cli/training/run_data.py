@@ -33,15 +33,28 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from xformer_cli.training.checkpoint import atomic_write
-from xformer_cli.config import CorpusConfig, ModelConfig, TrainConfig
-from xformer_cli.training.corpus_cache import (EncodedCorpus, Sampling, StaleCache, cache_root, cached_corpus, corpus_key, entry_folder, file_digest,
-                                      open_encoded, remove_entry, tokenizer_cache_path)
-from xformer_cli.batching import Batch, ParallelReader, batch_bounds, collate, read_parallel
-from xformer_cli.training.distributed import Distributed
+from xformer_cli.batching import Batch, batch_bounds, collate
+from xformer_cli.config import CorpusConfig, TrainConfig
 from xformer_cli.errors import ConfigError, ModelLoadError, RunError
-from xformer_cli.training.run_folder import RunFolder
+from xformer_cli.model.config import ModelConfig
+from xformer_cli.text.files import ParallelReader, read_parallel
 from xformer_cli.text.tokenizer import TAG_PIECE, AnyTokenizer, Tokenizer, has_tokenizer, load_tokenizer, train_tokenizer
+from xformer_cli.training.checkpoint import atomic_write
+from xformer_cli.training.corpus_cache import (
+    EncodedCorpus,
+    Sampling,
+    StaleCache,
+    cache_root,
+    cached_corpus,
+    corpus_key,
+    entry_folder,
+    file_digest,
+    open_encoded,
+    remove_entry,
+    tokenizer_cache_path,
+)
+from xformer_cli.training.distributed import Distributed
+from xformer_cli.training.run_folder import RunFolder
 
 
 @dataclass(frozen=True)
@@ -81,7 +94,9 @@ def epoch_pairs(sizes: list[int], weights: list[float], seed: int, epoch: int) -
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
-def make_batches(src_lens: np.ndarray, tgt_lens: np.ndarray, batch_tokens: int, seed: int, epoch: int, pairs: np.ndarray | None = None) -> EpochBatches:
+def make_batches(
+    src_lens: np.ndarray, tgt_lens: np.ndarray, batch_tokens: int, seed: int, epoch: int, pairs: np.ndarray | None = None
+) -> EpochBatches:
     """Token-budget batches of `pairs` (default: all), bucketed by length, in a shuffled order
     fixed by (seed, epoch).
 
@@ -147,14 +162,36 @@ class Encoding:
         return None if epoch is None else epoch_sampling(self.alpha, self.seed, epoch, corpus)
 
 
-def encode_corpora(specs: tuple[CorpusConfig, ...], tokenizer: AnyTokenizer, enc: Encoding, dist: Distributed, log: Callable[[str], None],
-                   console=None, epoch: int | None = None) -> list[EncodedCorpus]:
+def encode_corpora(
+    specs: tuple[CorpusConfig, ...],
+    tokenizer: AnyTokenizer,
+    enc: Encoding,
+    dist: Distributed,
+    log: Callable[[str], None],
+    console=None,
+    epoch: int | None = None,
+) -> list[EncodedCorpus]:
     """The corpora from the cache, plain or (with an `epoch`) in that epoch's sampled
     segmentation: rank 0 finds or encodes each entry, the others wait and map the same files."""
     if dist.main:
-        corpora = [cached_corpus(enc.root, c.label if epoch is None else f"{c.label} (epoch {epoch + 1}, sampled)", c.src, c.tgt, d, tokenizer,
-                                 enc.max_tokens, enc.max_ratio, enc.threads, log, console, tokenizer.tag_id if c.tag else None, enc.sampling(epoch, i))
-                   for i, (c, d) in enumerate(zip(specs, enc.digests))]
+        corpora = [
+            cached_corpus(
+                enc.root,
+                c.label if epoch is None else f"{c.label} (epoch {epoch + 1}, sampled)",
+                c.src,
+                c.tgt,
+                d,
+                tokenizer,
+                enc.max_tokens,
+                enc.max_ratio,
+                enc.threads,
+                log,
+                console,
+                tokenizer.tag_id if c.tag else None,
+                enc.sampling(epoch, i),
+            )
+            for i, (c, d) in enumerate(zip(specs, enc.digests))
+        ]
     entries = dist.share([(str(c.folder), c.key) for c in corpora] if dist.main else None)
     if not dist.main:
         try:
@@ -167,8 +204,14 @@ def encode_corpora(specs: tuple[CorpusConfig, ...], tokenizer: AnyTokenizer, enc
 class TrainingData:
     """The tokenizer, the memory-mapped corpora with their weights, and the validation texts."""
 
-    def __init__(self, tokenizer: AnyTokenizer, corpora: list[EncodedCorpus], specs: tuple[CorpusConfig, ...], valid: tuple[list[str], list[str]] | None,
-                 encoding: Encoding | None = None) -> None:
+    def __init__(
+        self,
+        tokenizer: AnyTokenizer,
+        corpora: list[EncodedCorpus],
+        specs: tuple[CorpusConfig, ...],
+        valid: tuple[list[str], list[str]] | None,
+        encoding: Encoding | None = None,
+    ) -> None:
         self.tokenizer = tokenizer
         self.corpora = corpora
         self.specs = specs
@@ -223,19 +266,30 @@ class TrainingData:
         corpora = encode_corpora(self.specs, self.tokenizer, enc, dist, log, None, epoch)
         data = TrainingData(self.tokenizer, corpora, self.specs, self.valid)
         if dist.main:
-            log(f"epoch {epoch + 1}: sampled segmentation (subword_alpha {enc.alpha:g}), "
+            log(
+                f"epoch {epoch + 1}: sampled segmentation (subword_alpha {enc.alpha:g}), "
                 f"{'found in the cache' if found else 'encoded'} in {time.perf_counter() - started:.1f} s; "
-                f"{data.mean_pieces:.1f} pieces per sentence (plain {self.mean_pieces:.1f}); {data.pairs:,} pairs fit the filter (plain {self.pairs:,})")
+                f"{data.mean_pieces:.1f} pieces per sentence (plain {self.mean_pieces:.1f}); {data.pairs:,} pairs fit the filter "
+                f"(plain {self.pairs:,})"
+            )
         if not data.pairs:
-            raise RunError(f"no training pairs left after filtering epoch {epoch + 1}'s sampled segmentation "
-                           f"({'; '.join(str(c.report) for c in corpora)}): lower subword_alpha or raise max_tokens_per_sentence")
+            raise RunError(
+                f"no training pairs left after filtering epoch {epoch + 1}'s sampled segmentation "
+                f"({'; '.join(str(c.report) for c in corpora)}): lower subword_alpha or raise max_tokens_per_sentence"
+            )
         return data
 
     def sampled_key(self, epoch: int, corpus: int) -> str:
         """The cache key of corpus number `corpus` in `epoch`'s sampled segmentation (rank 0)."""
         enc, spec = self.encoding, self.specs[corpus]
-        return corpus_key(enc.digests[corpus], self.tokenizer, enc.max_tokens, enc.max_ratio, self.tokenizer.tag_id if spec.tag else None,
-                          enc.sampling(epoch, corpus))
+        return corpus_key(
+            enc.digests[corpus],
+            self.tokenizer,
+            enc.max_tokens,
+            enc.max_ratio,
+            self.tokenizer.tag_id if spec.tag else None,
+            enc.sampling(epoch, corpus),
+        )
 
     def remove_sampled(self, epochs: Iterable[int]) -> None:
         """Delete the cache entries of these epochs' sampled segmentations, where there (rank 0)."""
@@ -254,8 +308,17 @@ def corpus_sentences(corpora: Iterable[CorpusConfig]) -> Iterator[str]:
                 yield t
 
 
-def prepare_tokenizer(cfg: TrainConfig, run: RunFolder, dist: Distributed, vocab_size: int, sentences: Callable[[], Iterable[str]],
-                      log: Callable[[str], None], given: AnyTokenizer | None = None, cache_path: Path | None = None, console=None) -> AnyTokenizer:
+def prepare_tokenizer(
+    cfg: TrainConfig,
+    run: RunFolder,
+    dist: Distributed,
+    vocab_size: int,
+    sentences: Callable[[], Iterable[str]],
+    log: Callable[[str], None],
+    given: AnyTokenizer | None = None,
+    cache_path: Path | None = None,
+    console=None,
+) -> AnyTokenizer:
     """The run's tokenizer, made once: rank 0 takes the run folder's own, the `given` one,
     `cfg.spm_model`, the one trained on the same data before (`cache_path`), or trains
     SentencePiece on a seeded sample of `sentences()` (and keeps it at `cache_path`); it writes
@@ -266,9 +329,15 @@ def prepare_tokenizer(cfg: TrainConfig, run: RunFolder, dist: Distributed, vocab
         tokenizer = given or (Tokenizer.load(cfg.spm_model) if cfg.spm_model else None) or cached_tokenizer(cache_path, log)
         if tokenizer is None:
             started = time.perf_counter()
-            with status(console, f"training a {vocab_size}-piece SentencePiece model on a seeded sample of up to {cfg.spm_sample:,} sentences"):
+            with status(
+                console, f"training a {vocab_size}-piece SentencePiece model on a seeded sample of up to {cfg.spm_sample:,} sentences"
+            ):
                 tokenizer = train_tokenizer(sentences(), vocab_size, max_sentences=cfg.spm_sample, seed=cfg.seed)
-            log(f"trained a {tokenizer.vocab_size}-piece SentencePiece model in {time.perf_counter() - started:.0f} s, on a seeded sample of up to {cfg.spm_sample:,} sentences")
+            log(
+                f"trained a {tokenizer.vocab_size}-piece SentencePiece model in {time.perf_counter() - started:.0f} s, on a seeded "
+                "sample of "
+                f"up to {cfg.spm_sample:,} sentences"
+            )
             if cache_path is not None:
                 try:
                     cache_path.parent.mkdir(parents=True, exist_ok=True)
@@ -294,15 +363,19 @@ def cached_tokenizer(path: Path | None, log: Callable[[str], None]) -> Tokenizer
 
 def tokenizer_origin(cfg: TrainConfig) -> str:
     """Where a run's tokenizer came from, for error messages."""
-    return f"the bundle --init-from {cfg.init_from}" if cfg.init_from else f"spm_model {cfg.spm_model}" if cfg.spm_model else "this run folder"
+    return (
+        f"the bundle --init-from {cfg.init_from}" if cfg.init_from else f"spm_model {cfg.spm_model}" if cfg.spm_model else "this run folder"
+    )
 
 
 def check_sampling(tokenizer: AnyTokenizer, cfg: TrainConfig) -> None:
     """Subword sampling needs a joint BPE tokenizer; else a ConfigError saying what the run's is."""
     problem = tokenizer.sampling_problem() if cfg.subword_alpha else None
     if problem:
-        raise ConfigError(f"subword_alpha {cfg.subword_alpha:g} samples BPE-dropout segmentations of one joint BPE SentencePiece model, "
-                          f"as xformer trains; the tokenizer of {tokenizer_origin(cfg)} is {problem}: set subword_alpha = 0")
+        raise ConfigError(
+            f"subword_alpha {cfg.subword_alpha:g} samples BPE-dropout segmentations of one joint BPE SentencePiece model, "
+            f"as xformer trains; the tokenizer of {tokenizer_origin(cfg)} is {problem}: set subword_alpha = 0"
+        )
 
 
 def check_tags(specs: tuple[CorpusConfig, ...], tokenizer: AnyTokenizer, cfg: TrainConfig) -> None:
@@ -311,12 +384,21 @@ def check_tags(specs: tuple[CorpusConfig, ...], tokenizer: AnyTokenizer, cfg: Tr
     tagged = [s.label for s in specs if s.tag]
     if tagged and tokenizer.tag_id is None:
         origin = tokenizer_origin(cfg)
-        raise ConfigError(f"corpus {tagged[0]!r} has tag = true, but the tokenizer of {origin} reserves no {TAG_PIECE} piece "
-                          "(it was made before tagged corpora existed): drop the tag or use a tokenizer trained by this version")
+        raise ConfigError(
+            f"corpus {tagged[0]!r} has tag = true, but the tokenizer of {origin} reserves no {TAG_PIECE} piece "
+            "(it was made before tagged corpora existed): drop the tag or use a tokenizer trained by this version"
+        )
 
 
-def prepare_training_data(cfg: TrainConfig, run: RunFolder, dist: Distributed, model_config: ModelConfig, log: Callable[[str], None],
-                          console=None, given: AnyTokenizer | None = None) -> TrainingData:
+def prepare_training_data(
+    cfg: TrainConfig,
+    run: RunFolder,
+    dist: Distributed,
+    model_config: ModelConfig,
+    log: Callable[[str], None],
+    console=None,
+    given: AnyTokenizer | None = None,
+) -> TrainingData:
     """Tokenizer, encoded corpora and validation set of a run (see the module's docstring)."""
     specs = cfg.training_corpora()
     if not specs:
@@ -326,12 +408,20 @@ def prepare_training_data(cfg: TrainConfig, run: RunFolder, dist: Distributed, m
     if dist.main:
         digests = [(file_digest(c.src), file_digest(c.tgt)) for c in specs]
         tokenizer_path = tokenizer_cache_path(root, digests, model_config.vocab_size, cfg.spm_sample, cfg.seed)
-    tokenizer = prepare_tokenizer(cfg, run, dist, model_config.vocab_size, lambda: corpus_sentences(specs), log, given,
-                                  tokenizer_path if dist.main else None, console)
+    tokenizer = prepare_tokenizer(
+        cfg, run, dist, model_config.vocab_size, lambda: corpus_sentences(specs), log, given, tokenizer_path if dist.main else None, console
+    )
     check_tags(specs, tokenizer, cfg)
     check_sampling(tokenizer, cfg)
-    enc = Encoding(root, tuple(digests) if dist.main else (), min(cfg.max_tokens_per_sentence, model_config.max_pieces), cfg.max_length_ratio,
-                   torch.get_num_threads(), cfg.subword_alpha, cfg.seed)
+    enc = Encoding(
+        root,
+        tuple(digests) if dist.main else (),
+        min(cfg.max_tokens_per_sentence, model_config.max_pieces),
+        cfg.max_length_ratio,
+        torch.get_num_threads(),
+        cfg.subword_alpha,
+        cfg.seed,
+    )
     corpora = encode_corpora(specs, tokenizer, enc, dist, log, console)
     if dist.main:
         for spec, corpus in zip(specs, corpora):

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from xformer_cli.training.checkpoint import TrainState, atomic_write, save_checkpoint
 from xformer_cli.errors import RunError
+from xformer_cli.training.checkpoint import TrainState, atomic_write, save_checkpoint
 
 TOKENIZER_FIELDS = ("vocab_size", "tag_id")  # ModelConfig fields training takes from the tokenizer, not the recipe
 

@@ -22,19 +22,20 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from xformer_cli.batching import Batch
 from xformer_cli.bundles.bundle import load_bundle, with_tag_piece
 from xformer_cli.bundles.card import Score
-from xformer_cli.training.checkpoint import TrainState, load_checkpoint, model_state, restore_optimizer
-from xformer_cli.config import DecodeConfig, ModelConfig, TrainConfig, to_dict
-from xformer_cli.batching import Batch
-from xformer_cli.training.distributed import Distributed, autocast, half_precision, training_device
+from xformer_cli.config import DecodeConfig, TrainConfig, to_dict
 from xformer_cli.errors import Interrupted, RunError
-from xformer_cli.training.loss import token_loss
+from xformer_cli.model.config import ModelConfig
 from xformer_cli.model.transformer import Transformer, build_model, count_parameters
-from xformer_cli.training.final_bundle import RunInfo, corpus_summary, final_weights, write_run_bundle
-from xformer_cli.training.run_folder import RunFolder
 from xformer_cli.text.tokenizer import TAG_PIECE, Tokenizer
+from xformer_cli.training.checkpoint import TrainState, load_checkpoint, model_state, restore_optimizer
+from xformer_cli.training.distributed import Distributed, autocast, half_precision, training_device
+from xformer_cli.training.final_bundle import RunInfo, corpus_summary, final_weights, write_run_bundle
+from xformer_cli.training.loss import token_loss
 from xformer_cli.training.run_data import EpochBatches, TrainingData, prepare_training_data
+from xformer_cli.training.run_folder import RunFolder
 from xformer_cli.training.validation import Validator
 
 
@@ -63,9 +64,15 @@ def sigterm_as_ctrl_c() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def backward_accumulated(model: torch.nn.Module, batches: list[Batch], pad_id: int, label_smoothing: float, dist: Distributed,
-                         autocast: Callable[[], AbstractContextManager] = nullcontext,
-                         grad_scaler: torch.amp.GradScaler | None = None) -> tuple[float, int]:
+def backward_accumulated(
+    model: torch.nn.Module,
+    batches: list[Batch],
+    pad_id: int,
+    label_smoothing: float,
+    dist: Distributed,
+    autocast: Callable[[], AbstractContextManager] = nullcontext,
+    grad_scaler: torch.amp.GradScaler | None = None,
+) -> tuple[float, int]:
     """Forward and backward over the micro-batches of one update; returns the summed loss and the
     target tokens of this process.
 
@@ -103,11 +110,28 @@ class LogWindow:
         self.loss += mean_loss * tokens
 
 
+@dataclass(frozen=True)
+class EpochState:
+    """One epoch's data (its own segmentation when sampling subwords) and its batches (this rank's)."""
+
+    epoch: int
+    data: TrainingData
+    batches: EpochBatches
+
+
 class Trainer:
     """One training run. `run()` trains until a stop condition and returns the bundle folder."""
 
-    def __init__(self, model_config: ModelConfig, cfg: TrainConfig, out: Path, resume: bool = False, decode: DecodeConfig | None = None,
-                 recipe_text: str = "", console=None) -> None:
+    def __init__(
+        self,
+        model_config: ModelConfig,
+        cfg: TrainConfig,
+        out: Path,
+        resume: bool = False,
+        decode: DecodeConfig | None = None,
+        recipe_text: str = "",
+        console=None,
+    ) -> None:
         self.cfg = cfg
         self.decode_config = decode or DecodeConfig()
         self.recipe_text = recipe_text
@@ -125,40 +149,69 @@ class Trainer:
         last checkpoint when resuming."""
         cfg = self.cfg
         start = load_bundle(cfg.init_from) if cfg.init_from else None
-        if start is not None and any(c.tag for c in cfg.training_corpora()) and start.tokenizer.tag_id is None and isinstance(start.tokenizer, Tokenizer):
+        if (
+            start is not None
+            and any(c.tag for c in cfg.training_corpora())
+            and start.tokenizer.tag_id is None
+            and isinstance(start.tokenizer, Tokenizer)
+        ):
             start = with_tag_piece(start, cfg.seed)  # a bundle from before tagging: grow its vocabulary by the tag
-            self.log(f"{cfg.init_from} reserves no {TAG_PIECE}: added it as piece {start.tokenizer.tag_id}, with an embedding row of its own, for the tagged corpora")
+            self.log(
+                f"{cfg.init_from} reserves no {TAG_PIECE}: added it as piece {start.tokenizer.tag_id}, with an embedding row of its "
+                "own, for "
+                "the tagged corpora"
+            )
         if start is not None:  # fine-tuning: the bundle's architecture, tokenizer and weights
             model_config = start.model.config
         self.run_folder.check_start(to_dict(model_config), resume)
         torch.manual_seed(cfg.seed)
-        self.data = prepare_training_data(cfg, self.run_folder, self.dist, model_config, self.log,
-                                          self.console if self.dist.main else None, start.tokenizer if start else None)
+        self.data = prepare_training_data(
+            cfg,
+            self.run_folder,
+            self.dist,
+            model_config,
+            self.log,
+            self.console if self.dist.main else None,
+            start.tokenizer if start else None,
+        )
         tag_id = self.data.tokenizer.tag_id  # recorded so that search never emits it
         self.model_config = replace(model_config, vocab_size=self.data.tokenizer.vocab_size, tag_id=-1 if tag_id is None else tag_id)
         self.model: Transformer = build_model(self.model_config).to(self.device)
         if start is not None:
             self.model.load_state_dict(start.model.state_dict())
-            self.log(f"initialized from {cfg.init_from}; fresh optimizer and learning-rate schedule (peak {cfg.lr:g} after {cfg.warmup} warmup steps)")
+            self.log(
+                f"initialized from {cfg.init_from}; fresh optimizer and learning-rate schedule (peak {cfg.lr:g} after {cfg.warmup} "
+                "warmup steps)"
+            )
         self.ddp_model = self.model
         if self.dist.world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
             self.ddp_model = DistributedDataParallel(self.model)
         self.optimizer = torch.optim.Adam(  # fused: one kernel for all parameters (about 4x faster on CPU)
-            self.model.parameters(), lr=cfg.lr, betas=cfg.adam_betas, eps=cfg.adam_eps, weight_decay=cfg.weight_decay,
+            self.model.parameters(),
+            lr=cfg.lr,
+            betas=cfg.adam_betas,
+            eps=cfg.adam_eps,
+            weight_decay=cfg.weight_decay,
             fused=self.device.type in ("cpu", "cuda"),
         )
         # float16 (a GPU without bfloat16) needs its loss scaled; elsewhere the scaler passes through.
         self.grad_scaler = torch.amp.GradScaler("cuda", enabled=half_precision(self.device, cfg.bf16) == torch.float16)
         self.validator = Validator(self.data.valid, self.model, self.data.tokenizer, cfg, self.device, self.run_folder, self.dist, self.log)
         self.state = TrainState()
-        self._epoch: tuple[int, TrainingData, EpochBatches] | None = None  # this epoch's data (its own segmentation when sampling) and batches, made once
+        self._epoch: EpochState | None = None  # this epoch's data and batches, made once
         if resume and self.run_folder.checkpoint_paths():
             self.restore(self.run_folder.checkpoint_paths()[-1])
         else:
-            self.run_folder.write_run({"model": to_dict(self.model_config), "train": to_dict(cfg), "decode": to_dict(self.decode_config),
-                                       "corpora": [asdict(s) for s in self.data.stats()]})
+            self.run_folder.write_run(
+                {
+                    "model": to_dict(self.model_config),
+                    "train": to_dict(cfg),
+                    "decode": to_dict(self.decode_config),
+                    "corpora": [asdict(s) for s in self.data.stats()],
+                }
+            )
 
     def log(self, message: str) -> None:
         if self.dist.main and self.console is not None:
@@ -175,7 +228,9 @@ class Trainer:
             except KeyboardInterrupt:
                 if self.dist.main:
                     path = self.save()
-                    raise Interrupted(f"interrupted at step {self.state.step}; checkpoint saved to {path} (continue with --resume)") from None
+                    raise Interrupted(
+                        f"interrupted at step {self.state.step}; checkpoint saved to {path} (continue with --resume)"
+                    ) from None
                 raise
             return self.finish(reason)
         finally:
@@ -187,9 +242,11 @@ class Trainer:
 
         s, cfg = self.state, self.cfg
         dtype = half_precision(self.device, cfg.bf16)
-        self.log(f"model: {count_parameters(self.model):,} parameters, {self.model_config.vocab_size} pieces; device {self.device}"
-                 + (f", {str(dtype).removeprefix('torch.')} autocast" if dtype is not None else ", float32")
-                 + (f"; {self.dist.world} processes" if self.dist.world > 1 else ""))
+        self.log(
+            f"model: {count_parameters(self.model):,} parameters, {self.model_config.vocab_size} pieces; device {self.device}"
+            + (f", {str(dtype).removeprefix('torch.')} autocast" if dtype is not None else ", float32")
+            + (f"; {self.dist.world} processes" if self.dist.world > 1 else "")
+        )
         window = LogWindow()
         with TrainProgress(self.console if self.dist.main else None, cfg.max_steps, s.step) as progress:
             while (reason := self.should_stop()) is None:
@@ -215,24 +272,34 @@ class Trainer:
     def epoch_batches(self) -> EpochBatches:
         """This epoch's batches (this rank's share), made once per epoch, with its data: with
         subword sampling, the epoch's own segmentation (encoded as the epoch starts)."""
-        if self._epoch is None or self._epoch[0] != self.state.epoch:
+        if self._epoch is None or self._epoch.epoch != self.state.epoch:
             self._epoch = None  # the previous epoch's data goes before the next is made
             data = self.data.for_epoch(self.state.epoch, self.dist, self.log)
             batches = data.epoch_batches(self.cfg.batch_tokens, self.cfg.seed, self.state.epoch, self.dist)
             if not len(batches):
-                raise RunError(f"epoch {self.state.epoch + 1} has {len(batches.order)} pairs, too few for a batch in each of {self.dist.world} processes")
-            self._epoch = (self.state.epoch, data, batches)
-        return self._epoch[2]
+                raise RunError(
+                    f"epoch {self.state.epoch + 1} has {len(batches.order)} pairs, too few for a batch in each of {self.dist.world} "
+                    "processes"
+                )
+            self._epoch = EpochState(self.state.epoch, data, batches)
+        return self._epoch.batches
 
     def train_step(self, batches: list[np.ndarray]) -> tuple[float, int]:
         """One optimizer update over `batches` (each an array of pair ids; gradient accumulation).
         Returns the mean loss and the target tokens."""
         self.ddp_model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        data = self._epoch[1] if self._epoch is not None else self.data
+        data = self._epoch.data if self._epoch is not None else self.data
         micro = [data.batch(ids, self.model_config).to(self.device) for ids in batches]
-        total_loss, total_tokens = backward_accumulated(self.ddp_model, micro, self.model_config.pad_id, self.cfg.label_smoothing, self.dist,
-                                                        lambda: autocast(self.device, self.cfg.bf16), self.grad_scaler)
+        total_loss, total_tokens = backward_accumulated(
+            self.ddp_model,
+            micro,
+            self.model_config.pad_id,
+            self.cfg.label_smoothing,
+            self.dist,
+            lambda: autocast(self.device, self.cfg.bf16),
+            self.grad_scaler,
+        )
         self.grad_scaler.unscale_(self.optimizer)  # true gradients before clipping (a no-op unless float16)
         if self.cfg.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
@@ -278,12 +345,16 @@ class Trainer:
     # ----- checkpoints -----
     def save(self) -> Path:
         self.state.grad_scaler = self.grad_scaler.state_dict()
-        return self.run_folder.save(self.state, self.model.state_dict(), self.optimizer, keep=max(self.cfg.keep_last, self.cfg.average_last))
+        return self.run_folder.save(
+            self.state, self.model.state_dict(), self.optimizer, keep=max(self.cfg.keep_last, self.cfg.average_last)
+        )
 
     def restore(self, path: Path) -> None:
         tensors, meta = load_checkpoint(path)
         self.model.load_state_dict(model_state(tensors), strict=True)
-        restore_optimizer(self.optimizer, {k: v.to(self.device) if k.split(".")[-1] != "step" else v for k, v in tensors.items()}, meta["optimizer"])
+        restore_optimizer(
+            self.optimizer, {k: v.to(self.device) if k.split(".")[-1] != "step" else v for k, v in tensors.items()}, meta["optimizer"]
+        )
         torch.set_rng_state(tensors["rng.torch"])
         if "rng.cuda" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"])
@@ -313,11 +384,20 @@ class Trainer:
         scores = [Score("valid", "bleu", s.best_bleu, last.get("bleu_signature", ""))] if s.best_bleu >= 0 and last else []
         info = RunInfo(self.model_config, self.cfg, self.decode_config, self.data.tokenizer, self.data.stats())
         write_run_bundle(
-            bundle_dir, self.run_folder.out.name, self.model, info,
+            bundle_dir,
+            self.run_folder.out.name,
+            self.model,
+            info,
             training=f"{s.step} steps, {s.elapsed / 60:.1f} minutes; weights: {which}.{self.validator.scope()}",
-            recipe=self.recipe_text, scores=scores,
-            extra={"steps": s.step, "seconds": round(s.elapsed), "weights": which, "train_pairs": self.data.pairs,
-                   "corpora": [corpus_summary(c) for c in self.data.stats()]},
+            recipe=self.recipe_text,
+            scores=scores,
+            extra={
+                "steps": s.step,
+                "seconds": round(s.elapsed),
+                "weights": which,
+                "train_pairs": self.data.pairs,
+                "corpora": [corpus_summary(c) for c in self.data.stats()],
+            },
         )
         from xformer_cli.training.curves import plot_curves
 

@@ -12,22 +12,31 @@ from typing import Any
 
 import torch
 
-from xformer_cli.bundles.bundle import Bundle
-from xformer_cli.training.checkpoint import TrainState, atomic_write
-from xformer_cli.config import DecodeConfig, TrainConfig
 from xformer_cli.batching import collate
+from xformer_cli.bundles.bundle import Bundle
+from xformer_cli.config import DecodeConfig, TrainConfig
+from xformer_cli.model.transformer import Transformer
+from xformer_cli.text.tokenizer import AnyTokenizer
+from xformer_cli.training.checkpoint import TrainState, atomic_write
 from xformer_cli.training.distributed import Distributed, autocast
 from xformer_cli.training.loss import token_loss
-from xformer_cli.model.transformer import Transformer
 from xformer_cli.training.run_folder import RunFolder
-from xformer_cli.text.tokenizer import AnyTokenizer
 
 
 class Validator:
     """Validates `model` on `valid` (source and target texts), or does nothing without them."""
 
-    def __init__(self, valid: tuple[list[str], list[str]] | None, model: Transformer, tokenizer: AnyTokenizer, cfg: TrainConfig,
-                 device: torch.device, run: RunFolder, dist: Distributed, log: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        valid: tuple[list[str], list[str]] | None,
+        model: Transformer,
+        tokenizer: AnyTokenizer,
+        cfg: TrainConfig,
+        device: torch.device,
+        run: RunFolder,
+        dist: Distributed,
+        log: Callable[[str], None],
+    ) -> None:
         self.valid = valid
         self.model, self.tokenizer, self.cfg, self.device = model, tokenizer, cfg, device
         self.run, self.dist, self.log = run, dist, log
@@ -66,13 +75,15 @@ class Validator:
     @torch.no_grad()
     def evaluate(self) -> dict[str, Any]:
         """Valid loss (teacher forcing, no label smoothing) and greedy BLEU."""
-        from xformer_cli.evaluation.metrics import corpus_bleu
         from xformer_cli.decoding.translator import Translator
+        from xformer_cli.evaluation.metrics import corpus_bleu
 
         c = self.model.config
         src, tgt = self.valid
         self.model.eval()
-        pairs = [(s[: c.max_pieces], t[: c.max_pieces]) for s, t in zip(self.tokenizer.encode(src), self.tokenizer.encode_target(tgt)) if s and t]
+        pairs = [
+            (s[: c.max_pieces], t[: c.max_pieces]) for s, t in zip(self.tokenizer.encode(src), self.tokenizer.encode_target(tgt)) if s and t
+        ]
         total, tokens = 0.0, 0
         for start in range(0, len(pairs), 64):
             chunk = pairs[start : start + 64]

@@ -1,8 +1,4 @@
-"""What the model sees of a line: one sentence at a time, with the spans it cannot translate
-held back.
-
-A user's line may hold a paragraph; the model was trained on single sentences, so a line is split
-into sentences, each is translated, and the translations are joined back on one line.
+"""The spans the model must not translate, held back before translation and put back after.
 
 Numbers, URLs, e-mail addresses and emoji are not text to translate, and a small model garbles
 them ("3,50 €" -> "350"). Each such span is replaced by a placeholder number before translation
@@ -23,71 +19,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# ----- sentences -----
-
-# Words that end in a full stop without ending a sentence (German, plus a few English ones).
-ABBREVIATIONS = frozenset(
-    """
-    abs abt allg anm apr art aug bd bspw bzgl bzw ca chr dez dipl dr ebd ehem eigtl einschl entspr etc evtl
-    exkl fa feb febr fr frl gegr geb gem gest ggf hbf hr hrn inkl ing insb jan jh jhd jr kap kath lt max
-    mi mio mill min mo mr mrs ms mrd nov nr okt prof rd sa sept sep sog st std str tel usw vgl vs zit zzgl
-    zzt ziff
-    """.split()
-)
-# Words that often start a German sentence: after "<number>." they mark a new sentence, where any
-# other word marks an ordinal ("am 3. Oktober", "im 19. Jahrhundert", "der 2. Platz").
-SENTENCE_STARTERS = frozenset(
-    """
-    Aber Alle Als Am An Auch Auf Außerdem Bei Bitte Da Daher Damit Danach Dann Das Deshalb Der Die
-    Dies Diese Dieser Dieses Doch Dort Du Ein Eine Er Es Für Heute Hier Ich Ihr Ihre Im In Ja Jetzt
-    Kein Keine Man Mein Meine Mit Nach Nein Nun Obwohl Seit Sie So Trotzdem Um Und Unser Unsere Viele
-    Vor Wann Warum Was Weil Wenn Wer Wie Wir Wo Zum Zur
-    """.split()
-)
-OPENERS = "„“\"'‚‘«»([{¿¡"
-CLOSERS = "\"'“”’»«)]}"
-# A candidate end: terminators, closing quotes or brackets, then whitespace.
-CANDIDATE_END = re.compile(rf"([.!?…]+)([{re.escape(CLOSERS)}]*)(\s+)")
-
-
-def split_sentences(text: str) -> list[str]:
-    """The sentences of `text`, in order, each stripped; their concatenation with single spaces
-    is the text up to whitespace. Knows abbreviations, initials, ordinals and quotes."""
-    sentences: list[str] = []
-    start = 0
-    for match in CANDIDATE_END.finditer(text):
-        if ends_sentence(text, match):
-            sentences.append(text[start : match.end(2)].strip())
-            start = match.end()
-    sentences.append(text[start:].strip())
-    return [s for s in sentences if s]
-
-
-def ends_sentence(text: str, match: re.Match[str]) -> bool:
-    """Whether the terminator at `match` ends a sentence, judged by the words around it."""
-    following = text[match.end() :]
-    next_word = re.match(r"\S+", following)
-    if next_word is None:
-        return False  # the end of the text is not a break within it
-    first = following[0]
-    if not (first.isupper() or first.isdigit() or first in OPENERS):
-        return False  # a German sentence does not start in lower case
-    if match.group(1) != ".":
-        return True  # ! ? … and runs like "..." or "?!"
-    word = re.search(r"[^\s" + re.escape(OPENERS) + r"]*$", text[: match.start()]).group()
-    if not word:
-        return True
-    if word.lower() in ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
-        return False  # "Dr. Müller", "J. K. Rowling", "z. B."
-    if "." in word and all(part.isalpha() and len(part) <= 3 for part in word.split(".")):
-        return False  # "z.B.", "d.h.", "U.S."
-    if word.isdigit() and len(word) <= 3 and not match.group(2):  # "1990." or "1.307." end a sentence
-        return next_word.group().strip(OPENERS) in SENTENCE_STARTERS  # an ordinal unless a sentence starts
-    return True
-
-
-# ----- spans the model must not translate -----
-
 URL = r"(?:https?://|ftp://|www\.)[^\s<>\"“”„]+[^\s<>\"“”„.,;:!?)\]]"
 EMAIL = r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
 DIGITS = r"\d+(?:[.,:/]\d+)*"  # 3,50  1.000.000  10:30  3.10.2024  24/7
@@ -96,8 +27,21 @@ NUMBER = rf"[$€£¥]?{DIGITS}(?: {DIGITS})*(?: ?[€$£¥%‰])?"
 EMOJI_CHAR = r"[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\u2300-\u23FF]"
 EMOJI_MODIFIERS = r"[\uFE0F\U0001F3FB-\U0001F3FF]*"
 EMOJI = rf"{EMOJI_CHAR}{EMOJI_MODIFIERS}(?:\u200D{EMOJI_CHAR}{EMOJI_MODIFIERS})*"
-MONTHS = {"Januar": "January", "Jänner": "January", "Februar": "February", "März": "March", "April": "April", "Mai": "May", "Juni": "June",
-          "Juli": "July", "August": "August", "September": "September", "Oktober": "October", "November": "November", "Dezember": "December"}
+MONTHS = {
+    "Januar": "January",
+    "Jänner": "January",
+    "Februar": "February",
+    "März": "March",
+    "April": "April",
+    "Mai": "May",
+    "Juni": "June",
+    "Juli": "July",
+    "August": "August",
+    "September": "September",
+    "Oktober": "October",
+    "November": "November",
+    "Dezember": "December",
+}
 DATE = re.compile(rf"(0?[1-9]|[12]\d|3[01])\. ?({'|'.join(MONTHS)})(?: (\d{{4}}))?")  # 1. Januar 2027  3. Oktober  01.März
 SPAN = re.compile(rf"{URL}|{EMAIL}|{EMOJI}|(?<![\w.,])(?:{DATE.pattern}|{NUMBER})(?![\w])")
 FIRST_PLACEHOLDER = 42  # placeholders are 42, 43, ...: two-digit numbers a model copies as they are
@@ -209,7 +153,7 @@ def restore(translation: str, masked: Masked, english_numbers: bool = True) -> s
     occurrence becomes its span (later copies are dropped), a number the model made up takes the
     place of a missing one, a span still missing joins the end, and edge emoji return to their edge."""
     text, missing = translation, []
-    for i, span in enumerate(masked.spans):  # placeholders become private-use marks first, so that
+    for i in range(len(masked.spans)):  # placeholders become private-use marks first, so that
         pattern = re.compile(rf"(?<![\d.,]){FIRST_PLACEHOLDER + i}(?![\d])")  # a span that is a number is not taken for one
         if pattern.search(text):
             copy = re.compile(rf"\s*{pattern.pattern}")  # a later copy goes with the space before it ("until 42." -> "until.")
@@ -229,7 +173,7 @@ def restore(translation: str, masked: Masked, english_numbers: bool = True) -> s
     suffix = " ".join([*missing, masked.suffix] if masked.suffix else missing)
     if suffix:
         body = text.rstrip(EDGE_PUNCTUATION + " ")
-        text = f"{body} {suffix}{text[len(body):].strip()}" if body else suffix
+        text = f"{body} {suffix}{text[len(body) :].strip()}" if body else suffix
     if masked.prefix:
         text = f"{masked.prefix} {text}" if text else masked.prefix
     return re.sub(r"\s{2,}", " ", text).strip()

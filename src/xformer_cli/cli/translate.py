@@ -1,0 +1,126 @@
+"""`xformer translate`: German lines in, English lines out (a Unix filter over the Translator)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from xformer_cli.cli.common import ModelOption, RevisionOption, model_ref, stderr, user_errors
+from xformer_cli.errors import ConfigError
+
+
+@user_errors
+def translate(
+    model: ModelOption = None,
+    revision: RevisionOption = None,
+    input: Annotated[Optional[Path], typer.Option("--input", "-i", help="Read this file instead of stdin.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write this file instead of stdout.")] = None,
+    beam_size: Annotated[Optional[int], typer.Option("--beam-size", "-b", help="Beam width [default: the model's, 5].")] = None,
+    greedy: Annotated[bool, typer.Option("--greedy", help="Greedy search (beam size 1).")] = False,
+    length_penalty: Annotated[Optional[float], typer.Option(help="alpha in score = log P / length^alpha; 0 = raw log-probability.")] = None,
+    max_len_a: Annotated[Optional[float], typer.Option(help="Output length cap: a * source pieces + b.")] = None,
+    max_len_b: Annotated[Optional[int], typer.Option(help="See --max-len-a.")] = None,
+    n_best: Annotated[Optional[int], typer.Option("--n-best", help="Print the K best translations per line, best first.")] = None,
+    sample: Annotated[
+        bool,
+        typer.Option(
+            "--sample",
+            help="Sample one translation per sentence from the model instead of searching for the best (for back-translation, as "
+            "fairseq's --sampling and Marian's --output-sampling). Beam 1; not with --greedy, --beam-size > 1 or --n-best > 1. A "
+            "sentence's draws depend only on --seed and its text, not on batching; a sentence repeated in the input is sampled "
+            "alike. --scores shows the model's untempered score.",
+        ),
+    ] = False,
+    sample_topk: Annotated[
+        Optional[int],
+        typer.Option(
+            "--sample-topk",
+            help="With --sample: draw from the K most probable pieces at each step; 0 = the whole distribution [default: the model's, 0].",
+        ),
+    ] = None,
+    temperature: Annotated[
+        Optional[float],
+        typer.Option(
+            "--temperature",
+            help="With --sample: sample from p^(1/T), i.e. logits / T; below 1 sharper (towards greedy), above 1 flatter [default: "
+            "the model's, 1.0].",
+        ),
+    ] = None,
+    seed: Annotated[
+        Optional[int],
+        typer.Option(
+            "--seed",
+            help="With --sample: the seed of the draws; the same seed gives the same output on every run [default: the model's, 1].",
+        ),
+    ] = None,
+    scores: Annotated[bool, typer.Option("--scores", help="Add a tab-separated score column.")] = False,
+    batch_tokens: Annotated[Optional[int], typer.Option(help="Source pieces per batch.")] = None,
+    batch_size: Annotated[
+        Optional[int], typer.Option(help="At most this many sentences per batch [default: no limit but --batch-tokens].")
+    ] = None,
+    split_sentences: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--split-sentences/--no-split-sentences", help="Translate a line sentence by sentence, joined back on one line [default: on]."
+        ),
+    ] = None,
+    protect_spans: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--protect-spans/--no-protect-spans",
+            help="Hold numbers, dates, URLs, e-mail addresses and emoji back from the model and put them back as written, except what "
+            "an English reader would misread: a decimal comma becomes a point (2,3 -> 2.3), thousands points commas (1.500 -> "
+            "1,500), a date with a German month name English (1. Januar 2027 -> 1 January 2027); dates in digits, times, "
+            "versions and anything ambiguous stay [default: on].",
+        ),
+    ] = None,
+    stream: Annotated[bool, typer.Option("--stream", help="Translate and flush each line as it arrives.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads.")] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Batches translated at once, each in a worker process of its own with threads/workers CPU threads, all sharing one "
+            "copy of the model (Linux; threads on a GPU or without fork); N workers of 1 thread is fastest on N cores. Streaming "
+            "goes line by line, with one."
+        ),
+    ] = 1,
+    quantize: Annotated[Optional[str], typer.Option(help="int8: dynamic int8 linear layers (CPU).")] = None,
+    attention_plot: Annotated[Optional[Path], typer.Option(help="Draw the first line's encoder attention as a PNG heatmap.")] = None,
+) -> None:
+    """Translate German lines from stdin (or --input) to English lines on stdout (or --output)."""
+    from xformer_cli.decoding.unix_filter import run_filter
+
+    if greedy and sample:
+        raise ConfigError("--greedy and --sample exclude each other: choose one")
+    run_filter(
+        model_ref(model),
+        revision,
+        input,
+        output,
+        stream=stream,
+        device=device,
+        threads=threads,
+        workers=workers,
+        show_scores=scores,
+        options=dict(
+            beam_size=1 if greedy else beam_size,
+            length_penalty=length_penalty,
+            max_len_a=max_len_a,
+            max_len_b=max_len_b,
+            n_best=n_best,
+            batch_tokens=batch_tokens,
+            batch_size=batch_size,
+            split_sentences=split_sentences,
+            protect_spans=protect_spans,
+            sample=sample or None,
+            sample_topk=sample_topk,
+            temperature=temperature,
+            seed=seed,
+        ),
+        console=stderr(),
+        quantize=quantize,
+        attention_plot=attention_plot,
+    )
