@@ -1,6 +1,8 @@
-"""What the three translation benchmarks share (translate_speed, opennmt_baseline,
-ctranslate2_baseline): issue 4's columns and the test set they run on. Standard library only,
-so each engine's script can import it from its own environment."""
+"""What the translation-speed benchmarks share (speed/translate.py, speed/translate_cores.py,
+speed/decode_profile.py and the peers' engine scripts): the three decoding columns (greedy batch
+30, beam 5 batch 30, beam 5 one sentence at a time), the test set they run on and the CPU's
+name. Standard library only, so each engine's script can import it from its own environment:
+a script in a subfolder puts bench/ first on sys.path and imports `columns`."""
 
 from __future__ import annotations
 
@@ -18,8 +20,16 @@ def test2016(data_dir: str) -> tuple[list[str], list[str]]:
     return tuple((data / f"test2016.{lang}").read_text(encoding="utf-8").splitlines() for lang in ("de", "en"))
 
 
+def cpu_name() -> str:
+    """The CPU's model name, as /proc/cpuinfo gives it."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
 def baseline_arguments(description: str) -> argparse.ArgumentParser:
-    """The options of a baseline script: the bundle to convert, the data folder, the threads."""
+    """The options of a peer engine's script: the bundle to convert, the data folder, the threads."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--model", required=True, help="an xformer bundle folder")
     parser.add_argument("--data-dir", default=DATA_DIR)

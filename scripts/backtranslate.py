@@ -1,23 +1,23 @@
-"""Back-translate English news into synthetic German sources, in shards that survive a stop (issue 21).
+"""Back-translate English text into synthetic German sources, in shards that survive a stop.
 
-    python scripts/backtranslate.py --model runs/en-de-general/bundle --out runs/bt-sampled \\
-        [--mono ../shared/data/mono/*.en.gz] [--limit 300000] [--shard-lines 10000] \\
-        [--search sample|greedy|beam] [--seed 1] [--workers 2]
+    python scripts/backtranslate.py --model EN_DE_BUNDLE --mono english.txt [more.en.gz ...] --out runs/bt \\
+        [--limit 300000] [--shard-lines 10000] [--search sample|greedy|beam] [--seed 1] [--workers 2]
+    python scripts/backtranslate.py --out runs/bt --collect
 
-All English sentences of the --mono files are put in one seeded random order (so the first N
-are a fair sample of every source, whatever --limit is), cut into shards of --shard-lines, and
-each shard is translated by the English→German bundle with `Translator`, the path of
-`xformer translate`, one sentence per line (no sentence splitting). A finished shard is written
-atomically (`shard-NNNNN.en` and `.de`, the German last), so a stopped run continues with
+--mono takes your own English text, plain or gzipped, one sentence a line. All its sentences
+are put in one seeded random order (so the first N are a fair sample of every file, whatever
+--limit is), cut into shards of --shard-lines, and each shard is translated by the
+English→German bundle of --model with `Translator`, the path of `xformer translate`, one
+sentence per line (no sentence splitting). A finished shard is written atomically
+(`shard-NNNNN.en` and `.de`, the German last), so the same command after a stop continues with
 the first shard that has no German, and a larger --limit later only adds shards (--limit
 rounds up to whole shards).
 
 `--search sample` (the default) draws each translation from the model, seeded per sentence
 (Edunov et al. 2018), from the whole distribution at temperature 1 unless --topk or
---temperature say otherwise; `greedy` and `beam` (beam 5) are the
-comparisons of issue 21's table. `--collect` then writes `bt.en.gz` and `bt.de.gz` from the
-finished shards, in order, without the pairs whose English is not English (`looks_english`):
-a corpus to list in a recipe with `tag = true`.
+--temperature say otherwise; `greedy` and `beam` (beam 5) search instead. `--collect` then
+writes `bt.en.gz` and `bt.de.gz` from the finished shards, in order, without the pairs whose
+English is not English (`looks_english`): a corpus to list in a recipe with `tag = true`.
 """
 
 from __future__ import annotations
@@ -31,18 +31,14 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-MONO = REPO.parent / "shared" / "data" / "mono"
-
-
 POLISH = re.compile("[ąęłśżźćńĄĘŁŚŻŹĆŃ]")
 
 
 def looks_english(line: str) -> bool:
-    """False for the mono lines in other languages: about 1.5% of them are Polish (RSS feeds that
-    claim English), told by Polish letters, and a few are in other scripts (over a tenth of the
-    letters outside ASCII). They stay in the shards, so that the seeded order is kept, and are
-    left out where the shards become a corpus."""
+    """False for lines in other languages: Polish, told by Polish letters (news feeds that claim
+    English can be partly Polish), and other scripts (over a tenth of the letters outside ASCII).
+    They stay in the shards, so that the seeded order is kept, and are left out where the shards
+    become a corpus."""
     if POLISH.search(line):
         return False
     letters = [c for c in line if c.isalpha()]
@@ -99,8 +95,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="the English->German bundle")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--mono", type=Path, nargs="+", default=sorted(MONO.glob("*.en.gz")))
-    parser.add_argument("--limit", type=int, default=0, help="translate only the first N sentences of the seeded order, rounded up to whole shards (0 = all)")
+    parser.add_argument(
+        "--mono", type=Path, nargs="+", help="English text to translate, one sentence a line (plain or .gz); needed to translate"
+    )
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=0,
+        help="translate only the first N sentences of the seeded order, rounded up to whole shards (0 = all)",
+    )
     parser.add_argument("--shard-lines", type=int, default=10000)
     parser.add_argument("--search", choices=("sample", "greedy", "beam"), default="sample")
     parser.add_argument("--topk", type=int, default=0, help="with --search sample: draw from the K most probable pieces (0 = all)")
@@ -114,8 +117,8 @@ def main() -> None:
     if args.collect:
         collect(args.out)
         return
-    if not args.model:
-        parser.error("--model is needed to translate")
+    if not args.model or not args.mono:
+        parser.error("--model and --mono are needed to translate")
 
     import torch
 
@@ -126,7 +129,11 @@ def main() -> None:
     random.Random(args.seed).shuffle(sentences)
     if args.limit:  # whole shards, so that a later run with another limit finds every shard complete
         sentences = sentences[: -(-args.limit // args.shard_lines) * args.shard_lines]
-    options = {"sample": {"sample": True, "seed": args.seed, "sample_topk": args.topk, "temperature": args.temperature}, "greedy": {"beam_size": 1}, "beam": {"beam_size": 5}}[args.search]
+    options = {
+        "sample": {"sample": True, "seed": args.seed, "sample_topk": args.topk, "temperature": args.temperature},
+        "greedy": {"beam_size": 1},
+        "beam": {"beam_size": 5},
+    }[args.search]
     n_shards = (len(sentences) + args.shard_lines - 1) // args.shard_lines
     print(f"{len(sentences):,} sentences in {n_shards} shards of {args.shard_lines:,}; search: {args.search}", flush=True)
     with Translator.load(args.model, device="cpu", workers=args.workers) as translator:
@@ -141,7 +148,9 @@ def main() -> None:
             write_atomic(args.out / f"shard-{shard:05d}.en", english)
             write_atomic(de_path, german)
             seconds = time.perf_counter() - started
-            print(f"shard {shard + 1}/{n_shards}: {len(english):,} sentences in {seconds:.0f} s ({len(english) / seconds:.1f}/s)", flush=True)
+            print(
+                f"shard {shard + 1}/{n_shards}: {len(english):,} sentences in {seconds:.0f} s ({len(english) / seconds:.1f}/s)", flush=True
+            )
 
 
 if __name__ == "__main__":

@@ -25,9 +25,14 @@ def main() -> None:
     tensors, meta = load_checkpoint(args.checkpoint)
     model.load_state_dict(model_state(tensors))
     write_run_bundle(
-        args.out, args.out.name, model, info,
+        args.out,
+        args.out.name,
+        model,
+        info,
         training=f"{meta['step']} steps, {meta['elapsed'] / 60:.1f} minutes; weights: checkpoint {args.checkpoint.name} of {args.run}.",
-        recipe="", scores=[], extra={"steps": meta["step"], "seconds": round(meta["elapsed"]), "weights": args.checkpoint.name},
+        recipe="",
+        scores=[],
+        extra={"steps": meta["step"], "seconds": round(meta["elapsed"]), "weights": args.checkpoint.name},
     )
     print(f"{args.out}: step {meta['step']}, {meta['elapsed']:.0f} s of training")
 

@@ -1,4 +1,4 @@
-"""Build the training and validation data of the general-domain default model (issue 16).
+"""Build the training and validation data of the general-domain default model, de-en-general.
 
 Reads eight German-English corpora and writes one shuffled training corpus plus a mixed
 validation set:
@@ -134,8 +134,18 @@ def write_plain(path: Path, lines: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data", help="folder with general/, multi30k/, wmt/ (default: ../shared/data next to the repo)")
-    parser.add_argument("--tatoeba-dir", type=Path, default=REPO / "models" / "corpus" / "tatoeba", help="folder with the Tatoeba train/valid splits (default: the shipped corpus)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=REPO.parent / "shared" / "data",
+        help="folder with general/, multi30k/, wmt/ (default: ../shared/data next to the repo)",
+    )
+    parser.add_argument(
+        "--tatoeba-dir",
+        type=Path,
+        default=REPO / "models" / "corpus" / "tatoeba",
+        help="folder with the Tatoeba train/valid splits (default: the shipped corpus)",
+    )
     parser.add_argument("--out", type=Path, required=True, help="output folder, e.g. runs/general-data")
     parser.add_argument("--seed", type=int, default=1, help="shuffle seed (default 1)")
     parser.add_argument("--valid-lines", type=int, default=500, help="lines taken from the start of each validation part (default 500)")
@@ -163,7 +173,12 @@ def main(argv: list[str] | None = None) -> int:
         write_gz(out / "clean" / f"{corpus}.de.gz", [p[0] for p in pairs])
         write_gz(out / "clean" / f"{corpus}.en.gz", [p[1] for p in pairs])
         train.extend(pairs)
-        stats["corpora"][corpus] = {"read": len(de), "kept": len(pairs), "dropped_empty": len(de) - len(pairs), "changed_by_cleaning": changed}
+        stats["corpora"][corpus] = {
+            "read": len(de),
+            "kept": len(pairs),
+            "dropped_empty": len(de) - len(pairs),
+            "changed_by_cleaning": changed,
+        }
         print(f"{corpus:<10} {len(de):>8} {len(de) - len(pairs):>8} {len(pairs):>8}   ({changed} pairs changed by cleaning)")
 
     random.Random(args.seed).shuffle(train)
@@ -199,7 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     write_plain(out / "valid.en", mixed_en)
     stats["valid_lines"] = len(mixed_de)
     (out / "stats.json").write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
-    print(f"wrote {out}/train.{{de,en}}.gz ({len(train)} pairs), valid.{{de,en}} ({len(mixed_de)} lines), valid-<part>.{{de,en}}, clean/, stats.json")
+    print(
+        f"wrote {out}/train.{{de,en}}.gz ({len(train)} pairs), valid.{{de,en}} ({len(mixed_de)} lines), "
+        "valid-<part>.{de,en}, clean/, stats.json"
+    )
     return 0
 
 

@@ -1,14 +1,19 @@
-"""Turn a run of models/de-en-general.toml into the shipped default bundle, models/de-en-general/.
+"""Turn a run of a recipe models/NAME.toml into a shipped bundle, models/NAME/ (by default
+the default model, de-en-general).
 
-    python scripts/ship_model.py runs/de-en-general [--average 5] [--data-dir ../shared/data]
+    python scripts/ship_model.py runs/de-en-general [--name de-en-general] [--average 5] \
+        [--examples scripts/ship_model_examples.de] [--data-dir ../shared/data]
 
 Takes the run's best validated weights (or, with --average N, the mean of its last N
-checkpoints; or, for a run trained elsewhere that sent back only its bundle, run.json and
-tokenizer, as scripts/issue21_gpu.sh does, the bundle's weights), stores them in float16 (loaded as float32), scores the bundle with its default
-decoding through `xformer evaluate` on every public test set of ../shared/data, times
-`xformer translate` on newstest2014, translates the example sentences chosen before training,
-and writes the model card with all of it: the corpora and their licenses, the recipe, the
-scores with their sacreBLEU signatures and the commands that reproduce them.
+checkpoints; or, for a run trained on another machine that sent back only its bundle, run.json
+and tokenizer, the bundle's weights), stores them in float16 (loaded as float32), scores the
+bundle with its default decoding through `xformer evaluate` on every public test set of
+../shared/data, times `xformer translate` on newstest2014, translates the example sentences
+(--examples: German, one a line; by default scripts/ship_model_examples.de, chosen before the
+default model was trained: everyday sentences, a paragraph, spans to keep and news sentences),
+and writes the model card with all of it: the corpora and their licenses, the recipe
+(models/NAME.toml, or the run's own configuration where there is no such file), the scores with
+their sacreBLEU signatures and the commands that reproduce them.
 """
 
 from __future__ import annotations
@@ -26,39 +31,24 @@ from safetensors.torch import load_file
 
 from xformer_cli.bundles.bundle import Bundle, save_bundle
 from xformer_cli.bundles.card import CardInfo, Score, render_card
-from xformer_cli.training.checkpoint import load_checkpoint
 from xformer_cli.config import to_dict
 from xformer_cli.model.transformer import count_parameters
+from xformer_cli.training.checkpoint import load_checkpoint
 from xformer_cli.training.final_bundle import final_weights, run_info
 from xformer_cli.training.run_folder import RunFolder
 
 ROOT = Path(__file__).resolve().parents[1]
-NAME = "de-en-general"
+NAME = "de-en-general"  # the default model
+EXAMPLES = Path(__file__).resolve().parent / "ship_model_examples.de"  # chosen before training the default model
 XFORMER = [sys.executable, "-m", "xformer_cli"]
 TESTSETS = ["tatoeba/test", "multi30k/test2016", "multi30k/test2017", "wmt14/full", "wmt17", "wmt19", "wmt20"]
-# Chosen before training (issue 16): five everyday sentences, a paragraph, and spans to keep.
-EXAMPLES = [
-    "Die Bundesregierung hat am Mittwoch ein neues Klimaschutzgesetz beschlossen.",
-    "Der Zug nach München hat heute leider eine Verspätung von 20 Minuten.",
-    "Bitte installieren Sie die neueste Version der Software, bevor Sie fortfahren.",
-    "Das Spiel endete mit einem Unentschieden, nachdem beide Mannschaften zwei Tore geschossen hatten.",
-    "Ein Mann in einem blauen Hemd fährt Fahrrad auf einer Straße.",
-    "Ich gehe heute ins Kino. Danach treffe ich meine Freunde. Wir essen zusammen Pizza.",
-    "„Das ist gut“, sagte er. Er kostet 3,50 € und ist unter https://example.com zu finden 😀.",
-    "Guten Tag",
-]
-# Issue 21's news sentences, which the first default model garbled.
-NEWS_EXAMPLES = [
-    "Wegen des Streiks fallen morgen zahlreiche Flüge am Frankfurter Flughafen aus.",
-    "Die Inflation ist im Oktober auf 2,3 Prozent gesunken, teilte das Statistische Bundesamt mit.",
-    "Der Vertrag tritt am 1. Januar 2027 in Kraft und gilt für alle Mitgliedstaaten der Europäischen Union.",
-    "Forscher haben eine neue Methode entwickelt, um Plastikmüll im Meer schneller abzubauen.",
-    "Das Unternehmen kündigte an, im nächsten Jahr 500 neue Mitarbeiter einzustellen.",
-]
 # English news of ../shared/data/mono (back-translated into synthetic German sources):
 # file -> (what it is, terms as stated at the source)
 MONO = {
-    "rss": ("lead sentences of news items in news outlets' RSS feeds, 2021–2023 (rumca-js/RSS-Link-Database)", "repository GPL-3.0; the snippets remain their publishers' copyright"),
+    "rss": (
+        "lead sentences of news items in news outlets' RSS feeds, 2021–2023 (rumca-js/RSS-Link-Database)",
+        "repository GPL-3.0; the snippets remain their publishers' copyright",
+    ),
     "reuters": ("Reuters-21578 newswire, 1987", "free distribution for research purposes only"),
     "bbc": ("BBC News articles 2004–05 (Greene & Cunningham 2006)", "all rights owned by the BBC; a research data set"),
     "abc": ("Australian Broadcasting Commission rural and science news, 2006 (NLTK data)", "none stated"),
@@ -71,7 +61,10 @@ CORPORA = {
     "chat": ("WMT20 chat (BConTrasT customer support)", "CC BY-SA 4.0"),
     "wmtsample": ("WMT sample of OpenNMT-py (detokenized)", "MIT (repository); upstream WMT"),
     "subtitles": ("OpenSubtitles2016 sample (detokenized)", "CC BY-NC-SA 4.0"),
-    "tatoeba": ("Tatoeba, via manythings.org/anki (shipped in models/corpus/tatoeba)", "CC BY 2.0 (attribution: tatoeba.org, manythings.org/anki)"),
+    "tatoeba": (
+        "Tatoeba, via manythings.org/anki (shipped in models/corpus/tatoeba)",
+        "CC BY 2.0 (attribution: tatoeba.org, manythings.org/anki)",
+    ),
     "multi30k": ("Multi30k train (Flickr30K image descriptions)", "unknown; images for non-commercial research and education"),
 }
 LIMITS = """
@@ -103,12 +96,16 @@ def translate_seconds(model_dir: Path, source: Path) -> float:
     """Wall seconds of `xformer translate` with its defaults on a file, loading included."""
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        subprocess.run([*XFORMER, "translate", "-m", str(model_dir), "-i", str(source), "-o", str(Path(tmp) / "out")], check=True, capture_output=True)
+        subprocess.run(
+            [*XFORMER, "translate", "-m", str(model_dir), "-i", str(source), "-o", str(Path(tmp) / "out")], check=True, capture_output=True
+        )
         return time.perf_counter() - started
 
 
 def translate_lines(model_dir: Path, lines: list[str]) -> list[str]:
-    done = subprocess.run([*XFORMER, "translate", "-m", str(model_dir)], input="\n".join(lines) + "\n", capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [*XFORMER, "translate", "-m", str(model_dir)], input="\n".join(lines) + "\n", capture_output=True, text=True, check=True
+    )
     return done.stdout.splitlines()
 
 
@@ -146,8 +143,8 @@ def data_text(info, stats: dict, history: str) -> str:
 
 def shipped_weights(run: Path, folder: RunFolder, average: int) -> tuple[dict[str, torch.Tensor], str, int, float]:
     """The weights to ship, which they are, and the run's updates and seconds of training: from
-    the run's checkpoints, or, where it has none (a run trained elsewhere that sent back only its
-    bundle, run.json and tokenizer: scripts/issue21_gpu.sh), from its bundle as it is."""
+    the run's checkpoints, or, where it has none (a run trained on another machine that sent back
+    only its bundle, run.json and tokenizer), from its bundle as it is."""
     paths = folder.checkpoint_paths()
     if paths:
         _, meta = load_checkpoint(paths[-1])
@@ -162,11 +159,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("--average", type=int, default=0, help="bundle the mean of the last N checkpoints instead of the best")
-    parser.add_argument("--out", type=Path, default=ROOT / "models" / NAME)
+    parser.add_argument(
+        "--name",
+        default=NAME,
+        help=f"the model's name: its folder under models/, its card's title, its recipe models/NAME.toml (default {NAME})",
+    )
+    parser.add_argument("--out", type=Path, help="where to write the bundle (default models/NAME)")
+    parser.add_argument(
+        "--examples",
+        type=Path,
+        default=EXAMPLES,
+        help="German example sentences for the card, one a line (default scripts/ship_model_examples.de)",
+    )
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
-    parser.add_argument("--bt-history", default="", help="a sentence on how the back-translations were made (reverse model, search, count), for the card")
+    parser.add_argument(
+        "--bt-history", default="", help="a sentence on how the back-translations were made (reverse model, search, count), for the card"
+    )
     parser.add_argument("--history", default="", help="a sentence on how the run went (threads, precision, restarts), for the card")
     args = parser.parse_args()
+    args.out = args.out or ROOT / "models" / args.name
+    examples = [line.strip() for line in args.examples.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not examples:
+        parser.error(f"no sentences in {args.examples}")
 
     folder = RunFolder(args.run, main=False)  # reads only
     info = run_info(folder)
@@ -174,9 +188,18 @@ def main() -> None:
     model = info.build_model()
     model.load_state_dict(weights)
     args.out.mkdir(parents=True, exist_ok=True)
-    save_bundle(Bundle(model.eval(), info.tokenizer, info.decode, info.train.src_lang, info.train.tgt_lang,
-                       extra={"training": {"steps": steps, "weights": which, "seconds": round(elapsed)}}),
-                args.out, dtype=torch.float16)
+    save_bundle(
+        Bundle(
+            model.eval(),
+            info.tokenizer,
+            info.decode,
+            info.train.src_lang,
+            info.train.tgt_lang,
+            extra={"training": {"steps": steps, "weights": which, "seconds": round(elapsed)}},
+        ),
+        args.out,
+        dtype=torch.float16,
+    )
 
     scores = []
     for testset in TESTSETS:
@@ -186,9 +209,12 @@ def main() -> None:
         scores.append(Score(testset, "bleu", report["bleu"], report["signatures"]["bleu"], command))
     seconds = translate_seconds(args.out, Path(args.data_dir) / "wmt" / "newstest2014.de")
     print(f"translate newstest2014: {seconds:.1f} s", file=sys.stderr)
-    outputs = translate_lines(args.out, EXAMPLES + NEWS_EXAMPLES)
-    examples = "\n".join(f"| {de} | {en} |" for de, en in zip(EXAMPLES + NEWS_EXAMPLES, outputs))
-    print(examples, file=sys.stderr)
+    outputs = translate_lines(args.out, examples)
+    example_rows = "\n".join(f"| {de} | {en} |" for de, en in zip(examples, outputs))
+    print(example_rows, file=sys.stderr)
+    chosen = "Chosen before training" if args.examples.resolve() == EXAMPLES else "Example sentences"
+    recipe_file = ROOT / "models" / f"{args.name}.toml"
+    recipe = recipe_file.read_text(encoding="utf-8") if recipe_file.is_file() else ""  # "": the card shows the run's configuration
 
     real_src = next((c.src for c in info.corpora if "general-data" in c.src), info.train.src)
     stats = json.loads((Path(real_src).parent / "stats.json").read_text(encoding="utf-8"))
@@ -196,7 +222,7 @@ def main() -> None:
     where = "one GPU" if info.train.device.startswith("cuda") else "2 CPU cores"
     card = render_card(
         CardInfo(
-            name=NAME,
+            name=args.name,
             parameters=count_parameters(model),
             license="other",
             license_name="mixed-non-commercial-research",
@@ -214,8 +240,8 @@ def main() -> None:
                 f"lines split into sentences and spans kept. Scores below use these defaults. "
                 f"`xformer translate -i newstest2014.de` (3,003 sentences) took {seconds:.0f} s on 2 CPU cores, loading included."
             ),
-            recipe=(ROOT / "models" / f"{NAME}.toml").read_text(encoding="utf-8"),
-            notes=f"\n## Examples\n\nChosen before training (issue 16's, then issue 21's news sentences), translated with the defaults:\n\n| German | xformer |\n|---|---|\n{examples}\n{LIMITS}",
+            recipe=recipe or json.dumps({"model": to_dict(info.model), "train": to_dict(info.train)}, indent=2),
+            notes=f"\n## Examples\n\n{chosen}, translated with the defaults:\n\n| German | xformer |\n|---|---|\n{example_rows}\n{LIMITS}",
             scores=scores,
         )
     )

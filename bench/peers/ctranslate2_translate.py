@@ -1,21 +1,22 @@
-"""The same model in CTranslate2: a same-machine baseline for bench/translate_speed.py.
+"""The same model in CTranslate2: a same-machine baseline for bench/speed/translate.py.
 
     pip install ctranslate2 sentencepiece safetensors sacrebleu numpy   # a separate venv is fine
-    python bench/ctranslate2_baseline.py --model runs/multi30k/bundle [--threads 2] [--inter-threads 1 2] [--data-dir ../shared/data]
+    python bench/peers/ctranslate2_translate.py --model runs/multi30k/bundle [--threads 2] [--inter-threads 1 2] [--data-dir ../shared/data]
 
 Builds a CTranslate2 model from an xformer bundle (pre-norm, LayerNorm, ReLU, sinusoidal
 positions, tied embeddings: the `small` Multi30k model), then translates Multi30k test2016
-with the columns of issue 4 (greedy with batches of 30, beam 5 with batches of 30, beam 5 one
+in the three decoding columns (greedy with batches of 30, beam 5 with batches of 30, beam 5 one
 sentence at a time), sorted by length as CTranslate2 does with max_batch_size, with one worker
 on all threads (inter_threads=1) and with two of threads/2 each (keys ending in `_inter2`, to
 set against `--workers 2`). Prints sentences/s and BLEU, to set against
-`python bench/translate_speed.py --model DIR` run on the same machine. Needs neither torch nor
+`python bench/speed/translate.py --model DIR` run on the same machine. Needs neither torch nor
 xformer.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +28,8 @@ import sentencepiece
 from ctranslate2.specs import common_spec, transformer_spec
 from safetensors.numpy import load_file
 
-from translate_columns import COLUMNS, baseline_arguments, test2016
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for columns.py
+from columns import COLUMNS, baseline_arguments, test2016  # noqa: E402
 
 
 def linear(spec, weights: dict, *names: str) -> None:

@@ -1,11 +1,11 @@
 """Decoding speed against CTranslate2, alternating on the same machine, same model, same sentences.
 
     pip install ctranslate2          # in this venv, or give another venv's python with --ct2-python
-    python bench/decode_vs_ctranslate2.py [--model models/de-en-general] [--rounds 2] [--threads 2]
+    python bench/peers/ctranslate2_vs_xformer.py [--model models/de-en-general] [--rounds 2] [--threads 2]
 
-Each round runs `bench/translate_speed.py` (xformer: greedy with batches of 30, beam 5 with
+Each round runs `bench/speed/translate.py` (xformer: greedy with batches of 30, beam 5 with
 batches of 30, beam 5 one sentence at a time, each with `--workers 1` and `2`), then
-`bench/ctranslate2_baseline.py` (the same bundle converted to CTranslate2 float32, the same
+`bench/peers/ctranslate2_translate.py` (the same bundle converted to CTranslate2 float32, the same
 columns with inter_threads 1 and 2), each in a fresh process on the same threads, on Multi30k
 test2016 (1,000 sentences). It prints every round's sentences/s and the ratio xformer /
 CTranslate2 per column (above 1: xformer is faster), then the median ratio over the rounds, the
@@ -21,22 +21,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from translate_columns import COLUMNS, DATA_DIR
-
-BENCH = Path(__file__).resolve().parent
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown CPU"
+BENCH = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(BENCH))  # bench/, for columns.py
+from columns import COLUMNS, DATA_DIR, cpu_name  # noqa: E402
 
 
 def run_json(command: list[str]) -> dict:
     """Run a benchmark script; its last output on stdout is one JSON object."""
-    out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=BENCH).stdout
-    return json.loads(out[out.index("{"):])
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(out[out.index("{") :])
 
 
 def main() -> None:
@@ -53,13 +46,16 @@ def main() -> None:
     ratios: dict[str, list[float]] = {ours: [] for ours, _ in pairs}
     print(f"{cpu_name()}, {args.threads} threads, {Path(model).name}, Multi30k test2016; sentences/s")
     for round_ in range(1, args.rounds + 1):
-        ours = run_json([sys.executable, "translate_speed.py", "--no-cold-start", "--workers", "1", "2", *common])
-        theirs = run_json([args.ct2_python, "ctranslate2_baseline.py", "--inter-threads", "1", "2", *common])
+        ours = run_json([sys.executable, str(BENCH / "speed" / "translate.py"), "--no-cold-start", "--workers", "1", "2", *common])
+        theirs = run_json([args.ct2_python, str(BENCH / "peers" / "ctranslate2_translate.py"), "--inter-threads", "1", "2", *common])
         for mine, other in pairs:
             a, b = ours[mine]["sentences_per_s"], theirs[other]["sentences_per_s"]
             ratios[mine].append(a / b)
-            print(f"round {round_} {mine:24s} xformer {a:7.1f} (BLEU {ours[mine]['bleu']:5.2f})  "
-                  f"CTranslate2 {b:7.1f} (BLEU {theirs[other]['bleu']:5.2f})  ratio {a / b:.2f}", flush=True)
+            print(
+                f"round {round_} {mine:24s} xformer {a:7.1f} (BLEU {ours[mine]['bleu']:5.2f})  "
+                f"CTranslate2 {b:7.1f} (BLEU {theirs[other]['bleu']:5.2f})  ratio {a / b:.2f}",
+                flush=True,
+            )
     print("median ratio xformer / CTranslate2 (1 worker; 2 workers against inter_threads 2):")
     for mine, _ in pairs:
         print(f"  {mine:24s} {statistics.median(ratios[mine]):.2f}")

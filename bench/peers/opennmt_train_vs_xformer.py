@@ -1,9 +1,9 @@
 """Training speed against OpenNMT-py 3.5.1, alternating on the same machine, same data, same model.
 
-    # OpenNMT-py in a venv of its own (see bench/opennmt_baseline.py for the install), then:
-    python bench/train_vs_opennmt.py --onmt-python ../onmt-venv/bin/python [--rounds 2] [--steps 100]
+    # OpenNMT-py in a venv of its own (see bench/peers/opennmt_translate.py for the install), then:
+    python bench/peers/opennmt_train_vs_xformer.py --onmt-python ../onmt-venv/bin/python [--rounds 2] [--steps 100]
 
-The `small` configuration of bench/train_speed.py on both sides: d_model 256, 3+3 pre-norm layers,
+The `small` configuration of bench/speed/train.py on both sides: d_model 256, 3+3 pre-norm layers,
 4 heads, d_ff 1024, dropout 0.1, tied embeddings, label smoothing 0.1, Adam (0.9, 0.98), warmup
 400 to a peak of 1.56e-3 (OpenNMT-py's noam schedule with learning_rate 0.5 peaks there), gradient
 clipping at 1, 2,048-token batches (both count padded tokens), Multi30k train cut into pieces by
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import sentencepiece
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ONMT_STEP = re.compile(r"Step\s+(\d+)/\s*\d+;.*?(\d+)/\s*(\d+) tok/s;")
 ONMT_CONFIG = """\
 data:
@@ -107,8 +107,20 @@ def run_opennmt(python: str, config: Path, env: dict[str, str]) -> tuple[float, 
 
 
 def run_xformer(args: argparse.Namespace, env: dict[str, str], bf16: bool) -> dict:
-    command = [sys.executable, str(ROOT / "bench" / "train_speed.py"), "--data-dir", args.data_dir, "--steps", str(args.steps),
-               "--threads", str(args.threads), "--norm-position", "pre", "--spm-model", args.spm_model]
+    command = [
+        sys.executable,
+        str(ROOT / "bench" / "speed" / "train.py"),
+        "--data-dir",
+        args.data_dir,
+        "--steps",
+        str(args.steps),
+        "--threads",
+        str(args.threads),
+        "--norm-position",
+        "pre",
+        "--spm-model",
+        args.spm_model,
+    ]
     done = subprocess.run(command + ([] if bf16 else ["--no-bf16"]), env=env, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"xformer failed:\n{done.stderr[-3000:]}")
@@ -116,8 +128,8 @@ def run_xformer(args: argparse.Namespace, env: dict[str, str], bf16: bool) -> di
 
 
 def main() -> None:
-    from xformer_cli.shipped import default_model
     from xformer_cli.devices import native_cpu_bf16
+    from xformer_cli.shipped import default_model
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--onmt-python", required=True, help="the Python of a venv with OpenNMT-py 3.5.1")
@@ -138,8 +150,12 @@ def main() -> None:
         write_pieces(spm, data / "train.en.gz", folder / "train.en.sp")
         write_vocab(spm, folder / "vocab.txt")
         config = folder / "onmt.yaml"
-        config.write_text(ONMT_CONFIG.format(src=folder / "train.de.sp", tgt=folder / "train.en.sp", vocab=folder / "vocab.txt",
-                                             out=folder, steps=args.steps), encoding="utf-8")
+        config.write_text(
+            ONMT_CONFIG.format(
+                src=folder / "train.de.sp", tgt=folder / "train.en.sp", vocab=folder / "vocab.txt", out=folder, steps=args.steps
+            ),
+            encoding="utf-8",
+        )
         rounds = []
         for r in range(1, args.rounds + 1):
             onmt, parameters = run_opennmt(args.onmt_python, config, env)
@@ -148,11 +164,21 @@ def main() -> None:
             fp32 = run_xformer(args, env, bf16=False)["tokens_per_s_median"]
             default = run_xformer(args, env, bf16=True)["tokens_per_s_median"] if native else fp32
             rounds.append((onmt, fp32, default))
-            print(f"round {r}: OpenNMT-py {onmt:,.0f} | xformer float32 {fp32:,.0f} ({fp32 / onmt:.2f}x) | "
-                  f"xformer default{' (bfloat16)' if native else ''} {default:,.0f} ({default / onmt:.2f}x) target tokens/s", flush=True)
-    print(json.dumps({"native_bf16": native, "rounds": [dict(zip(("opennmt", "xformer_fp32", "xformer_default"), row)) for row in rounds],
-                      "ratio_fp32": round(statistics.median(f / o for o, f, _ in rounds), 2),
-                      "ratio_default": round(statistics.median(d / o for o, _, d in rounds), 2)}))
+            print(
+                f"round {r}: OpenNMT-py {onmt:,.0f} | xformer float32 {fp32:,.0f} ({fp32 / onmt:.2f}x) | "
+                f"xformer default{' (bfloat16)' if native else ''} {default:,.0f} ({default / onmt:.2f}x) target tokens/s",
+                flush=True,
+            )
+    print(
+        json.dumps(
+            {
+                "native_bf16": native,
+                "rounds": [dict(zip(("opennmt", "xformer_fp32", "xformer_default"), row)) for row in rounds],
+                "ratio_fp32": round(statistics.median(f / o for o, f, _ in rounds), 2),
+                "ratio_default": round(statistics.median(d / o for o, _, d in rounds), 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -1,17 +1,17 @@
-"""The same model in OpenNMT-py: a same-machine baseline for bench/translate_speed.py.
+"""The same model in OpenNMT-py: a same-machine baseline for bench/speed/translate.py.
 
     # a separate venv: OpenNMT-py 3.5.1 asks for torch < 2.3, but runs on the torch we use
     pip install torch==2.13.0 && pip install --no-deps OpenNMT-py==3.5.1
     pip install configargparse pyyaml sacrebleu six sentencepiece safetensors numpy "pyonmttok<2,>=1.37" \
         spacy rapidfuzz pyahocorasick fasttext-wheel flask waitress tensorboard "ctranslate2>=4,<5"
-    TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 python bench/opennmt_baseline.py --model runs/multi30k/bundle
+    TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 python bench/peers/opennmt_translate.py --model runs/multi30k/bundle
 
 Builds an OpenNMT-py checkpoint from an xformer bundle (pre-norm, LayerNorm, ReLU, sinusoidal
-positions, tied embeddings: the `small` Multi30k model) and translates Multi30k test2016 with
-the columns of issue 4 through OpenNMT-py's own inference engine (what `onmt_translate` runs):
+positions, tied embeddings: the `small` Multi30k model) and translates Multi30k test2016 in
+the three decoding columns through OpenNMT-py's own inference engine (what `onmt_translate` runs):
 greedy with batches of 30, beam 5 with batches of 30, beam 5 one sentence at a time. The clock
 covers `infer_file` (reading, batching, decoding, writing), not loading. Prints sentences/s and
-BLEU, to set against `python bench/translate_speed.py --model DIR` on the same machine. Needs
+BLEU, to set against `python bench/speed/translate.py --model DIR` on the same machine. Needs
 neither xformer nor its venv. TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1 lets torch >= 2.6 read the
 checkpoint's option namespace, which OpenNMT-py pickles.
 
@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,7 +41,8 @@ from onmt.model_builder import build_base_model
 from onmt.utils.parse import ArgumentParser
 from safetensors.torch import load_file
 
-from translate_columns import COLUMNS, baseline_arguments, test2016
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for columns.py
+from columns import COLUMNS, baseline_arguments, test2016  # noqa: E402
 
 
 def model_options(config: dict) -> argparse.Namespace:
@@ -171,6 +173,7 @@ def main() -> None:
             results[name] = {"sentences_per_s": round(speed, 1), "bleu": round(sacrebleu.corpus_bleu(hyps, [refs]).score, 2)}
             print(json.dumps({name: results[name]}), flush=True)
     print(json.dumps(results, indent=1))
+
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,6 @@
 """The best checkpoint of a run against the mean of its last N, scored on the run's validation set.
 
-    python bench/checkpoint_average.py runs/de-en-general [--last 5]
+    python bench/quality/checkpoint_average.py runs/de-en-general [--last 5]
 
 Bundles both (as `xformer train --average-last N` and the default would) into a temporary
 folder and scores each with `xformer evaluate` and the run's decoding defaults (beam 5 for the
@@ -34,8 +34,24 @@ def main() -> None:
             model = info.build_model()
             model.load_state_dict(weights)
             out = save_bundle(Bundle(model.eval(), info.tokenizer, info.decode), Path(tmp) / f"average-{average}")
-            done = subprocess.run([sys.executable, "-m", "xformer_cli", "evaluate", "-m", str(out), "--src", info.train.valid_src,
-                                   "--ref", info.train.valid_tgt, "--json"], capture_output=True, text=True, check=True)
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "xformer_cli",
+                    "evaluate",
+                    "-m",
+                    str(out),
+                    "--src",
+                    info.train.valid_src,
+                    "--ref",
+                    info.train.valid_tgt,
+                    "--json",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             print(f"{which}: valid BLEU {json.loads(done.stdout)['bleu']:.2f}", flush=True)
 
 

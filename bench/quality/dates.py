@@ -1,9 +1,9 @@
 """German dates with a month name ("1. Januar 2027"): how many come out with their day and month.
 
-    python bench/dates.py [--model DIR] [--data-dir ../shared/data]
+    python bench/quality/dates.py [--model DIR] [--data-dir ../shared/data]
 
 Takes every line of the development news sets (newstest2013, 2015, 2016 and 2018; the test sets
-of issue 21's goals are left alone) with a day and a German month name, and translates them
+the README reports are left alone) with a day and a German month name, and translates them
 three ways with the default decoding:
 
 - date spans: today's span protection, where such a date is one span put back in English
@@ -22,18 +22,18 @@ import argparse
 import re
 from pathlib import Path
 
-from xformer_cli.text import segment
-from xformer_cli.evaluation.metrics import corpus_bleu
 from xformer_cli.decoding.translator import Translator
+from xformer_cli.evaluation.metrics import corpus_bleu
+from xformer_cli.text import spans
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SETS = ("newstest2013", "newstest2015", "newstest2016", "newstest2018")
-NUMBERS_ONLY = re.compile(rf"{segment.URL}|{segment.EMAIL}|{segment.EMOJI}|(?<![\w.,]){segment.NUMBER}(?![\w])")
+NUMBERS_ONLY = re.compile(rf"{spans.URL}|{spans.EMAIL}|{spans.EMOJI}|(?<![\w.,]){spans.NUMBER}(?![\w])")
 
 
 def dates(line: str) -> list[re.Match[str]]:
-    """The month-name dates that span protection finds in `line` (segment.DATE matches)."""
-    return [date for span in segment.SPAN.finditer(line) if (date := segment.DATE.fullmatch(span.group()))]
+    """The month-name dates that span protection finds in `line` (spans.DATE matches)."""
+    return [date for span in spans.SPAN.finditer(line) if (date := spans.DATE.fullmatch(span.group()))]
 
 
 def date_lines(data_dir: Path) -> tuple[list[str], list[str]]:
@@ -54,7 +54,7 @@ def dates_kept(sources: list[str], outputs: list[str]) -> tuple[int, int]:
     kept = total = 0
     for src, out in zip(sources, outputs):
         for date in dates(src):
-            english, day = segment.MONTHS[date[2]], int(date[1])
+            english, day = spans.MONTHS[date[2]], int(date[1])
             total += 1
             kept += bool(re.search(rf"\b{day}(?:st|nd|rd|th)? (?:of )?{english}\b|\b{english} (?:the )?{day}(?:st|nd|rd|th)?\b", out))
     return kept, total
@@ -68,14 +68,17 @@ def main() -> None:
     translator = Translator.load(args.model, device="cpu")
     sources, references = date_lines(args.data_dir)
     print(f"{len(sources)} lines with a day and a month name in {', '.join(SETS)}")
-    date_spans = segment.SPAN
-    for label, pattern, protect in (("date spans", date_spans, True), ("day and year apart", NUMBERS_ONLY, True),
-                                    ("no protection", date_spans, False)):
-        segment.SPAN = pattern  # protect() reads the module's pattern when it runs
+    date_spans = spans.SPAN
+    for label, pattern, protect in (
+        ("date spans", date_spans, True),
+        ("day and year apart", NUMBERS_ONLY, True),
+        ("no protection", date_spans, False),
+    ):
+        spans.SPAN = pattern  # protect() reads the module's pattern when it runs
         try:
             outputs = translator.translate(sources, protect_spans=protect)
         finally:
-            segment.SPAN = date_spans
+            spans.SPAN = date_spans
         kept, total = dates_kept(sources, outputs)
         print(f"  {label:20} BLEU {corpus_bleu(outputs, [references]).score:5.1f}   dates with day and month: {kept}/{total}")
 

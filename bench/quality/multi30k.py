@@ -1,10 +1,10 @@
 """Train the recipe models/multi30k.toml within a time budget, then score test2016 and test2017
 with beam 5 (sacreBLEU, with signatures).
 
-    python bench/multi30k.py [--max-time 1500] [--out runs/multi30k] [--data-dir ../shared/data]
+    python bench/quality/multi30k.py [--max-time 1500] [--out runs/multi30k] [--data-dir ../shared/data]
 
-The default budget is the 25 minutes of issue 3's OpenNMT-py baseline (33.6 greedy / 34.4 beam 5
-on test2016); `--max-time 7200` is the two-hour goal. `--resume` continues an earlier run.
+The default budget is the 25 minutes of the OpenNMT-py baseline on Multi30k (33.6 greedy /
+34.4 beam 5 on test2016); `--max-time 7200` is the two-hour goal. `--resume` continues an earlier run.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-from xformer_cli.config import load_recipe
-from xformer_cli.batching import read_lines
-from xformer_cli.evaluation.metrics import corpus_bleu, corpus_chrf
-from xformer_cli.training.trainer import Trainer
 from xformer_cli.decoding.translator import Translator
+from xformer_cli.evaluation.metrics import corpus_bleu, corpus_chrf
+from xformer_cli.recipe import load_recipe
+from xformer_cli.text.files import read_lines
+from xformer_cli.training.trainer import Trainer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def main() -> None:
@@ -33,8 +33,14 @@ def main() -> None:
     recipe = load_recipe(ROOT / "models" / "multi30k.toml")
     from rich.console import Console
 
-    bundle = Trainer(recipe.model, replace(recipe.train, max_time=args.max_time), Path(args.out), resume=args.resume,
-                     decode=recipe.decode, console=Console(stderr=True)).run()
+    bundle = Trainer(
+        recipe.model,
+        replace(recipe.train, max_time=args.max_time),
+        Path(args.out),
+        resume=args.resume,
+        decode=recipe.decode,
+        console=Console(stderr=True),
+    ).run()
     translator = Translator.load(str(bundle), device="cpu")
     data = Path(args.data_dir) / "multi30k"
     report = {"max_time_s": args.max_time}

@@ -1,8 +1,8 @@
 """Normalization study: LayerNorm, RMSNorm, DyT and Derf, pre- and post-norm, in the `small`
 Transformer on Multi30k, with equal budgets and seeds, plus a higher learning rate per variant.
 
-    python bench/norms.py [--max-steps 800] [--probe-steps 500] [--high-lr 4e-3] [--out runs/norms]
-    python bench/norms.py --report-only      # rewrite the report from the runs finished so far
+    python bench/quality/norms.py [--max-steps 800] [--probe-steps 500] [--high-lr 4e-3] [--out runs/norms]
+    python bench/quality/norms.py --report-only      # rewrite the report from the runs finished so far
 
 Budget: every variant trains the recipe models/multi30k.toml (2,048-token batches, warmup 400,
 peak lr 1.56e-3, seed 1) for --max-steps updates; then every variant trains again at --high-lr
@@ -10,7 +10,7 @@ for --probe-steps updates, past the end of warmup, to see whether it diverges an
 On 2 CPU cores two processes of one thread each train about 13% more tokens per second than
 one process of two threads, so the study runs as two shards side by side:
 
-    python bench/norms.py --shard 0/2 --threads 1 &  python bench/norms.py --shard 1/2 --threads 1
+    python bench/quality/norms.py --shard 0/2 --threads 1 &  python bench/quality/norms.py --shard 1/2 --threads 1
 
 About 36 minutes per 800-update run and 20 per probe that way: the 16 runs take about four hours. Each run
 checkpoints every 100 steps and resumes where it stopped, so the study can be spread over
@@ -29,12 +29,12 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-from xformer_cli.config import load_recipe
-from xformer_cli.batching import read_lines
 from xformer_cli.evaluation.metrics import corpus_bleu
+from xformer_cli.recipe import load_recipe
+from xformer_cli.text.files import read_lines
 from xformer_cli.training.run_folder import read_metrics
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NORMS = ("layernorm", "rmsnorm", "dyt", "derf")
 POSITIONS = ("pre", "post")
 
@@ -120,8 +120,17 @@ def main() -> None:
             from xformer_cli.training.trainer import Trainer
 
             model = replace(recipe.model, norm=norm, norm_position=position)
-            train = replace(recipe.train, lr=lr, max_steps=steps, max_time=0, valid_every=100, valid_bleu_sentences=200,
-                            save_every=100, keep_last=2, threads=args.threads or recipe.train.threads)
+            train = replace(
+                recipe.train,
+                lr=lr,
+                max_steps=steps,
+                max_time=0,
+                valid_every=100,
+                valid_bleu_sentences=200,
+                save_every=100,
+                keep_last=2,
+                threads=args.threads or recipe.train.threads,
+            )
             resume = (run / "checkpoints").is_dir() and any((run / "checkpoints").iterdir())
             Trainer(model, train, run, resume=resume, decode=recipe.decode, console=Console(stderr=True)).run()
         write_report(plan, args, test_src, test_ref)
@@ -129,7 +138,7 @@ def main() -> None:
 
 def write_report(plan: list[tuple[str, str, float, int]], args: argparse.Namespace, test_src: list[str], test_ref: list[str]) -> None:
     rows, missing = [], []
-    for norm, position, lr, steps in plan:
+    for norm, position, lr, _ in plan:
         name = run_name(norm, position, lr)
         run = Path(args.out) / name
         if (run / "bundle").exists():
@@ -149,7 +158,7 @@ def write_report(plan: list[tuple[str, str, float, int]], args: argparse.Namespa
     report = ROOT / "docs" / "norms.md"
     reading = kept_reading(report)
     report.write_text(
-        "# Normalization study (table and figure written by bench/norms.py)\n\n"
+        "# Normalization study (table and figure written by bench/quality/norms.py)\n\n"
         f"`small` preset on Multi30k (models/multi30k.toml, seed 1): {args.max_steps} updates of 2,048-token batches per "
         f"variant at the recipe's learning rate, then {args.probe_steps} updates at {args.high_lr:g} to probe stability. "
         "Test BLEU is sacreBLEU on test2016 with beam 5; valid loss is the per-token NLL on the whole valid set, "
@@ -159,8 +168,7 @@ def write_report(plan: list[tuple[str, str, float, int]], args: argparse.Namespa
         "Tokens/s is the median over 50-update windows of runs made as two one-thread processes side by side "
         "(`--shard`): it compares the variants with each other, not with other tables.\n\n"
         f"| run | updates | test2016 BLEU | best valid loss | updates to valid loss {args.target_loss:g} | tokens/s | stability |\n"
-        f"|---|---:|---:|---:|---:|---:|---|\n{table}\n{note}{probes}\n![training and validation curves](norms.png)\n"
-        + reading,
+        f"|---|---:|---:|---:|---:|---:|---|\n{table}\n{note}{probes}\n![training and validation curves](norms.png)\n" + reading,
         encoding="utf-8",
     )
 
@@ -174,8 +182,10 @@ def probe_table(rows: dict[str, dict], base_lr: float, args: argparse.Namespace)
             probe = rows.get(run_name(norm, position, args.high_lr))
             if base is None or probe is None:
                 continue
-            at = {lr: next((v["valid_loss"] for v in r["valid"] if v["step"] == args.probe_steps), math.nan)
-                  for lr, r in ((base_lr, base), (args.high_lr, probe))}
+            at = {
+                lr: next((v["valid_loss"] for v in r["valid"] if v["step"] == args.probe_steps), math.nan)
+                for lr, r in ((base_lr, base), (args.high_lr, probe))
+            }
             lines.append(f"| {norm}-{position} | {at[base_lr]:.3f} | {at[args.high_lr]:.3f} | {at[args.high_lr] - at[base_lr]:+.3f} |")
     if not lines:
         return ""

@@ -1,6 +1,6 @@
-"""Nothing the user wrote is lost: paragraphs and untranslatable spans (issue 16, item 5).
+"""Nothing the user wrote is lost: paragraphs and untranslatable spans.
 
-    python bench/segments.py [--model DIR] [--data-dir ../shared/data] [--paragraph 4]
+    python bench/quality/spans_and_paragraphs.py [--model DIR] [--data-dir ../shared/data] [--paragraph 4]
 
 1. Paragraphs: consecutive sentences of one newstest2014 document (the docid file says where
    documents start; headlines without final punctuation are left out) joined into one line, `--paragraph` sentences at a time, scored with
@@ -9,7 +9,7 @@
    The splitter must find the sentence ends inside each paragraph: a paragraph it splits into
    fewer sentences than the source lines it was made of would give the model two sentences at
    once, which is how sentences get dropped.
-2. Spans: `bench/data/spans.de` (sentences written for this test) carries numbers, URLs, e-mail
+2. Spans: `bench/quality/data/spans.de` (sentences written for this test) carries numbers, URLs, e-mail
    addresses, emoji and a date; each span counts as kept when it appears in the translation as
    written or in the English form span protection gives it (3,50 € -> 3.50 €, 3. Mai -> 3 May),
    with span protection on and off.
@@ -23,11 +23,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from xformer_cli.evaluation.metrics import corpus_bleu
-from xformer_cli.text.segment import DATE, EMAIL, EMOJI, SPAN, URL, english_form, split_sentences
 from xformer_cli.decoding.translator import Translator
+from xformer_cli.evaluation.metrics import corpus_bleu
+from xformer_cli.text.sentences import split_sentences
+from xformer_cli.text.spans import DATE, EMAIL, EMOJI, SPAN, URL, english_form
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
+SPANS = Path(__file__).resolve().parent / "data" / "spans.de"
 ENDS = re.compile(r"[.!?…][\"'“”»)]*$")  # a line that ends like a sentence
 
 
@@ -46,11 +48,15 @@ def paragraphs(data_dir: Path, size: int) -> tuple[list[str], list[str], list[li
         else:
             groups.append([i])
     groups = [g for g in groups if len(g) == size]
-    return [" ".join(src[i] for i in g) for g in groups], [" ".join(ref[i] for i in g) for g in groups], [[src[i] for i in g] for g in groups]
+    return (
+        [" ".join(src[i] for i in g) for g in groups],
+        [" ".join(ref[i] for i in g) for g in groups],
+        [[src[i] for i in g] for g in groups],
+    )
 
 
 def kind(span: str) -> str:
-    """Which of segment.py's span patterns `span` is."""
+    """Which of text/spans.py's span patterns `span` is."""
     for name, pattern in (("URL", URL), ("e-mail", EMAIL), ("emoji", EMOJI), ("date", DATE.pattern)):
         if re.fullmatch(pattern, span):
             return name
@@ -93,8 +99,8 @@ def main() -> None:
         print(f"  {label:52} BLEU {bleu.score:5.1f}  words against the references: {words:.2f}")
     print(f"  signature: {bleu.signature}")
 
-    lines = (ROOT / "bench" / "data" / "spans.de").read_text(encoding="utf-8").splitlines()
-    print(f"spans: {len(lines)} sentences of bench/data/spans.de")
+    lines = SPANS.read_text(encoding="utf-8").splitlines()
+    print(f"spans: {len(lines)} sentences of bench/quality/data/spans.de")
     for protect in (True, False):
         counts = span_survival(translator, lines, protect)
         kinds = sorted({k for k, _ in counts})

@@ -1,6 +1,6 @@
 """What subword sampling (`subword_alpha`) costs: longer segmentations, and BPE-dropout's speed.
 
-    python bench/subword_sampling.py [--model models/de-en-general] [--pairs 40000] [--alpha 0.1]
+    python bench/quality/subword_sampling.py [--model models/de-en-general] [--pairs 40000] [--alpha 0.1]
 
 On the first --pairs pairs of the shipped Tatoeba training corpus (models/corpus/tatoeba), with
 the bundle's tokenizer: pieces per sentence (German and English sides together, averaged over
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from xformer_cli.text.tokenizer import Tokenizer
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def main() -> None:
@@ -37,7 +37,10 @@ def main() -> None:
     seconds = time.perf_counter() - started
     mean = lambda rows: sum(map(len, rows)) / len(rows)  # noqa: E731
     print(f"{len(texts):,} Tatoeba sentences ({args.pairs:,} pairs, both sides), {Path(args.model).name}'s tokenizer:")
-    print(f"  pieces per sentence: plain {mean(plain):.2f}, BPE-dropout alpha {args.alpha} {mean(sampled):.2f} ({mean(sampled) / mean(plain) - 1:+.0%})")
+    print(
+        f"  pieces per sentence: plain {mean(plain):.2f}, "
+        f"BPE-dropout alpha {args.alpha} {mean(sampled):.2f} ({mean(sampled) / mean(plain) - 1:+.0%})"
+    )
     print(f"  BPE-dropout on one core: {len(texts) / seconds:,.0f} sentences/s")
 
 

@@ -1,6 +1,7 @@
-"""Where a decoding step spends its time, and what the usual remedies gain (issue 22, item 3).
+"""Where a decoding step spends its time, and what the usual remedies gain.
 
-    python bench/decode_step_profile.py [--model models/de-en-general] [--sentences 100] [--threads 2] [--rounds 3] [--parts 123] [--parts 4]
+    python bench/speed/decode_profile.py [--model models/de-en-general] [--sentences 100]
+        [--threads 2] [--rounds 3] [--parts 123] [--parts 4]
 
 Four measurements on Multi30k test2016, the shipped model unless told otherwise:
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -40,19 +42,23 @@ import torch
 import torch.nn.functional as F
 
 import xformer_cli.decoding.search as search_module
-from xformer_cli.model.attention import fused_attention, scaled_dot_product_attention
-from xformer_cli.model.packed import PackedLinear
-from xformer_cli.model.multi_head import MultiHeadAttention
 from xformer_cli.decoding.translator import Translator
+from xformer_cli.model.attention import fused_attention, scaled_dot_product_attention
+from xformer_cli.model.multi_head import MultiHeadAttention
+from xformer_cli.model.packed import PackedLinear
 
-from decode_vs_ctranslate2 import cpu_name
-from translate_columns import DATA_DIR, test2016
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for columns.py
+from columns import DATA_DIR, cpu_name, test2016  # noqa: E402
 
 MATMUL_OPS = {"aten::addmm", "aten::mm", "aten::bmm", "mkldnn::_linear_pointwise", "mkl::_mkl_linear"}
 
 
 # (label, decoding options, sentences per batch)
-COLUMNS = (("beam 5, batch   1", {"beam_size": 5}, 1), ("beam 1, batch  30", {"beam_size": 1}, 30), ("beam 5, batch  30", {"beam_size": 5}, 30))
+COLUMNS = (
+    ("beam 5, batch   1", {"beam_size": 5}, 1),
+    ("beam 1, batch  30", {"beam_size": 1}, 30),
+    ("beam 5, batch  30", {"beam_size": 5}, 30),
+)
 SAMPLED = ("sampled, batch 100", {"sample": True}, 100)  # as scripts/backtranslate.py translates
 
 
@@ -86,11 +92,16 @@ def profile_step(translator: Translator, sentences: list[str]) -> None:
     matmul = sum(e.self_cpu_time_total for e in events if e.key in MATMUL_OPS)
     calls = sum(e.count for e in events if e.key.startswith("aten::") or e.key.startswith("mkldnn::"))
     print(f"1. beam 5, batch 1, {len(sentences)} sentences, {steps} decoder steps (profiled, so slower than real):")
-    print(f"   {total / steps / 1e3:.2f} ms of operator self time a step; matrix products {100 * matmul / total:.0f}%,"
-          f" everything else {100 * (total - matmul) / total:.0f}%; {calls / steps:.0f} operator calls a step (encoder included)")
+    print(
+        f"   {total / steps / 1e3:.2f} ms of operator self time a step; matrix products {100 * matmul / total:.0f}%,"
+        f" everything else {100 * (total - matmul) / total:.0f}%; {calls / steps:.0f} operator calls a step (encoder included)"
+    )
     top = sorted(events, key=lambda e: -e.self_cpu_time_total)[:8]
     for e in top:
-        print(f"   {e.key:28s} {100 * e.self_cpu_time_total / total:5.1f}%  {e.count / steps:6.1f} calls/step  {e.self_cpu_time_total / e.count:8.1f} us/call")
+        print(
+            f"   {e.key:28s} {100 * e.self_cpu_time_total / total:5.1f}%  {e.count / steps:6.1f} calls/step  "
+            f"{e.self_cpu_time_total / e.count:8.1f} us/call"
+        )
 
 
 def matmul_alone(translator: Translator, rounds: int) -> None:
@@ -100,17 +111,22 @@ def matmul_alone(translator: Translator, rounds: int) -> None:
     weights = [(m.weight.detach(), m.bias.detach() if m.bias is not None else None) for m in linears]
     weights.append((model.output_weight.detach(), None if model.output_bias is None else model.output_bias.detach()))
     flops_per_row = sum(2 * w.numel() for w, _ in weights)
-    print(f"2. the decoder's {len(weights)} matrix products of one step ({sum(w.numel() for w, _ in weights) * 4 / 2**20:.1f} MiB of float32 weights), us a step (GFLOP/s):")
+    mib = sum(w.numel() for w, _ in weights) * 4 / 2**20
+    print(f"2. the decoder's {len(weights)} matrix products of one step ({mib:.1f} MiB of float32 weights), us a step (GFLOP/s):")
     for rows in (1, 5, 30, 150):
         inputs = {w.size(1): torch.randn(rows, w.size(1)) for w, _ in weights}
         onednn = [(torch.ops.mkldnn._reorder_linear_weight(w, None), b) for w, b in weights]
         ways = {
-            "F.linear (MKL)": lambda: [F.linear(inputs[w.size(1)], w, b) for w, b in weights],
-            "oneDNN packed": lambda: [torch.ops.mkldnn._linear_pointwise(inputs[w0.size(1)], p, b, "none", [], "") for (p, b), (w0, _) in zip(onednn, weights)],
+            "F.linear (MKL)": lambda inputs=inputs: [F.linear(inputs[w.size(1)], w, b) for w, b in weights],
+            "oneDNN packed": lambda inputs=inputs, onednn=onednn: [
+                torch.ops.mkldnn._linear_pointwise(inputs[w0.size(1)], p, b, "none", [], "") for (p, b), (w0, _) in zip(onednn, weights)
+            ],
         }
         if hasattr(torch.ops.mkl, "_mkl_linear") and torch.backends.mkl.is_available():
             mkl = [(torch.ops.mkl._mkl_reorder_linear_weight(w, rows), w, b) for w, b in weights]
-            ways["MKL packed"] = lambda: [torch.ops.mkl._mkl_linear(inputs[w.size(1)], p, w, b, rows) for p, w, b in mkl]
+            ways["MKL packed"] = lambda inputs=inputs, rows=rows, mkl=mkl: [
+                torch.ops.mkl._mkl_linear(inputs[w.size(1)], p, w, b, rows) for p, w, b in mkl
+            ]
         times: dict[str, list[float]] = {name: [] for name in ways}
         for f in ways.values():
             f()
@@ -120,7 +136,9 @@ def matmul_alone(translator: Translator, rounds: int) -> None:
                 for _ in range(n):
                     f()
                 times[name].append((time.perf_counter() - started) / n * 1e6)
-        cells = [f"{name} {statistics.median(t):8.0f} ({flops_per_row * rows / statistics.median(t) / 1e3:5.1f})" for name, t in times.items()]
+        cells = [
+            f"{name} {statistics.median(t):8.0f} ({flops_per_row * rows / statistics.median(t) / 1e3:5.1f})" for name, t in times.items()
+        ]
         print(f"   M={rows:3d}  " + "   ".join(cells))
 
 
@@ -165,12 +183,14 @@ def alternate(name: str, translator: Translator, sentences: list[str], rounds: i
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(Path(__file__).resolve().parents[1] / "models" / "de-en-general"))
+    parser.add_argument("--model", default=str(Path(__file__).resolve().parents[2] / "models" / "de-en-general"))
     parser.add_argument("--data-dir", default=DATA_DIR)
     parser.add_argument("--sentences", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--parts", default="12356", help="which measurements to run, e.g. 12356 or 4 (4: torch.compile, minutes of compiling)")
+    parser.add_argument(
+        "--parts", default="12356", help="which measurements to run, e.g. 12356 or 4 (4: torch.compile, minutes of compiling)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     translator = Translator.load(args.model, device="cpu")
@@ -207,7 +227,10 @@ def main() -> None:
         started = time.perf_counter()
         for _, options, batch in COLUMNS:
             sentences_per_s(translator, sentences[:40], options, batch)  # compiles what these shapes need
-        print(f"4. torch.compile(dynamic=True) of the decoder step: {time.perf_counter() - started:.0f} s to compile (and run 3 x 40 sentences)")
+        print(
+            f"4. torch.compile(dynamic=True) of the decoder step: {time.perf_counter() - started:.0f} s to compile "
+            "(and run 3 x 40 sentences)"
+        )
         search_module._step_log_probs = step
 
         def compiled_on(on: bool) -> None:

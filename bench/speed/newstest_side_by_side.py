@@ -1,15 +1,16 @@
 """Two models on newstest2014 side by side: whole-process translation time and repeated words.
 
-    python bench/newstest_side_by_side.py --against runs/prev [--model models/de-en-general] [--rounds 1]
+    python bench/speed/newstest_side_by_side.py --against runs/de-en-general-v1 [--model models/de-en-general] [--rounds 1]
 
-The previous default model (commit f4d7a88) unpacks with
-`mkdir -p runs/prev && git archive f4d7a88 models/de-en-general | tar -x -C runs/prev --strip-components=2`.
+The previous default model, de-en-general v1 (git tag `de-en-general-v1`), unpacks into
+runs/de-en-general-v1 with
+`mkdir -p runs/de-en-general-v1 && git archive de-en-general-v1 models/de-en-general |
+tar -x --strip-components=2 -C runs/de-en-general-v1`.
 
 Each round runs `xformer translate -m MODEL -i newstest2014.de -o FILE` with the defaults for
-each model in turn (loading included, as a user would time it; issue 21's limit is 2 minutes on
-2 cores), then prints the seconds of each run and, for each model's last output and the
-references, how many of the 3,003 lines hold a word repeated right after itself ("federal
-federal"; case-insensitive).
+each model in turn (loading included, as a user would time it), then prints the seconds of each
+run and, for each model's last output and the references, how many of the 3,003 lines hold a
+word repeated right after itself ("federal federal"; case-insensitive).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 REPEATED_WORD = re.compile(r"\b(\w+) \1\b", re.IGNORECASE)
 
 
@@ -44,8 +45,11 @@ def main() -> None:
         for round_ in range(1, args.rounds + 1):
             for name, model in models.items():
                 started = time.perf_counter()
-                subprocess.run([sys.executable, "-m", "xformer_cli", "translate", "-m", model, "-i", str(source),
-                                "-o", str(Path(tmp) / name)], check=True, capture_output=True)
+                subprocess.run(
+                    [sys.executable, "-m", "xformer_cli", "translate", "-m", model, "-i", str(source), "-o", str(Path(tmp) / name)],
+                    check=True,
+                    capture_output=True,
+                )
                 print(f"round {round_}: {model}: {time.perf_counter() - started:.1f} s", flush=True)
         for name, model in models.items():
             lines = (Path(tmp) / name).read_text(encoding="utf-8").splitlines()

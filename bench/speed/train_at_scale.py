@@ -1,7 +1,7 @@
 """Training at scale on 2 cores: encoding speed, cache size, memory, cold start and throughput
 with a 5-million-pair corpus, against the same run on Multi30k.
 
-    python bench/scale.py [--data-dir ../shared/data] [--work runs/scale] [--pairs 5000000] [--steps 200]
+    python bench/speed/train_at_scale.py [--data-dir ../shared/data] [--work runs/scale] [--pairs 5000000] [--steps 200]
 
 1. Builds a corpus of --pairs pairs deterministically from every real pair in --data-dir
    (Tatoeba, Multi30k and the general/ corpora, about 267,000): repeat r is the pairs in an order
@@ -36,11 +36,19 @@ import sys
 import time
 from pathlib import Path
 
-from xformer_cli.batching import read_parallel
+from xformer_cli.text.files import read_parallel
 
-ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ["tatoeba/train.{}.gz", "multi30k/train.{}.gz", "general/europarl.{}.gz", "general/news.{}.gz", "general/ted.{}.gz",
-           "general/wmtsample.{}.gz", "general/chat.{}", "general/subtitles.{}"]
+ROOT = Path(__file__).resolve().parents[2]
+SOURCES = [
+    "tatoeba/train.{}.gz",
+    "multi30k/train.{}.gz",
+    "general/europarl.{}.gz",
+    "general/news.{}.gz",
+    "general/ted.{}.gz",
+    "general/wmtsample.{}.gz",
+    "general/chat.{}",
+    "general/subtitles.{}",
+]
 SHIFT = [str.maketrans("0123456789", "".join(str((d + r) % 10) for d in range(10))) for r in range(10)]
 
 
@@ -69,8 +77,12 @@ def build_corpus(data: Path, work: Path, n_pairs: int) -> tuple[Path, Path]:
     base = real_pairs(data)
     started = time.perf_counter()
     work.mkdir(parents=True, exist_ok=True)
-    with open(src, "wb") as raw_src, open(tgt, "wb") as raw_tgt, \
-            gzip.GzipFile("", "wb", 1, raw_src, mtime=0) as out_src, gzip.GzipFile("", "wb", 1, raw_tgt, mtime=0) as out_tgt:
+    with (
+        open(src, "wb") as raw_src,
+        open(tgt, "wb") as raw_tgt,
+        gzip.GzipFile("", "wb", 1, raw_src, mtime=0) as out_src,
+        gzip.GzipFile("", "wb", 1, raw_tgt, mtime=0) as out_tgt,
+    ):
         written, r = 0, 0
         while written < n_pairs:
             rng = random.Random(r)
@@ -81,7 +93,9 @@ def build_corpus(data: Path, work: Path, n_pairs: int) -> tuple[Path, Path]:
             out_src.write(("\n".join(s for s, _ in pairs) + "\n").encode())
             out_tgt.write(("\n".join(t for _, t in pairs) + "\n").encode())
             written, r = written + len(pairs), r + 1
-    stamp.write_text(json.dumps({"pairs": n_pairs, "base_pairs": len(base), "repeats": r, "seconds": round(time.perf_counter() - started, 1)}))
+    stamp.write_text(
+        json.dumps({"pairs": n_pairs, "base_pairs": len(base), "repeats": r, "seconds": round(time.perf_counter() - started, 1)})
+    )
     return src, tgt
 
 
@@ -111,8 +125,12 @@ def train(recipe: Path, out: Path, cache: Path, steps: int, log: Path) -> dict:
     metrics = out / "metrics.jsonl"
     started = time.perf_counter()
     with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "xformer_cli", "train", "--config", str(recipe), "--out", str(out)],
-                                env=env, stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "xformer_cli", "train", "--config", str(recipe), "--out", str(out)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
         seen: dict = {}
         while proc.poll() is None:
             steps_done = len(metrics.read_text().splitlines()) if metrics.exists() else 0
@@ -152,10 +170,10 @@ def data_time(recipe: Path, cache: Path, steps: int) -> dict:
     the recipe's batches and with 25,000-token ones, the size of a GPU batch."""
     import tempfile
 
-    from xformer_cli.config import load_recipe
+    from xformer_cli.recipe import load_recipe
     from xformer_cli.training.distributed import Distributed
-    from xformer_cli.training.run_folder import RunFolder
     from xformer_cli.training.run_data import prepare_training_data
+    from xformer_cli.training.run_folder import RunFolder
 
     r = load_recipe(recipe)
     os.environ["XFORMER_CACHE"] = str(cache)
@@ -166,9 +184,13 @@ def data_time(recipe: Path, cache: Path, steps: int) -> dict:
         opened = time.perf_counter()
         batches = data.epoch_batches(r.train.batch_tokens, r.train.seed, 0, Distributed())
         made = time.perf_counter()
-        result = {"open_s": round(opened - started, 2), "epoch_batches_s": round(made - opened, 2), "batches": len(batches),
-                  "batch_ms": batch_ms(data, batches, r.model, steps),
-                  "batch_ms_25k_tokens": batch_ms(data, data.epoch_batches(25_000, r.train.seed, 0, Distributed()), r.model, steps)}
+        result = {
+            "open_s": round(opened - started, 2),
+            "epoch_batches_s": round(made - opened, 2),
+            "batches": len(batches),
+            "batch_ms": batch_ms(data, batches, r.model, steps),
+            "batch_ms_25k_tokens": batch_ms(data, data.epoch_batches(25_000, r.train.seed, 0, Distributed()), r.model, steps),
+        }
         run.release()
     return result
 
@@ -184,21 +206,35 @@ def main() -> None:
     data, work = Path(args.data_dir).resolve(), Path(args.work).resolve()  # the recipes name absolute paths
     started = time.perf_counter()
     src, tgt = build_corpus(data, work, args.pairs)
-    report: dict = {"pairs": args.pairs, "corpus": json.loads((work / "scale.json").read_text()),
-                    "corpus_bytes": src.stat().st_size + tgt.stat().st_size}
+    report: dict = {
+        "pairs": args.pairs,
+        "corpus": json.loads((work / "scale.json").read_text()),
+        "corpus_bytes": src.stat().st_size + tgt.stat().st_size,
+    }
     cache = work / "cache"
     shutil.rmtree(cache, ignore_errors=True)
 
     cold = train(write_recipe(work / "scale.toml", src, tgt, 1, args.threads), work / "run-cold", cache, 1, work / "cold.log")
     encoded = re.search(r"encoded \S+: ([\d,]+) pairs in ([\d.]+) s \(([\d,]+) pairs/s\)", (work / "cold.log").read_text())
     entries = [p for p in (cache / "corpora").iterdir() if p.is_dir()]
-    report["cold"] = {**cold, "encode_s": float(encoded.group(2)), "encode_pairs_per_s": int(encoded.group(3).replace(",", "")),
-                      "cache_bytes": sum(f.stat().st_size for e in entries for f in e.iterdir())}
+    report["cold"] = {
+        **cold,
+        "encode_s": float(encoded.group(2)),
+        "encode_pairs_per_s": int(encoded.group(3).replace(",", "")),
+        "cache_bytes": sum(f.stat().st_size for e in entries for f in e.iterdir()),
+    }
 
-    report["warm"] = train(write_recipe(work / "scale.toml", src, tgt, args.steps, args.threads), work / "run-warm", cache, args.steps, work / "warm.log")
+    report["warm"] = train(
+        write_recipe(work / "scale.toml", src, tgt, args.steps, args.threads), work / "run-warm", cache, args.steps, work / "warm.log"
+    )
     m30k = data / "multi30k"
-    report["multi30k"] = train(write_recipe(work / "multi30k.toml", m30k / "train.de.gz", m30k / "train.en.gz", args.steps, args.threads),
-                               work / "run-multi30k", cache, args.steps, work / "multi30k.log")
+    report["multi30k"] = train(
+        write_recipe(work / "multi30k.toml", m30k / "train.de.gz", m30k / "train.en.gz", args.steps, args.threads),
+        work / "run-multi30k",
+        cache,
+        args.steps,
+        work / "multi30k.log",
+    )
     warm, small = report["warm"]["tokens_per_s_median"], report["multi30k"]["tokens_per_s_median"]
     report["throughput_ratio"] = round(warm / small, 3) if warm and small else None
     report["data_time"] = {name: data_time(work / f"{name}.toml", cache, args.steps) for name in ("scale", "multi30k")}

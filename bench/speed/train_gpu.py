@@ -1,6 +1,6 @@
 """Training speed on one GPU: target tokens/s and model FLOPs utilization (MFU) of a preset.
 
-    python bench/gpu_train.py [--preset base] [--steps 50] [--batch-tokens 16384] [--vocab 32000] [--compile]
+    python bench/speed/train_gpu.py [--preset base] [--steps 50] [--batch-tokens 16384] [--vocab 32000] [--compile]
 
 The step is the trainer's own (`backward_accumulated`, gradient clipping, fused Adam) under bf16
 autocast with TF32 matrix products, on synthetic batches of real shapes: sentences of 16 to 64
@@ -16,11 +16,11 @@ import time
 
 import torch
 
-from xformer_cli.config import ModelConfig, preset
 from xformer_cli.batching import collate
-from xformer_cli.training.distributed import Distributed
 from xformer_cli.model import build_model
-from xformer_cli.training.trainer import backward_accumulated
+from xformer_cli.model.config import ModelConfig, preset
+from xformer_cli.training.distributed import Distributed
+from xformer_cli.training.loss import backward_accumulated
 
 PEAK_BF16 = {"H100 SXM": 989.4e12, "H100 80GB HBM3": 989.4e12, "H100 PCIe": 756.0e12, "H200": 989.4e12, "A100": 312.0e12}
 LENGTHS = (16, 24, 32, 48, 64)
@@ -83,8 +83,10 @@ def main() -> None:
         torch.cuda.synchronize()
         seconds = time.perf_counter() - started
         mfu = f", MFU {flops / seconds / peak:.1%} of {peak / 1e12:.0f} TFLOP/s bf16" if peak else ""
-        print(f"{args.preset}{' compiled' if compiled else ''} on {name}: {tokens / seconds:,.0f} target tokens/s, "
-              f"{flops / seconds / 1e12:.0f} TFLOP/s{mfu} ({args.steps} steps of {args.batch_tokens} tokens, vocab {c.vocab_size})")
+        print(
+            f"{args.preset}{' compiled' if compiled else ''} on {name}: {tokens / seconds:,.0f} target tokens/s, "
+            f"{flops / seconds / 1e12:.0f} TFLOP/s{mfu} ({args.steps} steps of {args.batch_tokens} tokens, vocab {c.vocab_size})"
+        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Where a training step of the `small` model spends its time, and what the README's alternatives gain.
 
-    python bench/train_step_profile.py [--steps 25] [--rounds 2] [--threads 2]
+    python bench/speed/train_profile.py [--steps 25] [--rounds 2] [--threads 2]
 
 The step is the trainer's own (`backward_accumulated`, clipping at 1, fused Adam) on synthetic
 batches of 80 sentence pairs, 27 source and 26 target pieces, a fifth of them padded (about
@@ -20,14 +20,14 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
-from xformer_cli.config import preset
 from xformer_cli.batching import Batch
 from xformer_cli.devices import native_cpu_bf16
-from xformer_cli.training.distributed import Distributed
 from xformer_cli.model import build_model
 from xformer_cli.model.attention import fused_attention
+from xformer_cli.model.config import preset
 from xformer_cli.model.multi_head import MultiHeadAttention
-from xformer_cli.training.trainer import backward_accumulated
+from xformer_cli.training.distributed import Distributed
+from xformer_cli.training.loss import backward_accumulated
 
 B, S, T = 80, 27, 26
 
@@ -40,7 +40,9 @@ def synthetic_batch(generator: torch.Generator) -> Batch:
     return Batch(src=src, tgt_in=tgt[:, :-1], tgt_out=tgt[:, 1:])
 
 
-def fused_qkv_forward(self: MultiHeadAttention, query: torch.Tensor, key_value: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+def fused_qkv_forward(
+    self: MultiHeadAttention, query: torch.Tensor, key_value: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Self-attention with one (d_model, 3 d_model) product for queries, keys and values."""
     if query is not key_value:
         return self.attend(query, *self.project_kv(key_value), mask)
@@ -98,7 +100,11 @@ def main() -> None:
     for r in range(1, args.rounds + 1):
         results = {v: time_variant(v, args.steps) for v in variants}
         base = results["float32"][1]
-        print(f"round {r}: " + " | ".join(f"{v} {ms * 1000:.0f} ms, {tps:,.0f} tok/s ({tps / base:.2f}x)" for v, (ms, tps) in results.items()), flush=True)
+        print(
+            f"round {r}: "
+            + " | ".join(f"{v} {ms * 1000:.0f} ms, {tps:,.0f} tok/s ({tps / base:.2f}x)" for v, (ms, tps) in results.items()),
+            flush=True,
+        )
 
     from torch.profiler import ProfilerActivity, profile
 

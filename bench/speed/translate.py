@@ -1,9 +1,9 @@
 """Translation speed on Multi30k test2016 (1,000 sentences), without start-up, plus cold start.
 
-    python bench/translate_speed.py [--model models/de-en-general] [--data-dir ../shared/data] [--threads 2] [--workers 1 2] [--int8]
+    python bench/speed/translate.py [--model models/de-en-general] [--data-dir ../shared/data] [--threads 2] [--workers 1 2] [--int8]
 
 Prints sentences/s for greedy with batches of 30 sentences, beam 5 with batches of 30, and
-beam 5 one sentence at a time (the three columns of issue 4's baseline table), with one worker
+beam 5 one sentence at a time (the three decoding columns of bench/columns.py), with one worker
 on all threads and with two workers of threads/2 each (keys ending in `_workers2`: two batches
 translated at once, in two worker processes; for `beam5_batch1`, two single sentences at once). Sentences are
 sorted by length before batching, as `xformer translate --batch-size 30` does (and CTranslate2
@@ -22,14 +22,16 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
-from xformer_cli.shipped import default_model
-from xformer_cli.evaluation.metrics import corpus_bleu
 from xformer_cli.decoding.translator import Translator
+from xformer_cli.evaluation.metrics import corpus_bleu
+from xformer_cli.shipped import default_model
 
-from translate_columns import COLUMNS, DATA_DIR, test2016
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for columns.py
+from columns import COLUMNS, DATA_DIR, test2016  # noqa: E402
 
 
 def timed_translate(translator: Translator, sentences: list[str], beam: int, batch_sentences: int) -> tuple[float, list[str]]:
@@ -82,7 +84,9 @@ def main() -> None:
             translator.close()  # its worker processes, before the next set-up is timed
     if not args.no_cold_start:
         python = sys.executable
-        results["cold_start_s"] = cold_start(f'echo "Guten Tag" | {python} -m xformer_cli translate -b 5 -m {args.model}', f'{python} -c "import torch"')
+        results["cold_start_s"] = cold_start(
+            f'echo "Guten Tag" | {python} -m xformer_cli translate -b 5 -m {args.model}', f'{python} -c "import torch"'
+        )
     print(json.dumps({"model": args.model, "threads": args.threads, **results}, indent=1))
 
 

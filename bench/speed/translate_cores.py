@@ -1,7 +1,7 @@
 """What N cores give to N processes: the same decoding work on one thread, alone and then in two
 independent processes at once (forked, no communication). Sentences/s of each.
 
-    python bench/cpu_scaling.py [--model DIR] [--data-dir ../shared/data]
+    python bench/speed/translate_cores.py [--model DIR] [--data-dir ../shared/data]
 
 The ceiling for `--workers 2`: if two processes each run as fast as one alone, two workers can
 reach 2x one worker on one thread; on a machine whose two "cores" share one physical core they
@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 
-from xformer_cli.shipped import default_model
 from xformer_cli.decoding.translator import Translator
+from xformer_cli.shipped import default_model
 
-from translate_columns import COLUMNS, DATA_DIR, test2016
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for columns.py
+from columns import COLUMNS, DATA_DIR, test2016  # noqa: E402
 
 
 def speed(translator: Translator, sentences: list[str], beam: int, batch_sentences: int) -> float:

@@ -1,6 +1,6 @@
 """Translation on the GPU: sentences/s greedy and beam 5, and BLEU against the same bundle on the CPU.
 
-    python bench/gpu_translate.py [--model DIR] [--src F --ref F]
+    python bench/speed/translate_gpu.py [--model DIR] [--src F --ref F]
 
 Defaults to the shipped bundle and the shipped Tatoeba test split (2,477 sentences), so it
 needs nothing outside the project.
@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 
-from xformer_cli.shipped import default_model, models_dir
-from xformer_cli.evaluation.metrics import corpus_bleu
 from xformer_cli.decoding.translator import Translator
+from xformer_cli.evaluation.metrics import corpus_bleu
+from xformer_cli.shipped import default_model, models_dir
 
 
 def timed(translator: Translator, lines: list[str], beam: int) -> tuple[list[str], float]:
@@ -44,8 +44,10 @@ def main() -> None:
         gpu_out, seconds = timed(gpu, src, beam)
         cpu_out = cpu.translate(src, beam_size=beam)
         same = sum(a == b for a, b in zip(gpu_out, cpu_out))
-        print(f"  beam {beam}: GPU {len(src) / seconds:,.0f} sentences/s; BLEU GPU {corpus_bleu(gpu_out, [ref]).score:.2f}, "
-              f"CPU {corpus_bleu(cpu_out, [ref]).score:.2f}; identical translations {same}/{len(src)}")
+        print(
+            f"  beam {beam}: GPU {len(src) / seconds:,.0f} sentences/s; BLEU GPU {corpus_bleu(gpu_out, [ref]).score:.2f}, "
+            f"CPU {corpus_bleu(cpu_out, [ref]).score:.2f}; identical translations {same}/{len(src)}"
+        )
 
 
 if __name__ == "__main__":
