@@ -1,5 +1,5 @@
 """The GPU path. Every test here needs CUDA and is skipped, with the reason, where there is none
-(bench/gpu.sh runs the suite on a GPU machine)."""
+(bench/speed/gpu.sh runs the suite on a GPU machine)."""
 
 import json
 

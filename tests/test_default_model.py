@@ -64,7 +64,7 @@ def test_the_tatoeba_test_split_ships_as_the_default_test_set():
 
 
 def test_sentences_beyond_tatoeba_keep_their_content():
-    """Two of issue 16's sentences (a caption, a travel notice) that the Tatoeba-only model garbled;
+    """Two sentences beyond Tatoeba (a caption, a travel notice) that the Tatoeba-only model garbled;
     each word checked is in all of the 5 best hypotheses."""
     result = runner.invoke(
         app,
@@ -79,7 +79,7 @@ def test_sentences_beyond_tatoeba_keep_their_content():
 
 
 def test_news_sentences_keep_their_verb_and_english_numbers():
-    """Three of issue 21's news sentences, which the model before back-translation left without a
+    """Three news sentences, which the model before back-translation left without a
     verb and with a German decimal comma, and whose date the day and year held back apart lost its
     month to ("1.2027"); each span checked is in all of the 5 best hypotheses."""
     result = runner.invoke(

@@ -64,8 +64,7 @@ class DecodeConfig:
             if self.sample_topk != 0 or self.temperature != 1.0:
                 raise ConfigError(
                     f"sample top-k and temperature apply only to sampling (got top-k {self.sample_topk}, temperature "
-                    f"{self.temperature} without "
-                    "sampling)"
+                    f"{self.temperature} without sampling)"
                 )
             return
         if self.beam_size != 1:
@@ -125,8 +124,7 @@ class TrainConfig:
         default="",
         metadata=flag(
             "Fine-tune a bundle (folder or Hub id): start from its weights, tokenizer and model config, with a fresh optimizer and "
-            "learning-rate "
-            "schedule (--lr, --warmup)."
+            "learning-rate schedule (--lr, --warmup)."
         ),
     )
     max_steps: int = field(default=100_000, metadata=flag("Stop after this many updates."))  # optimizer updates
@@ -153,8 +151,8 @@ class TrainConfig:
         default=0.0,
         metadata=flag(
             "Subword regularization: train each epoch on a fresh BPE-dropout segmentation, seeded by (--seed, epoch), each merge "
-            "skipped with "
-            "this probability (about 0.1); 0 = off. Validation and translation use the plain segmentation [default: the recipe's, else 0]."
+            "skipped with this probability (about 0.1); 0 = off. Validation and translation use the plain segmentation [default: the "
+            "recipe's, else 0]."
         ),
     )
     seed: int = field(default=1, metadata=flag("Random seed."))
@@ -165,8 +163,8 @@ class TrainConfig:
     bf16: bool = field(
         default=True,
         metadata=flag(
-            "Autocast to bfloat16 on GPUs and on CPUs where it measured faster (AVX512-BF16 without AMX); float32 elsewhere (AMX, AVX2) or "
-            "with --no-bf16 [default: the recipe's, else on]."
+            "Autocast to bfloat16 on GPUs and on CPUs where it measured faster (AVX512-BF16 without AMX); float32 elsewhere (AMX, "
+            "AVX2) or with --no-bf16 [default: the recipe's, else on]."
         ),
     )
     valid_every: int = field(default=500, metadata=flag("Steps between validations."))  # steps between validations; 0: only at the end

@@ -36,8 +36,8 @@ def _cpu_has(check: str) -> bool:
 def cpu_bf16_pays() -> bool:
     """True where bfloat16 autocast trains faster than float32 on this CPU, by a table of CPU
     features from measurements: AVX512-BF16 without AMX (AMD EPYC Zen 4: about 1.6× the float32
-    step). With AMX (Intel Sapphire Rapids) bfloat16 autocast ran at 0.65–0.72× float32 in
-    issue 22's measurement (each new batch shape builds new oneDNN kernels, dear for AMX), and
+    step). With AMX (Intel Sapphire Rapids) bfloat16 autocast ran at 0.65–0.72× float32 when
+    measured (each new batch shape builds new oneDNN kernels, dear for AMX), and
     without native bfloat16 it is emulated, slower still: float32 there."""
     return _cpu_has("_is_avx512_bf16_supported") and not _cpu_has("_is_amx_tile_supported")
 
@@ -48,7 +48,7 @@ def bound_kernel_caches(capacity: int = 8) -> None:
     (LRU_CACHE_CAPACITY). Each builds a kernel per input shape and keeps up to 1,024; in bfloat16
     a kernel holds its own converted buffers, so training on batches of ever-new shapes grew the
     process by 0.7-0.95 GiB over 150 Multi30k updates (peak RSS 1.6-1.9 GiB with either cache
-    unbounded, 0.9 with both at 8, 1.0 in float32; bench/train_speed.py). Both are read when the first kernel is built, so
-    call this before; a value already in the environment wins."""
+    unbounded, 0.9 with both at 8, 1.0 in float32; bench/speed/train.py).
+    Both are read when the first kernel is built, so call this before; a value already in the environment wins."""
     for name in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY"):
         os.environ.setdefault(name, str(capacity))

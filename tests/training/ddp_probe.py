@@ -26,9 +26,10 @@ from xformer_cli.model.config import preset
 from xformer_cli.text.files import read_lines
 from xformer_cli.text.tokenizer import Tokenizer
 from xformer_cli.training.distributed import Distributed
-from xformer_cli.training.run_data import prepare_tokenizer, prepare_training_data
+from xformer_cli.training.loss import backward_accumulated
+from xformer_cli.training.run_data import prepare_training_data
 from xformer_cli.training.run_folder import RunFolder
-from xformer_cli.training.trainer import backward_accumulated
+from xformer_cli.training.run_tokenizer import prepare_tokenizer
 
 SPM_SAMPLE, SEED, VOCAB = 300, 5, 400  # 300 of the corpus's 800 sentences: SentencePiece gets a sample
 

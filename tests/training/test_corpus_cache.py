@@ -13,8 +13,9 @@ from rich.console import Console
 from xformer_cli.errors import DataError
 from xformer_cli.text.files import read_parallel
 from xformer_cli.text.tokenizer import Tokenizer, train_tokenizer
-from xformer_cli.training import corpus_cache
-from xformer_cli.training.corpus_cache import Sampling, cached_corpus, content_key, corpus_key, entry_folder, file_digest, remove_entry
+from xformer_cli.training import corpus_encoding
+from xformer_cli.training.corpus_cache import cached_corpus, content_key, corpus_key, entry_folder, file_digest, remove_entry
+from xformer_cli.training.corpus_encoding import Sampling
 from xformer_cli.training.filtering import filter_pairs
 
 MAX_TOKENS, MAX_RATIO = 12, 3.0  # small enough that the tiny corpus loses some pairs to the filter
@@ -176,7 +177,7 @@ def test_a_temporary_folder_left_by_a_killed_run_is_cleaned_up(tiny_corpus, toke
 
 def test_a_full_disk_while_encoding_is_a_data_error_and_leaves_nothing(tiny_corpus, tokenizer, tmp_path, monkeypatch):
     src, tgt = tiny_corpus
-    real = corpus_cache.ArrayWriter.write
+    real = corpus_encoding.ArrayWriter.write
     written = []
 
     def full_after_a_while(self, array):
@@ -185,8 +186,8 @@ def test_a_full_disk_while_encoding_is_a_data_error_and_leaves_nothing(tiny_corp
         written.append(1)
         real(self, array)
 
-    monkeypatch.setattr(corpus_cache.ArrayWriter, "write", full_after_a_while)
-    monkeypatch.setattr(corpus_cache, "CHUNK_PAIRS", 50)
+    monkeypatch.setattr(corpus_encoding.ArrayWriter, "write", full_after_a_while)
+    monkeypatch.setattr(corpus_encoding, "CHUNK_PAIRS", 50)
     with pytest.raises(DataError, match="no space left on the device while encoding .*tiny.de"):
         encode(tmp_path, src, tgt, tokenizer)
     assert written and entries(tmp_path) == []
@@ -223,7 +224,7 @@ def decoded_pairs(corpus, tokenizer) -> list[tuple[str, str]]:
 
 
 def test_a_sampled_segmentation_has_an_entry_of_its_own_that_its_seed_repeats(tiny_corpus, tokenizer, tmp_path, monkeypatch):
-    monkeypatch.setattr(corpus_cache, "CHUNK_PAIRS", 64)  # 7 chunks, the last of 16 pairs
+    monkeypatch.setattr(corpus_encoding, "CHUNK_PAIRS", 64)  # 7 chunks, the last of 16 pairs
     src, tgt = tiny_corpus
     plain = encode(tmp_path / "cache", src, tgt, tokenizer)
     logs = []
@@ -253,7 +254,7 @@ def test_a_sampled_segmentation_has_an_entry_of_its_own_that_its_seed_repeats(ti
 
 
 def test_every_chunk_of_a_sampled_segmentation_draws_with_a_seed_of_its_own(tiny_corpus, tokenizer, tmp_path, monkeypatch):
-    monkeypatch.setattr(corpus_cache, "CHUNK_PAIRS", 50)
+    monkeypatch.setattr(corpus_encoding, "CHUNK_PAIRS", 50)
     src, tgt = read_parallel(*tiny_corpus)
     (tmp_path / "twice.de").write_text("\n".join(src[:50] * 2) + "\n", encoding="utf-8")  # two chunks of the same text
     (tmp_path / "twice.en").write_text("\n".join(tgt[:50] * 2) + "\n", encoding="utf-8")
@@ -289,11 +290,11 @@ def test_an_entry_is_removed_unless_a_run_holds_its_lock(tiny_corpus, tokenizer,
 
 
 def test_worker_processes_sample_the_ids_one_process_does(tiny_corpus, tokenizer, tmp_path, monkeypatch):
-    monkeypatch.setattr(corpus_cache, "CHUNK_PAIRS", 50)  # 8 chunks: 2 workers, several chunks ahead
+    monkeypatch.setattr(corpus_encoding, "CHUNK_PAIRS", 50)  # 8 chunks: 2 workers, several chunks ahead
     src, tgt = tiny_corpus
     here = []  # chunks this process encoded itself
-    real = corpus_cache.encode_chunk
-    monkeypatch.setattr(corpus_cache, "encode_chunk", lambda *args: here.append(args[-1]) or real(*args))
+    real = corpus_encoding.encode_chunk
+    monkeypatch.setattr(corpus_encoding, "encode_chunk", lambda *args: here.append(args[-1]) or real(*args))
     made = {}
     for threads in (1, 2):
         here.clear()

@@ -22,7 +22,8 @@ from xformer_cli.text.files import read_lines
 from xformer_cli.text.tokenizer import train_tokenizer
 from xformer_cli.training.checkpoint import atomic_write, average_states
 from xformer_cli.training.distributed import Distributed
-from xformer_cli.training.trainer import backward_accumulated, inverse_sqrt_lr
+from xformer_cli.training.loss import backward_accumulated
+from xformer_cli.training.trainer import inverse_sqrt_lr
 
 runner = CliRunner()
 
@@ -557,12 +558,12 @@ def test_weighted_corpora_from_a_recipe_train_and_are_listed_in_the_card(tiny_co
 
 
 def test_a_full_disk_while_encoding_is_one_line_and_leaves_no_cache(tiny_corpus, tmp_path, corpus_cache, monkeypatch):
-    from xformer_cli.training import corpus_cache as cache_module
+    from xformer_cli.training import corpus_encoding
 
     def full(self, array):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(cache_module.ArrayWriter, "write", full)
+    monkeypatch.setattr(corpus_encoding.ArrayWriter, "write", full)
     src, tgt = tiny_corpus
     result = run(*tiny_args(src, tgt, tmp_path / "run"))
     # Progress lines (the tokenizer trained before encoding) may come first; the error is one line, last.

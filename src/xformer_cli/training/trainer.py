@@ -2,9 +2,10 @@
 token-budget batches with gradient accumulation, exact resume, Ctrl-C safety and DDP.
 
 Around the loop, each in its own room: the device and the process group (`distributed.py`), the
-data (`training_data.py`), the run folder with its lock, checkpoints and metrics
-(`run_folder.py`), validation with the best weights and patience (`validation.py`), and the
-final bundle with its model card (`run_bundle.py`).
+data (`run_data.py`, `run_tokenizer.py`, `corpus_cache.py`), the loss and its backward pass
+(`loss.py`), the run folder with its lock, checkpoints and metrics (`run_folder.py`,
+`checkpoint.py`), validation with the best weights and patience (`validation.py`), and the
+final bundle with its model card (`final_bundle.py`).
 """
 
 from __future__ import annotations
@@ -14,16 +15,15 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 
-from xformer_cli.batching import Batch
-from xformer_cli.bundles.bundle import load_bundle, with_tag_piece
+from xformer_cli.bundles.bundle import Bundle, load_bundle, with_tag_piece
 from xformer_cli.bundles.card import Score
 from xformer_cli.config import DecodeConfig, TrainConfig, to_dict
 from xformer_cli.errors import Interrupted, RunError
@@ -31,9 +31,9 @@ from xformer_cli.model.config import ModelConfig
 from xformer_cli.model.transformer import Transformer, build_model, count_parameters
 from xformer_cli.text.tokenizer import TAG_PIECE, Tokenizer
 from xformer_cli.training.checkpoint import TrainState, load_checkpoint, model_state, restore_optimizer
-from xformer_cli.training.distributed import Distributed, autocast, half_precision, training_device
+from xformer_cli.training.distributed import autocast, half_precision, training_device
 from xformer_cli.training.final_bundle import RunInfo, corpus_summary, final_weights, write_run_bundle
-from xformer_cli.training.loss import token_loss
+from xformer_cli.training.loss import backward_accumulated
 from xformer_cli.training.run_data import EpochBatches, TrainingData, prepare_training_data
 from xformer_cli.training.run_folder import RunFolder
 from xformer_cli.training.validation import Validator
@@ -62,39 +62,6 @@ def sigterm_as_ctrl_c() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-def backward_accumulated(
-    model: torch.nn.Module,
-    batches: list[Batch],
-    pad_id: int,
-    label_smoothing: float,
-    dist: Distributed,
-    autocast: Callable[[], AbstractContextManager] = nullcontext,
-    grad_scaler: torch.amp.GradScaler | None = None,
-) -> tuple[float, int]:
-    """Forward and backward over the micro-batches of one update; returns the summed loss and the
-    target tokens of this process.
-
-    The loss is normalized by the target tokens of the whole update, over every micro-batch of
-    every process (fairseq's rule), so accumulating micro-batches of B gives the gradient of one
-    batch of 2B. Under DDP, which averages gradients over processes, each process scales by
-    world / tokens, and the all-reduce runs once, after the last micro-batch (`no_sync` before it).
-    With float16 autocast, `grad_scaler` scales the loss so small gradients do not underflow.
-    """
-    tokens = sum(b.n_tokens for b in batches)
-    scale = dist.world / max(dist.all_sum(tokens), 1)
-    total = 0.0
-    for i, batch in enumerate(batches):
-        last = i == len(batches) - 1
-        with nullcontext() if last or not hasattr(model, "no_sync") else model.no_sync():
-            with autocast():
-                logits = model(batch.src, batch.tgt_in)  # (B, T, V)
-            loss = token_loss(logits, batch.tgt_out, pad_id, label_smoothing)
-            scaled = loss * scale
-            (grad_scaler.scale(scaled) if grad_scaler is not None else scaled).backward()
-        total += float(loss.detach())
-    return total, tokens
 
 
 @dataclass
@@ -148,19 +115,7 @@ class Trainer:
         """Check the folder; prepare the data, the model, the optimizer and validation; restore the
         last checkpoint when resuming."""
         cfg = self.cfg
-        start = load_bundle(cfg.init_from) if cfg.init_from else None
-        if (
-            start is not None
-            and any(c.tag for c in cfg.training_corpora())
-            and start.tokenizer.tag_id is None
-            and isinstance(start.tokenizer, Tokenizer)
-        ):
-            start = with_tag_piece(start, cfg.seed)  # a bundle from before tagging: grow its vocabulary by the tag
-            self.log(
-                f"{cfg.init_from} reserves no {TAG_PIECE}: added it as piece {start.tokenizer.tag_id}, with an embedding row of its "
-                "own, for "
-                "the tagged corpora"
-            )
+        start = self.starting_bundle()
         if start is not None:  # fine-tuning: the bundle's architecture, tokenizer and weights
             model_config = start.model.config
         self.run_folder.check_start(to_dict(model_config), resume)
@@ -188,14 +143,7 @@ class Trainer:
             from torch.nn.parallel import DistributedDataParallel
 
             self.ddp_model = DistributedDataParallel(self.model)
-        self.optimizer = torch.optim.Adam(  # fused: one kernel for all parameters (about 4x faster on CPU)
-            self.model.parameters(),
-            lr=cfg.lr,
-            betas=cfg.adam_betas,
-            eps=cfg.adam_eps,
-            weight_decay=cfg.weight_decay,
-            fused=self.device.type in ("cpu", "cuda"),
-        )
+        self.optimizer = self.make_optimizer()
         # float16 (a GPU without bfloat16) needs its loss scaled; elsewhere the scaler passes through.
         self.grad_scaler = torch.amp.GradScaler("cuda", enabled=half_precision(self.device, cfg.bf16) == torch.float16)
         self.validator = Validator(self.data.valid, self.model, self.data.tokenizer, cfg, self.device, self.run_folder, self.dist, self.log)
@@ -212,6 +160,36 @@ class Trainer:
                     "corpora": [asdict(s) for s in self.data.stats()],
                 }
             )
+
+    def starting_bundle(self) -> Bundle | None:
+        """The bundle of --init-from (fine-tuning), grown by the tag piece when a tagged corpus
+        needs one it lacks; None for a model trained from scratch."""
+        cfg = self.cfg
+        start = load_bundle(cfg.init_from) if cfg.init_from else None
+        if (
+            start is not None
+            and any(c.tag for c in cfg.training_corpora())
+            and start.tokenizer.tag_id is None
+            and isinstance(start.tokenizer, Tokenizer)
+        ):
+            start = with_tag_piece(start, cfg.seed)  # a bundle from before tagging: grow its vocabulary by the tag
+            self.log(
+                f"{cfg.init_from} reserves no {TAG_PIECE}: added it as piece {start.tokenizer.tag_id}, with an embedding row of its "
+                "own, for the tagged corpora"
+            )
+        return start
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        """Adam with the run's settings; fused, one kernel for all parameters (about 4x faster on CPU)."""
+        cfg = self.cfg
+        return torch.optim.Adam(
+            self.model.parameters(),
+            lr=cfg.lr,
+            betas=cfg.adam_betas,
+            eps=cfg.adam_eps,
+            weight_decay=cfg.weight_decay,
+            fused=self.device.type in ("cpu", "cuda"),
+        )
 
     def log(self, message: str) -> None:
         if self.dist.main and self.console is not None:
