@@ -133,3 +133,12 @@ def test_a_bad_subword_alpha_flag_is_a_one_line_error_before_anything_is_made(ti
     )
     assert_one_line_error(result, f"subword_alpha must be at least 0 (off) and below 1 (got {float(value)})")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("recipe", sorted((Path(__file__).parents[1] / "models").glob("*.toml")), ids=lambda p: p.name)
+def test_every_shipped_recipe_loads(recipe):
+    """Each recipe in models/ parses into valid configs (the data it names need not exist here),
+    its corpora resolved against the recipe's folder."""
+    corpora = load_recipe(recipe).train.training_corpora()
+    assert corpora, "a recipe names its corpora"
+    assert all(Path(c.src).is_absolute() and Path(c.tgt).is_absolute() for c in corpora)

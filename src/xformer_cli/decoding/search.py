@@ -172,6 +172,31 @@ def _one_per_sentence(
 
 
 @torch.inference_mode()
+def _finish(
+    finished: list[list[Hypothesis]],
+    eos_top: Tensor,
+    alive: Tensor,
+    prefixes: Tensor,
+    cand_beam: Tensor,
+    cand_scores: Tensor,
+    config: DecodeConfig,
+) -> Tensor:
+    """Move the EOS candidates that rank within the top k (`eos_top`: (B_alive, k)) into
+    `finished`, up to k per sentence; True for each alive sentence that now has k of them."""
+    k = config.beam_size
+    hits = eos_top.nonzero().tolist()
+    if not hits:
+        return torch.zeros(alive.numel(), dtype=torch.bool, device=alive.device)
+    alive_rows = alive.tolist()
+    for row, pos in hits:
+        orig = alive_rows[row]
+        if len(finished[orig]) < k:
+            tokens = tuple(prefixes[row, int(cand_beam[row, pos]), 1:].tolist())
+            lp_sum = float(cand_scores[row, pos])
+            finished[orig].append(Hypothesis(tokens, length_normalized(lp_sum, len(tokens) + 1, config.length_penalty), lp_sum))
+    return torch.tensor([len(finished[orig]) >= k for orig in alive_rows], device=alive.device)
+
+
 def beam_search(model: Transformer, src: Tensor, config: DecodeConfig, project: Projection | None = None) -> list[list[Hypothesis]]:
     """The `n_best` best hypotheses of each sentence, best first. src: (B, S) ids ending in EOS, padded.
     `project` maps decoder states to logits (default `model.project`)."""
@@ -203,19 +228,8 @@ def beam_search(model: Transformer, src: Tensor, config: DecodeConfig, project: 
         cand_beam, cand_tok = cand_idx // vocab, cand_idx % vocab
         is_eos = (cand_tok == c.eos_id) & torch.isfinite(cand_scores)
 
-        # Finalize EOS candidates that rank within the top k; a sentence is done with k of them
-        # or at its maximum length.
-        done = at_max
-        eos_top = is_eos[:, :k].nonzero().tolist()
-        if eos_top:
-            alive_rows = alive.tolist()
-            for row, pos in eos_top:
-                orig = alive_rows[row]
-                if len(finished[orig]) < k:
-                    tokens = tuple(prefixes[row, int(cand_beam[row, pos]), 1:].tolist())
-                    lp_sum = float(cand_scores[row, pos])
-                    finished[orig].append(Hypothesis(tokens, length_normalized(lp_sum, len(tokens) + 1, config.length_penalty), lp_sum))
-            done = done | torch.tensor([len(finished[orig]) >= k for orig in alive_rows], device=device)
+        # A sentence is done with k finished hypotheses or at its maximum length.
+        done = _finish(finished, is_eos[:, :k], alive, prefixes, cand_beam, cand_scores, config) | at_max
 
         # Continue with the k best candidates that are not EOS.
         order = (is_eos | ~torch.isfinite(cand_scores)).long() * (2 * k) + cand_pos  # non-EOS first, by rank
