@@ -252,6 +252,20 @@ def test_output_never_has_special_ids_and_respects_the_length_cap(translator):
                 assert len(h.tokens) + 1 <= int(0.5 * n + 2)  # EOS forced at the cap
 
 
+@pytest.mark.parametrize("decoder", [greedy_search, beam_search, sample_search], ids=lambda f: f.__name__)
+def test_search_builds_no_autograd_graph(translator, decoder):
+    """Every step runs in inference mode: with autograd on, beam search keeps each step's graph
+    alive through the decoder state and slows tenfold on a file."""
+    modes = []
+
+    def project(hidden):
+        modes.append((torch.is_grad_enabled(), torch.is_inference_mode_enabled()))
+        return translator.model.project(hidden)
+
+    decoder(translator.model, source_batch(translator, SENTENCES), DecodeConfig(beam_size=1 if decoder is sample_search else 3), project)
+    assert modes and set(modes) == {(False, True)}
+
+
 def test_golden_ids_and_scores(translator, reference):
     """Fixed outputs of the stored bundle: any change to search or model math shows here. The
     weights are read from disk, so the golden values hold on every CPU: ids exactly (the margins

@@ -171,7 +171,6 @@ def _one_per_sentence(
     return results
 
 
-@torch.inference_mode()
 def _finish(
     finished: list[list[Hypothesis]],
     eos_top: Tensor,
@@ -197,6 +196,7 @@ def _finish(
     return torch.tensor([len(finished[orig]) >= k for orig in alive_rows], device=alive.device)
 
 
+@torch.inference_mode()
 def beam_search(model: Transformer, src: Tensor, config: DecodeConfig, project: Projection | None = None) -> list[list[Hypothesis]]:
     """The `n_best` best hypotheses of each sentence, best first. src: (B, S) ids ending in EOS, padded.
     `project` maps decoder states to logits (default `model.project`)."""
