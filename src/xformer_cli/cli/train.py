@@ -43,7 +43,12 @@ def settings_flags(config_class: type) -> list[inspect.Parameter]:
 def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (checkpoints, metrics, final bundle).")] = Path("runs/default"),
     config: Annotated[
-        Optional[Path], typer.Option("--config", "-c", help="Recipe (TOML); flags override it. Default: the shipped model's recipe.")
+        Optional[Path],
+        typer.Option(
+            "--config",
+            "-c",
+            help="Recipe (TOML); flags override it. Default without --src: models/tatoeba.toml, the shipped Tatoeba corpus.",
+        ),
     ] = None,
     preset: Annotated[
         Optional[str],
