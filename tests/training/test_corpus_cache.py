@@ -15,7 +15,7 @@ from xformer_cli.text.files import read_parallel
 from xformer_cli.text.tokenizer import Tokenizer, train_tokenizer
 from xformer_cli.training import corpus_encoding
 from xformer_cli.training.corpus_cache import cached_corpus, content_key, corpus_key, entry_folder, file_digest, remove_entry
-from xformer_cli.training.corpus_encoding import Sampling
+from xformer_cli.training.corpus_encoding import CorpusEncoding, Sampling
 from xformer_cli.training.filtering import filter_pairs
 
 MAX_TOKENS, MAX_RATIO = 12, 3.0  # small enough that the tiny corpus loses some pairs to the filter
@@ -43,14 +43,10 @@ def encode(root, src, tgt, tokenizer, logs=None, console=None, tag=None, samplin
         str(src),
         str(tgt),
         (file_digest(src), file_digest(tgt)),
-        tokenizer,
-        MAX_TOKENS,
-        MAX_RATIO,
+        CorpusEncoding(tokenizer, MAX_TOKENS, MAX_RATIO, tag, sampling),
         2,
         log,
         console,
-        tag,
-        sampling,
     )
 
 
@@ -209,8 +205,8 @@ def test_plain_and_tagged_entries_keep_the_keys_of_earlier_versions(tiny_corpus,
     src, tgt = tiny_corpus
     digests = (file_digest(src), file_digest(tgt))
     earlier = dict(kind="corpus", src=digests[0], tgt=digests[1], tokenizer=tokenizer.digest(), max_tokens=MAX_TOKENS, max_ratio=MAX_RATIO)
-    assert corpus_key(digests, tokenizer, MAX_TOKENS, MAX_RATIO) == content_key(**earlier)
-    assert corpus_key(digests, tokenizer, MAX_TOKENS, MAX_RATIO, tag=4) == content_key(**earlier, tag=4)
+    assert corpus_key(digests, CorpusEncoding(tokenizer, MAX_TOKENS, MAX_RATIO)) == content_key(**earlier)
+    assert corpus_key(digests, CorpusEncoding(tokenizer, MAX_TOKENS, MAX_RATIO, tag=4)) == content_key(**earlier, tag=4)
     assert encode(tmp_path, src, tgt, tokenizer).folder == entry_folder(tmp_path, content_key(**earlier))
 
 
@@ -264,14 +260,9 @@ def test_every_chunk_of_a_sampled_segmentation_draws_with_a_seed_of_its_own(tiny
         str(tmp_path / "twice.de"),
         str(tmp_path / "twice.en"),
         ("a", "b"),
-        tokenizer,
-        200,
-        10.0,
+        CorpusEncoding(tokenizer, 200, 10.0, sampling=Sampling(0.1, 7)),
         2,
         lambda _: None,
-        None,
-        None,
-        Sampling(0.1, 7),
     )
     assert len(corpus) == 100
     first, second = ([corpus.pair(i)[0].tolist() for i in rows] for rows in (range(50), range(50, 100)))
@@ -304,14 +295,9 @@ def test_worker_processes_sample_the_ids_one_process_does(tiny_corpus, tokenizer
             str(src),
             str(tgt),
             (file_digest(src), file_digest(tgt)),
-            tokenizer,
-            MAX_TOKENS,
-            MAX_RATIO,
+            CorpusEncoding(tokenizer, MAX_TOKENS, MAX_RATIO, sampling=Sampling(0.1, 7)),
             threads,
             lambda _: None,
-            None,
-            None,
-            Sampling(0.1, 7),
         )
         assert here == ([] if threads == 2 else list(range(8)))
     assert made[1].key == made[2].key

@@ -45,10 +45,10 @@ import numpy as np
 
 from xformer_cli.errors import DataError
 from xformer_cli.text.bpe_dropout import SAMPLER
-from xformer_cli.text.tokenizer import TAG_PIECE, AnyTokenizer
+from xformer_cli.text.tokenizer import TAG_PIECE
 from xformer_cli.training import corpus_encoding  # CHUNK_PAIRS read when a key is made
 from xformer_cli.training.checkpoint import fsync_folder
-from xformer_cli.training.corpus_encoding import ARRAYS, FORMAT, Sampling, encode_corpus
+from xformer_cli.training.corpus_encoding import ARRAYS, FORMAT, CorpusEncoding, encode_corpus
 from xformer_cli.training.filtering import FilterReport
 
 
@@ -99,23 +99,16 @@ def tokenizer_cache_path(root: Path, corpus_digests: list[tuple[str, str]], voca
     return root / "tokenizers" / f"{key[:32]}.model"
 
 
-def corpus_key(
-    digests: tuple[str, str],
-    tokenizer: AnyTokenizer,
-    max_tokens: int,
-    max_ratio: float,
-    tag: int | None = None,
-    sampling: Sampling | None = None,
-) -> str:
-    """The content key of the corpus with these sha256 `digests` (source, target) encoded by
-    `tokenizer`, filtered with these settings, with a `tag` id in front of every source and a
-    `sampling` segmentation: untagged and plain keys are those of earlier versions."""
-    extra: dict[str, object] = {"tag": tag} if tag is not None else {}
-    if sampling is not None:
-        extra["sampling"] = {"alpha": sampling.alpha, "seed": sampling.seed, "chunk_pairs": corpus_encoding.CHUNK_PAIRS, "sampler": SAMPLER}
-    return content_key(
-        kind="corpus", src=digests[0], tgt=digests[1], tokenizer=tokenizer.digest(), max_tokens=max_tokens, max_ratio=max_ratio, **extra
-    )
+def corpus_key(digests: tuple[str, str], encoding: CorpusEncoding) -> str:
+    """The content key of the corpus with these sha256 `digests` (source, target) in this
+    `encoding`: untagged and plain keys are those of earlier versions."""
+    e = encoding
+    extra: dict[str, object] = {"tag": e.tag} if e.tag is not None else {}
+    if e.sampling is not None:
+        chunks = corpus_encoding.CHUNK_PAIRS
+        extra["sampling"] = {"alpha": e.sampling.alpha, "seed": e.sampling.seed, "chunk_pairs": chunks, "sampler": SAMPLER}
+    filtered = {"max_tokens": e.max_tokens, "max_ratio": e.max_ratio}
+    return content_key(kind="corpus", src=digests[0], tgt=digests[1], tokenizer=e.tokenizer.digest(), **filtered, **extra)
 
 
 def entry_folder(root: Path, key: str) -> Path:
@@ -236,13 +229,9 @@ def build_entry(
     name: str,
     src: str,
     tgt: str,
-    tokenizer: AnyTokenizer,
-    max_tokens: int,
-    max_ratio: float,
+    encoding: CorpusEncoding,
     threads: int,
     console,
-    tag: int | None,
-    sampling: Sampling | None,
 ) -> EncodedCorpus:
     """Encode the corpus into a temporary folder beside `folder`, rename it into place (so an
     entry is whole or absent), and open it. Run under the entry's lock."""
@@ -255,7 +244,7 @@ def build_entry(
     try:
         tmp.mkdir()
         with EncodeProgress(console, name, os.path.getsize(src)) as progress:
-            encode_corpus(tmp, key, src, tgt, tokenizer, max_tokens, max_ratio, threads, progress, tag, sampling)
+            encode_corpus(tmp, key, src, tgt, encoding, threads, progress)
         fsync_folder(tmp)
         os.rename(tmp, folder)
         fsync_folder(corpora)
@@ -284,23 +273,18 @@ def cached_corpus(
     src: str,
     tgt: str,
     digests: tuple[str, str],
-    tokenizer: AnyTokenizer,
-    max_tokens: int,
-    max_ratio: float,
+    encoding: CorpusEncoding,
     threads: int,
     log: Callable[[str], None],
     console=None,
-    tag: int | None = None,
-    sampling: Sampling | None = None,
 ) -> EncodedCorpus:
-    """The encoded corpus `src`/`tgt` (with sha256 `digests`) from the cache under `root`,
-    encoding it first when the cache has no sound entry for it; with a `tag` id in front of every
-    source (a synthetic corpus: another entry than the untagged one), and with a `sampling`
-    segmentation instead of the plain one (another entry for each sampling).
+    """The encoded corpus `src`/`tgt` (with sha256 `digests`) in this `encoding` from the cache
+    under `root`, encoding it first when the cache has no sound entry for it. A tagged or sampled
+    encoding is another entry than the plain one.
 
     A full disk (or any other write error) while encoding is a DataError, and leaves nothing
     behind but the lock file."""
-    key = corpus_key(digests, tokenizer, max_tokens, max_ratio, tag, sampling)
+    key = corpus_key(digests, encoding)
     folder = entry_folder(root, key)
     with entry_lock(folder, name, log):
         try:
@@ -311,4 +295,4 @@ def cached_corpus(
             if folder.exists():
                 log(f"corpus {name}: the cache entry {folder} is unusable ({why}); encoding again")
                 shutil.rmtree(folder, ignore_errors=True)
-        return build_entry(folder, key, name, src, tgt, tokenizer, max_tokens, max_ratio, threads, console, tag, sampling)
+        return build_entry(folder, key, name, src, tgt, encoding, threads, console)

@@ -31,6 +31,17 @@ class Sampling:
     seed: int  # every chunk's seed is made from it and the chunk's index
 
 
+@dataclass(frozen=True)
+class CorpusEncoding:
+    """How one corpus is encoded: all that its cache entry depends on besides the two files."""
+
+    tokenizer: AnyTokenizer
+    max_tokens: int  # the filter's longest sentence, in pieces
+    max_ratio: float  # the filter's largest length ratio
+    tag: int | None = None  # an id put in front of every source (a synthetic corpus)
+    sampling: Sampling | None = None  # a sampled segmentation instead of the plain one
+
+
 def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.int32)
 
@@ -117,21 +128,18 @@ def encode_corpus(
     key: str,
     src: str,
     tgt: str,
-    tokenizer: AnyTokenizer,
-    max_tokens: int,
-    max_ratio: float,
+    encoding: CorpusEncoding,
     threads: int,
     progress,
-    tag: int | None = None,
-    sampling: Sampling | None = None,
 ) -> None:
     """Encode and filter the corpus into `folder` (a fresh, empty folder), in chunks of pairs on
     `threads` SentencePiece threads, and write its meta.json last. `progress` is an
-    EncodeProgress (or anything with its `update`). A `tag` id goes in front of every source,
-    counted in its length and toward `max_tokens` (see `filter_pairs`). With `sampling`, the
+    EncodeProgress (or anything with its `update`). A tag id goes in front of every source,
+    counted in its length and toward max_tokens (see `filter_pairs`). With a sampling, the
     segmentation is sampled (`encode_chunk`) and filtered as it came out."""
+    tokenizer, tag = encoding.tokenizer, encoding.tag
     reader = ParallelReader(src, tgt)
-    dtype, length_dtype = token_dtype(tokenizer.vocab_size), np.dtype(np.uint16 if max_tokens < 1 << 16 else np.int32)
+    dtype, length_dtype = token_dtype(tokenizer.vocab_size), np.dtype(np.uint16 if encoding.max_tokens < 1 << 16 else np.int32)
     writers = {
         name: ArrayWriter(folder / name, dtype if name.endswith("tokens") else length_dtype if name.endswith("lengths") else np.int64)
         for name in ARRAYS
@@ -142,9 +150,11 @@ def encode_corpus(
         ends = {"src": 0, "tgt": 0}
         writers["src.offsets"].write(np.zeros(1, np.int64))
         writers["tgt.offsets"].write(np.zeros(1, np.int64))
-        for s_text, ids in encoded_chunks(reader, tokenizer, threads, sampling):
+        for s_text, ids in encoded_chunks(reader, tokenizer, threads, encoding.sampling):
             lengths = {side: np.fromiter(map(len, ids[side]), np.int64, count=len(ids[side])) for side in ids}
-            keep, chunk_report = filter_pairs(lengths["src"], lengths["tgt"], max_tokens, max_ratio, src_extra=int(tag is not None))
+            keep, chunk_report = filter_pairs(
+                lengths["src"], lengths["tgt"], encoding.max_tokens, encoding.max_ratio, src_extra=int(tag is not None)
+            )
             if tag is not None:
                 ids["src"] = [[tag, *s] for s in ids["src"]]
                 lengths["src"] += 1
@@ -172,7 +182,7 @@ def encode_corpus(
         "vocab_size": tokenizer.vocab_size,
         "tag": tag,
         "source": {"src": str(src), "tgt": str(tgt)},
-        **({"sampling": asdict(sampling)} if sampling is not None else {}),
+        **({"sampling": asdict(encoding.sampling)} if encoding.sampling is not None else {}),
     }
     with open(folder / "meta.json", "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=1)

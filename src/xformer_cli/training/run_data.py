@@ -51,7 +51,7 @@ from xformer_cli.training.corpus_cache import (
     remove_entry,
     tokenizer_cache_path,
 )
-from xformer_cli.training.corpus_encoding import Sampling
+from xformer_cli.training.corpus_encoding import CorpusEncoding, Sampling
 from xformer_cli.training.distributed import Distributed
 from xformer_cli.training.run_folder import RunFolder
 from xformer_cli.training.run_tokenizer import check_sampling, check_tags, corpus_sentences, prepare_tokenizer
@@ -161,6 +161,11 @@ class Encoding:
         """Epoch `epoch`'s segmentation of corpus number `corpus` (None: plain; so is epoch None)."""
         return None if epoch is None else epoch_sampling(self.alpha, self.seed, epoch, corpus)
 
+    def of(self, spec: CorpusConfig, tokenizer: AnyTokenizer, epoch: int | None, corpus: int) -> CorpusEncoding:
+        """How corpus number `corpus` (`spec`) is encoded for `epoch` (None: the plain segmentation)."""
+        tag = tokenizer.tag_id if spec.tag else None
+        return CorpusEncoding(tokenizer, self.max_tokens, self.max_ratio, tag, self.sampling(epoch, corpus))
+
 
 def encode_corpora(
     specs: tuple[CorpusConfig, ...],
@@ -181,14 +186,10 @@ def encode_corpora(
                 c.src,
                 c.tgt,
                 d,
-                tokenizer,
-                enc.max_tokens,
-                enc.max_ratio,
+                enc.of(c, tokenizer, epoch, i),
                 enc.threads,
                 log,
                 console,
-                tokenizer.tag_id if c.tag else None,
-                enc.sampling(epoch, i),
             )
             for i, (c, d) in enumerate(zip(specs, enc.digests))
         ]
@@ -281,15 +282,8 @@ class TrainingData:
 
     def sampled_key(self, epoch: int, corpus: int) -> str:
         """The cache key of corpus number `corpus` in `epoch`'s sampled segmentation (rank 0)."""
-        enc, spec = self.encoding, self.specs[corpus]
-        return corpus_key(
-            enc.digests[corpus],
-            self.tokenizer,
-            enc.max_tokens,
-            enc.max_ratio,
-            self.tokenizer.tag_id if spec.tag else None,
-            enc.sampling(epoch, corpus),
-        )
+        enc = self.encoding
+        return corpus_key(enc.digests[corpus], enc.of(self.specs[corpus], self.tokenizer, epoch, corpus))
 
     def remove_sampled(self, epochs: Iterable[int]) -> None:
         """Delete the cache entries of these epochs' sampled segmentations, where there (rank 0)."""
