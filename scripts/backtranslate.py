@@ -4,20 +4,26 @@
         [--limit 300000] [--shard-lines 10000] [--search sample|greedy|beam] [--seed 1] [--workers 2]
     python scripts/backtranslate.py --out runs/bt --collect
 
---mono takes your own English text, plain or gzipped, one sentence a line. All its sentences
+The other direction, forward translation (German text through a German→English model, whose
+English becomes the target of real German sources), is the same with `--src-lang de --tgt-lang
+en`: the shards are then `.de` (the input) and `.en`, and the English check below applies to the
+model's English.
+
+--mono takes your own text, plain or gzipped, one sentence a line. All its sentences
 are put in one seeded random order (so the first N are a fair sample of every file, whatever
 --limit is), cut into shards of --shard-lines, and each shard is translated by the
-English→German bundle of --model with `Translator`, the path of `xformer translate`, one
-sentence per line (no sentence splitting). A finished shard is written atomically
-(`shard-NNNNN.en` and `.de`, the German last), so the same command after a stop continues with
-the first shard that has no German, and a larger --limit later only adds shards (--limit
+bundle of --model with `Translator`, the path of `xformer translate`, one sentence per line (no
+sentence splitting). A finished shard is written atomically (`shard-NNNNN.en` and `.de`, the
+translation last), so the same command after a stop continues with the first shard that has no
+translation, and a larger --limit later only adds shards (--limit
 rounds up to whole shards).
 
 `--search sample` (the default) draws each translation from the model, seeded per sentence
 (Edunov et al. 2018), from the whole distribution at temperature 1 unless --topk or
 --temperature say otherwise; `greedy` and `beam` (beam 5) search instead. `--collect` then
 writes `bt.en.gz` and `bt.de.gz` from the finished shards, in order, without the pairs whose
-English is not English (`looks_english`): a corpus to list in a recipe with `tag = true`.
+English is not English (`looks_english`): a corpus to list in a recipe (back-translated sources
+with `tag = true`).
 """
 
 from __future__ import annotations
@@ -61,31 +67,32 @@ def write_atomic(path: Path, lines: list[str]) -> None:
     os.replace(tmp, path)
 
 
-def collect(out: Path) -> None:
-    """bt.{en,de}.gz from every finished shard, in shard order, English pairs only (gzip without
-    name or mtime)."""
-    shards = sorted(out.glob("shard-*.de"))
-    kept = finished_pairs(shards)
-    write_pairs(kept, {lang: out / f"bt.{lang}.gz" for lang in ("en", "de")})
-    print(f"{out}/bt.{{en,de}}.gz: {len(kept):,} English pairs from {len(shards)} shards")
+def collect(out: Path, src_lang: str = "en", tgt_lang: str = "de") -> None:
+    """bt.{src,tgt}.gz from every finished shard, in shard order, pairs whose English side looks
+    English only (gzip without name or mtime)."""
+    shards = sorted(out.glob(f"shard-*.{tgt_lang}"))
+    kept = finished_pairs(shards, (src_lang, tgt_lang))
+    write_pairs(kept, {lang: out / f"bt.{lang}.gz" for lang in (src_lang, tgt_lang)})
+    print(f"{out}/bt.{{{src_lang},{tgt_lang}}}.gz: {len(kept):,} pairs from {len(shards)} shards")
 
 
 def write_pairs(pairs: list[dict[str, str]], files: dict[str, Path]) -> None:
-    """Each side of `pairs` to its gzip file in `files` ({"en": path, "de": path}), one line a
-    pair, without name or mtime in the gzip header."""
+    """Each side of `pairs` to its gzip file in `files` ({language: path}), one line a pair,
+    without name or mtime in the gzip header."""
     for lang, path in files.items():
         with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", filename="", mtime=0) as f:
             f.write("".join(pair[lang] + "\n" for pair in pairs).encode("utf-8"))
 
 
-def finished_pairs(shards: list[Path], limit: int = 0) -> list[dict[str, str]]:
-    """The pairs {"en", "de"} of the given finished shards, in order, whose English looks
-    English; at most `limit` of them (0: all)."""
+def finished_pairs(shards: list[Path], langs: tuple[str, str] = ("en", "de"), limit: int = 0) -> list[dict[str, str]]:
+    """The pairs {language: line} of the given finished shards, in order, whose English side (if
+    either is English) looks English; at most `limit` of them (0: all)."""
     pairs: list[dict[str, str]] = []
     for shard in shards:
-        en = shard.with_suffix(".en").read_text(encoding="utf-8").splitlines()
-        de = shard.with_suffix(".de").read_text(encoding="utf-8").splitlines()
-        pairs.extend({"en": e, "de": d} for e, d in zip(en, de) if looks_english(e))
+        sides = [shard.with_suffix(f".{lang}").read_text(encoding="utf-8").splitlines() for lang in langs]
+        for pair in (dict(zip(langs, lines)) for lines in zip(*sides)):
+            if "en" not in pair or looks_english(pair["en"]):
+                pairs.append(pair)
         if limit and len(pairs) >= limit:
             return pairs[:limit]
     return pairs
@@ -93,11 +100,11 @@ def finished_pairs(shards: list[Path], limit: int = 0) -> list[dict[str, str]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="the English->German bundle")
+    parser.add_argument("--model", help="the bundle that translates --src-lang into --tgt-lang")
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument(
-        "--mono", type=Path, nargs="+", help="English text to translate, one sentence a line (plain or .gz); needed to translate"
-    )
+    parser.add_argument("--mono", type=Path, nargs="+", help="text to translate, one sentence a line (plain or .gz); needed to translate")
+    parser.add_argument("--src-lang", default="en", help="the language of --mono, the suffix of its shards (default en)")
+    parser.add_argument("--tgt-lang", default="de", help="the language translated into (default de)")
     parser.add_argument(
         "--limit",
         type=int,
@@ -111,11 +118,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1, help="seeds the order of the sentences and the sampling")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="threads per worker")
-    parser.add_argument("--collect", action="store_true", help="only write bt.{en,de}.gz from the finished shards")
+    parser.add_argument("--collect", action="store_true", help="only write bt.{src,tgt}.gz from the finished shards")
     args = parser.parse_args()
+    if args.src_lang == args.tgt_lang:
+        parser.error("--src-lang and --tgt-lang must differ")
     args.out.mkdir(parents=True, exist_ok=True)
     if args.collect:
-        collect(args.out)
+        collect(args.out, args.src_lang, args.tgt_lang)
         return
     if not args.model or not args.mono:
         parser.error("--model and --mono are needed to translate")
@@ -139,18 +148,16 @@ def main() -> None:
     with Translator.load(args.model, device="cpu", workers=args.workers) as translator:
         config = translator.config(split_sentences=False, **options)
         for shard in range(n_shards):
-            de_path = args.out / f"shard-{shard:05d}.de"
-            if de_path.exists():
+            tgt_path = args.out / f"shard-{shard:05d}.{args.tgt_lang}"
+            if tgt_path.exists():
                 continue
-            english = sentences[shard * args.shard_lines : (shard + 1) * args.shard_lines]
+            source = sentences[shard * args.shard_lines : (shard + 1) * args.shard_lines]
             started = time.perf_counter()
-            german = [nbest[0].text for nbest in translator.translate_nbest(english, config)]
-            write_atomic(args.out / f"shard-{shard:05d}.en", english)
-            write_atomic(de_path, german)
+            translations = [nbest[0].text for nbest in translator.translate_nbest(source, config)]
+            write_atomic(args.out / f"shard-{shard:05d}.{args.src_lang}", source)
+            write_atomic(tgt_path, translations)
             seconds = time.perf_counter() - started
-            print(
-                f"shard {shard + 1}/{n_shards}: {len(english):,} sentences in {seconds:.0f} s ({len(english) / seconds:.1f}/s)", flush=True
-            )
+            print(f"shard {shard + 1}/{n_shards}: {len(source):,} sentences in {seconds:.0f} s ({len(source) / seconds:.1f}/s)", flush=True)
 
 
 if __name__ == "__main__":
