@@ -16,7 +16,6 @@ word repeated right after itself ("federal federal"; case-insensitive).
 from __future__ import annotations
 
 import argparse
-import re
 import subprocess
 import sys
 import tempfile
@@ -24,12 +23,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-REPEATED_WORD = re.compile(r"\b(\w+) \1\b", re.IGNORECASE)
-
-
-def repeated_word_lines(lines: list[str]) -> int:
-    """Lines holding a word repeated right after itself."""
-    return sum(bool(REPEATED_WORD.search(line)) for line in lines)
+sys.path.insert(0, str(ROOT / "bench"))  # for columns.py
+from columns import repeated_word_lines  # noqa: E402
 
 
 def main() -> None:

@@ -36,6 +36,7 @@ class DecodeConfig:
     batch_size: int = 0  # at most this many sentences per batch (0: only batch_tokens limits)
     split_sentences: bool = True  # translate a line sentence by sentence, joined back on one line
     protect_spans: bool = True  # hold numbers, URLs, e-mail addresses and emoji back from the model (numbers return in English form)
+    no_repeat_ngram: int = 0  # never repeat an n-gram of pieces within a translation (fairseq's --no-repeat-ngram-size); 0: off
     # Sampling (one random translation per sentence, as for back-translation) instead of search;
     # needs beam_size = n_best = 1. The draws of a sentence come from (seed, its source pieces).
     sample: bool = False
@@ -48,6 +49,8 @@ class DecodeConfig:
             raise ConfigError(f"batch size must be 0 (no limit) or positive (got {self.batch_size})")
         if self.beam_size < 1:
             raise ConfigError(f"beam size must be at least 1 (got {self.beam_size})")
+        if self.no_repeat_ngram < 0:
+            raise ConfigError(f"no-repeat n-gram size must be 0 (off) or positive (got {self.no_repeat_ngram})")
         self.check_sampling()
         if not 1 <= self.n_best <= self.beam_size:
             raise ConfigError(f"n-best must be between 1 and the beam size (got {self.n_best}, beam {self.beam_size})")

@@ -13,12 +13,12 @@ import os
 
 import pytest
 import torch
-from conftest import MIN_MARGIN, SCORE_TOL, reference_sample, reference_search, step_margin
+from conftest import FIXTURES, MIN_MARGIN, SCORE_TOL, reference_sample, reference_search, step_margin
 
 from xformer_cli.batching import pad
 from xformer_cli.bundles.bundle import load_bundle
 from xformer_cli.config import DecodeConfig
-from xformer_cli.decoding.search import beam_search, greedy_search, inverse_cdf, sample_search, sampling_weights, search
+from xformer_cli.decoding.search import ban_repeats, beam_search, greedy_search, inverse_cdf, sample_search, sampling_weights, search
 from xformer_cli.decoding.translator import Translator
 from xformer_cli.errors import ConfigError
 
@@ -264,6 +264,50 @@ def test_search_builds_no_autograd_graph(translator, decoder):
 
     decoder(translator.model, source_batch(translator, SENTENCES), DecodeConfig(beam_size=1 if decoder is sample_search else 3), project)
     assert modes and set(modes) == {(False, True)}
+
+
+def test_ban_repeats_bans_the_pieces_that_would_complete_a_seen_n_gram():
+    generated = torch.tensor([[5, 6, 7, 5, 6], [1, 2, 3, 4, 5]])
+    banned = {
+        n: [sorted(torch.isinf(row).nonzero().flatten().tolist()) for row in ban_repeats(torch.zeros(2, 10), generated, n)]
+        for n in (1, 2, 3, 4, 6)
+    }
+    assert banned[1] == [[5, 6, 7], [1, 2, 3, 4, 5]]  # no piece twice
+    assert banned[2] == [[7], []]  # after 6 came 7 before
+    assert banned[3] == [[7], []]  # after 5 6 came 7 before
+    assert banned[4] == [[], []]  # 7 5 6 never began a 4-gram
+    assert banned[6] == [[], []]  # shorter than n: nothing to repeat
+
+
+def repeats_an_n_gram(tokens: tuple[int, ...], n: int) -> bool:
+    grams = [tokens[i : i + n] for i in range(len(tokens) - n + 1)]
+    return len(grams) != len(set(grams))
+
+
+@pytest.mark.parametrize(
+    ("decoder", "n"),
+    [(greedy_search, 2), (greedy_search, 3), (beam_search, 2), (beam_search, 3), (sample_search, 2)],  # samples repeat no trigram here
+    ids=lambda x: getattr(x, "__name__", str(x)),
+)
+def test_no_repeat_ngram_leaves_no_n_gram_twice(translator, decoder, n):
+    """The tiny model repeats itself on some of its training sentences; with the guard no
+    hypothesis holds an n-gram twice, and greedy search changes only the sentences it repeated in."""
+    sentences = (FIXTURES / "tiny.de").read_text(encoding="utf-8").splitlines()[:60]
+    src = source_batch(translator, sentences)
+    beam = 1 if decoder is sample_search else 3
+    free = decoder(translator.model, src, DecodeConfig(beam_size=beam, n_best=beam))
+    guarded = decoder(translator.model, src, DecodeConfig(beam_size=beam, n_best=beam, no_repeat_ngram=n))
+    assert any(repeats_an_n_gram(h.tokens, n) for hyps in free for h in hyps)  # else this test could not fail
+    assert not any(repeats_an_n_gram(h.tokens, n) for hyps in guarded for h in hyps)
+    if decoder is greedy_search:
+        for f, g in zip(free, guarded):
+            if not repeats_an_n_gram(f[0].tokens, n):
+                assert g[0].tokens == f[0].tokens
+
+
+def test_a_negative_no_repeat_ngram_is_a_config_error():
+    with pytest.raises(ConfigError, match="no-repeat n-gram"):
+        DecodeConfig(no_repeat_ngram=-1)
 
 
 def test_golden_ids_and_scores(translator, reference):

@@ -38,6 +38,14 @@ ModelOption = Annotated[
     Optional[str], typer.Option("--model", "-m", help="Bundle folder or Hugging Face Hub id [default: the shipped model].")
 ]
 RevisionOption = Annotated[Optional[str], typer.Option("--revision", help="Hub revision (branch, tag or commit).")]
+NoRepeatNgramOption = Annotated[
+    Optional[int],
+    typer.Option(
+        "--no-repeat-ngram",
+        help="Never repeat an n-gram of N pieces within a translation (fairseq's --no-repeat-ngram-size); 0 = off "
+        "[default: the model's, 0].",
+    ),
+]
 
 
 def model_ref(model: str | None) -> str:

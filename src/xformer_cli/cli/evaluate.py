@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from xformer_cli.cli.common import RevisionOption, model_ref, stderr, user_errors
+from xformer_cli.cli.common import NoRepeatNgramOption, RevisionOption, model_ref, stderr, user_errors
 from xformer_cli.errors import ConfigError
 from xformer_cli.evaluation.evaluate import Report, score
 from xformer_cli.evaluation.test_sets import TestSet, available_testsets, find_testset, load_testset, read_nonempty
@@ -41,6 +41,7 @@ def evaluate(
     beam_size: Annotated[Optional[int], typer.Option("--beam-size", "-b", help="Beam width [default: the model's].")] = None,
     greedy: Annotated[bool, typer.Option("--greedy", help="Greedy search.")] = False,
     length_penalty: Annotated[Optional[float], typer.Option(help="Length penalty alpha.")] = None,
+    no_repeat_ngram: NoRepeatNgramOption = None,
     batch_tokens: Annotated[Optional[int], typer.Option(help="Source pieces per batch.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
@@ -57,7 +58,9 @@ def evaluate(
         metrics=[m for m, on in (("bleu", bleu), ("chrf", chrf), ("ter", ter)) if on],
         save_hyp=save_hyp,
         json_output=json_output,
-        options=dict(beam_size=1 if greedy else beam_size, length_penalty=length_penalty, batch_tokens=batch_tokens),
+        options=dict(
+            beam_size=1 if greedy else beam_size, length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram, batch_tokens=batch_tokens
+        ),
         device=device,
         console=stderr(),
     )

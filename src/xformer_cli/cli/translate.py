@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from xformer_cli.cli.common import ModelOption, RevisionOption, model_ref, stderr, user_errors
+from xformer_cli.cli.common import ModelOption, NoRepeatNgramOption, RevisionOption, model_ref, stderr, user_errors
 from xformer_cli.errors import ConfigError
 
 
@@ -23,6 +23,7 @@ def translate(
     max_len_a: Annotated[Optional[float], typer.Option(help="Output length cap: a * source pieces + b.")] = None,
     max_len_b: Annotated[Optional[int], typer.Option(help="See --max-len-a.")] = None,
     n_best: Annotated[Optional[int], typer.Option("--n-best", help="Print the K best translations per line, best first.")] = None,
+    no_repeat_ngram: NoRepeatNgramOption = None,
     sample: Annotated[
         bool,
         typer.Option(
@@ -111,6 +112,7 @@ def translate(
             max_len_a=max_len_a,
             max_len_b=max_len_b,
             n_best=n_best,
+            no_repeat_ngram=no_repeat_ngram,
             batch_tokens=batch_tokens,
             batch_size=batch_size,
             split_sentences=split_sentences,

@@ -62,6 +62,22 @@ def _step_log_probs(model: Transformer, project: Projection, tokens: Tensor, sta
     return project(hidden).float().log_softmax(dim=-1)  # (B, V)
 
 
+def ban_repeats(lp: Tensor, generated: Tensor, n: int) -> Tensor:
+    """Set to -inf, in place, the log-probability of every piece that would complete an n-gram
+    already in its row of `generated` (fairseq's --no-repeat-ngram-size): rows whose last n-1
+    pieces began an n-gram before may not end it the same way. lp: (R, V); generated: (R, t)
+    pieces so far, without BOS. Returns lp."""
+    t = generated.size(1)
+    if n <= 0 or t < n:
+        return lp
+    windows = generated.unfold(1, n, 1)  # (R, t - n + 1, n): every n-gram so far
+    last = generated[:, t - n + 1 :]  # (R, n - 1): the start of the n-gram the next piece ends
+    seen = (windows[:, :, :-1] == last.unsqueeze(1)).all(dim=2)  # (R, t - n + 1)
+    rows, starts = seen.nonzero(as_tuple=True)
+    lp[rows, windows[rows, starts, -1]] = float("-inf")
+    return lp
+
+
 def _max_lengths(model: Transformer, src: Tensor, config: DecodeConfig) -> list[int]:
     src_lens = (src != model.config.pad_id).sum(dim=1).tolist()
     return [max_output_length(n - 1, config.max_len_a, config.max_len_b, model.config.max_pieces) for n in src_lens]
@@ -140,12 +156,14 @@ def _one_per_sentence(
     banned, eos_only = _banned(model, device), _eos_only(model, device)
     alive = torch.arange(batch, device=device)  # original row of each batch row
     tokens = torch.full((batch, 1), c.bos_id, dtype=torch.long, device=device)
+    generated = torch.empty((batch, 0), dtype=torch.long, device=device)  # (B_alive, step) pieces so far
     outputs: list[list[int]] = [[] for _ in range(batch)]
     log_probs = [0.0] * batch
     results: list[list[Hypothesis]] = [[] for _ in range(batch)]
     step = 0
     while alive.numel():
         lp = _step_log_probs(model, project, tokens, state).index_fill_(1, banned, float("-inf"))  # (B_alive, V)
+        ban_repeats(lp, generated, config.no_repeat_ngram)
         step += 1
         at_max = max_lens[alive] <= step
         if at_max.any():
@@ -162,11 +180,13 @@ def _one_per_sentence(
                 ]
             else:
                 outputs[orig].append(tok)
+        generated = torch.cat([generated, best.unsqueeze(1)], dim=1)
         keep = (~finished).nonzero().squeeze(1)
         if keep.numel() < finished.numel():
             state = state.select(keep, keep)
             alive = alive[keep]
             best = best[keep]
+            generated = generated[keep]
         tokens = best.unsqueeze(1)
     return results
 
@@ -218,6 +238,7 @@ def beam_search(model: Transformer, src: Tensor, config: DecodeConfig, project: 
     while alive.numel():
         n_alive = alive.numel()
         lp = _step_log_probs(model, project, prefixes[:, :, -1].reshape(-1, 1), state).index_fill_(1, banned, float("-inf"))
+        ban_repeats(lp, prefixes[:, :, 1:].reshape(n_alive * k, -1), config.no_repeat_ngram)
         lp = lp.view(n_alive, k, vocab)
         step += 1
         at_max = max_lens[alive] <= step  # (B_alive,)
