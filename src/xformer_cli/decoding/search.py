@@ -238,7 +238,8 @@ def beam_search(model: Transformer, src: Tensor, config: DecodeConfig, project: 
     while alive.numel():
         n_alive = alive.numel()
         lp = _step_log_probs(model, project, prefixes[:, :, -1].reshape(-1, 1), state).index_fill_(1, banned, float("-inf"))
-        ban_repeats(lp, prefixes[:, :, 1:].reshape(n_alive * k, -1), config.no_repeat_ngram)
+        if config.no_repeat_ngram:
+            ban_repeats(lp, prefixes[:, :, 1:].reshape(n_alive * k, -1), config.no_repeat_ngram)
         lp = lp.view(n_alive, k, vocab)
         step += 1
         at_max = max_lens[alive] <= step  # (B_alive,)
