@@ -1,0 +1,104 @@
+"""`xformer export --to ctranslate2`: CTranslate2 runs the exported model as xformer runs the bundle."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import ctranslate2
+import pytest
+from conftest import assert_one_line_error
+from typer.testing import CliRunner
+
+from xformer_cli.bundles.bundle import Bundle, load_bundle
+from xformer_cli.bundles.ctranslate2_export import export_ctranslate2
+from xformer_cli.cli.app import app
+from xformer_cli.decoding.translator import Translator
+from xformer_cli.errors import ConfigError
+from xformer_cli.model.transformer import Transformer
+from xformer_cli.shipped import default_model
+
+runner = CliRunner()
+# Sentences on which the tiny bundle decides clearly (see tests/decoding/test_search.py).
+SENTENCES = ["Ich habe Hunger.", "Tom ist hier.", "Wo ist der Bahnhof?", "Das ist gut.", "Ich bin müde.", "Danke!"]
+
+
+def translate_both(bundle: Bundle, exported: Path, sentences: list[str], beam: int) -> list[tuple[list[str], list[str], bool]]:
+    """(xformer's best pieces, CTranslate2's, whether xformer's stopped at its length cap) per sentence.
+    CTranslate2 decodes as xformer does with unknown pieces off and empty outputs allowed, within
+    the model's position table."""
+    ours = Translator(bundle, "cpu")
+    config = ours.config(beam_size=beam)
+    ids = bundle.tokenizer.encode(sentences)
+    found = ours.search_ids(ids, config)
+    engine = ctranslate2.Translator(str(exported), device="cpu", intra_threads=1)
+    theirs = engine.translate_batch(
+        [bundle.tokenizer.pieces(s) for s in ids],
+        beam_size=beam,
+        disable_unk=True,
+        min_decoding_length=0,
+        max_decoding_length=bundle.model.config.max_pieces,
+    )
+    caps = [int(config.max_len_a * len(s) + config.max_len_b) - 1 for s in ids]  # pieces before the forced EOS
+    return [(bundle.tokenizer.pieces(h[0].tokens), r.hypotheses[0], len(h[0].tokens) >= cap) for h, r, cap in zip(found, theirs, caps)]
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_the_tiny_post_norm_bundle_translates_alike(trained_bundle_dir, tmp_path, beam):
+    bundle = load_bundle(trained_bundle_dir)
+    exported = export_ctranslate2(bundle, tmp_path / "ct2")
+    for ours, theirs, capped in translate_both(bundle, exported, SENTENCES, beam):
+        if capped:  # xformer stops at its own length cap, CTranslate2 at max_decoding_length: the same start
+            assert theirs[: len(ours)] == ours
+        else:
+            assert theirs == ours
+
+
+def test_the_shipped_pre_norm_model_translates_alike_greedy_and_beam_5(tmp_path):
+    bundle = load_bundle(default_model())
+    exported = export_ctranslate2(bundle, tmp_path / "ct2")
+    sentences = ["Wie spät ist es?", "Ich habe heute keine Zeit.", "Der Zug nach München hat leider Verspätung.", "Guten Tag!"]
+    for beam in (1, 5):
+        for ours, theirs, capped in translate_both(bundle, exported, sentences, beam):
+            assert not capped and theirs == ours
+
+
+def test_the_folder_holds_the_model_and_the_tokenizer_and_nothing_half_written(trained_bundle_dir, tmp_path):
+    exported = export_ctranslate2(load_bundle(trained_bundle_dir), tmp_path / "ct2", quantization="int8")
+    assert {p.name for p in exported.iterdir()} == {"config.json", "model.bin", "shared_vocabulary.json", "spm.model"}
+    assert [p.name for p in tmp_path.iterdir()] == ["ct2"]  # the temporary folder was renamed into place
+    engine = ctranslate2.Translator(str(exported), device="cpu", compute_type="int8")
+    assert engine.translate_batch([["▁Tom"]], max_decoding_length=10)[0].hypotheses[0]
+
+
+def test_only_layernorm_models_export(trained_bundle_dir, tmp_path):
+    bundle = load_bundle(trained_bundle_dir)
+    rms = replace(bundle, model=Transformer(replace(bundle.model.config, norm="rmsnorm")))
+    with pytest.raises(ConfigError, match="only LayerNorm"):
+        export_ctranslate2(rms, tmp_path / "ct2")
+    assert not list(tmp_path.iterdir())
+
+
+def test_the_command_exports_and_refuses_bad_requests_in_one_line(trained_bundle_dir, tmp_path):
+    out = tmp_path / "ct2"
+    result = runner.invoke(app, ["export", str(out), "-m", str(trained_bundle_dir)])
+    assert result.exit_code == 0, result.output
+    assert (out / "model.bin").is_file() and "wrote a CTranslate2 model (float32)" in result.stderr
+    assert_one_line_error(runner.invoke(app, ["export", str(out), "-m", str(trained_bundle_dir)]), "exists")
+    assert_one_line_error(runner.invoke(app, ["export", str(tmp_path / "x"), "--to", "onnx"]), "unknown engine 'onnx'")
+    assert_one_line_error(runner.invoke(app, ["export", str(tmp_path / "x"), "--quantization", "int4"]), "unknown quantization 'int4'")
+
+
+def test_an_imported_marian_model_translates_alike(tmp_path):
+    """Post-norm, SiLU, positions in halves, an output bias and padding as the start token: every
+    Marian choice travels."""
+    from test_marian import SENTENCES as MARIAN_SENTENCES
+    from test_marian import make_tiny_marian
+
+    from xformer_cli.bundles.marian import import_marian
+
+    bundle = load_bundle(import_marian(str(make_tiny_marian(tmp_path / "opus-mt-de-en")), tmp_path / "imported"))
+    exported = export_ctranslate2(bundle, tmp_path / "ct2")
+    for beam in (1, 3):
+        for ours, theirs, capped in translate_both(bundle, exported, MARIAN_SENTENCES[:8], beam):
+            assert theirs[: len(ours)] == ours if capped else theirs == ours
