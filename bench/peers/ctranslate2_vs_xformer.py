@@ -1,6 +1,6 @@
 """Decoding speed against CTranslate2, alternating on the same machine, same model, same sentences.
 
-    pip install ctranslate2          # in this venv, or give another venv's python with --ct2-python
+    pip install 'xformer-cli[ctranslate2]'   # in this venv, or give another venv's python with --ct2-python
     python bench/peers/ctranslate2_vs_xformer.py [--model models/de-en-general] [--rounds 2] [--threads 2]
 
 Each round runs `bench/speed/translate.py` (xformer: greedy with batches of 30, beam 5 with
@@ -38,7 +38,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=DATA_DIR)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--ct2-python", default=sys.executable, help="a python with ctranslate2 installed")
+    parser.add_argument("--ct2-python", default=sys.executable, help="a python with xformer and ctranslate2 installed")
     args = parser.parse_args()
     model = str(Path(args.model).resolve())
     common = ["--model", model, "--data-dir", args.data_dir, "--threads", str(args.threads)]
