@@ -129,7 +129,10 @@ class WorkerPool:
             if process.is_alive():
                 process.terminate()  # SIGTERM: the default action, no Python code runs in the child
         for process, connection in self.workers:
-            process.join()
+            process.join(5)
+            if process.is_alive():  # SIGTERM not acted on within 5 s: end it for sure
+                process.kill()
+                process.join()
             connection.close()
         self.workers = []
 
