@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from xformer_cli.bundles.bundle import Bundle, load_bundle
 from xformer_cli.bundles.ctranslate2_export import export_ctranslate2
 from xformer_cli.cli.app import app
+from xformer_cli.decoding.penalties import max_output_length
 from xformer_cli.decoding.translator import Translator
 from xformer_cli.errors import ConfigError
 from xformer_cli.model.transformer import Transformer
@@ -60,7 +61,8 @@ def translate_both(bundle: Bundle, exported: Path, sentences: list[str], beam: i
         min_decoding_length=0,
         max_decoding_length=bundle.model.config.max_pieces,
     )
-    caps = [int(config.max_len_a * len(s) + config.max_len_b) - 1 for s in ids]  # pieces before the forced EOS
+    limit = bundle.model.config.max_pieces
+    caps = [max_output_length(len(s), config.max_len_a, config.max_len_b, limit) - 1 for s in ids]  # pieces before the forced EOS
     return [(bundle.tokenizer.pieces(h[0].tokens), r, len(h[0].tokens) >= cap) for h, r, cap in zip(found, theirs, caps)]
 
 
