@@ -9,7 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import assert_one_line_error
+from conftest import MIN_MARGIN, assert_one_line_error, reference_search
 from typer.testing import CliRunner
 
 from xformer_cli.bundles.bundle import Bundle, load_bundle
@@ -122,5 +122,11 @@ def test_an_imported_marian_model_translates_alike(tmp_path):
     bundle = load_bundle(import_marian(str(make_tiny_marian(tmp_path / "opus-mt-de-en")), tmp_path / "imported"))
     exported = export_ctranslate2(bundle, tmp_path / "ct2")
     for beam in (1, 3):
-        for ours, theirs, capped in translate_both(bundle, exported, MARIAN_SENTENCES[:8], beam):
+        config = Translator(bundle, "cpu").config(beam_size=beam)
+        ids = bundle.tokenizer.encode(MARIAN_SENTENCES[:8])
+        # A random model has near-ties: only the sentences it decides clearly, so that rounding
+        # differences between the two engines (on any CPU) cannot change the pieces.
+        clear = [s for s, i in zip(MARIAN_SENTENCES[:8], ids) if reference_search(bundle.model, i, config)[1] >= MIN_MARGIN]
+        assert len(clear) >= 4
+        for ours, theirs, capped in translate_both(bundle, exported, clear, beam):
             assert theirs[: len(ours)] == ours if capped else theirs == ours
