@@ -138,3 +138,30 @@ def test_children_forked_after_the_parent_ran_torch_on_two_threads_run_on_two_th
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
     assert process.returncode == 0 and out.strip() == "ok", err
+
+
+def test_ctrl_c_delivered_to_another_thread_ends_a_wait_on_slow_workers():
+    """The kernel gives a process's SIGINT to any thread that does not block it, one of torch's
+    OpenMP threads too; the parent waiting on a worker that takes long must still see it soon."""
+    script = textwrap.dedent(
+        """
+        import signal, threading, time
+        from xformer_cli.decoding.workers import WorkerPool
+
+        pool = WorkerPool(time.sleep, 1, 1)
+
+        def interrupt():
+            time.sleep(0.5)
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)  # to this thread, not the main one
+
+        threading.Thread(target=interrupt).start()
+        started = time.monotonic()
+        try:
+            pool.map([(30,)])
+        except KeyboardInterrupt:
+            print(f"{time.monotonic() - started:.2f}")
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout) < 3.0  # 0.5 s, and a moment to notice: not the 30 s of the task

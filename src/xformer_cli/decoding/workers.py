@@ -28,6 +28,8 @@ from typing import Any
 
 from xformer_cli.errors import WorkerError
 
+SIGNAL_CHECK_SECONDS = 0.2  # how often a parent waiting on its workers looks for Ctrl-C
+
 
 def processes_available() -> bool:
     """True where worker processes can inherit a loaded model: Linux, which forks (elsewhere
@@ -103,7 +105,11 @@ class WorkerPool:
             sentinels = {process.sentinel: process for process, _ in self.workers}
             owners = {connection: process for process, connection in self.workers}
             while busy:
-                ready = wait([*busy, *sentinels])
+                # Not an endless wait: Ctrl-C may be delivered to another thread of this process
+                # (one of torch's OpenMP threads), and then only a wait that ends lets Python see
+                # it. With workers slow to answer (a heavily loaded machine), an endless wait
+                # missed Ctrl-C for as long as their batches took.
+                ready = wait([*busy, *sentinels], timeout=SIGNAL_CHECK_SECONDS)
                 for connection in [r for r in ready if r in busy]:
                     try:
                         ok, value = connection.recv()
