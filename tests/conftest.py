@@ -26,9 +26,11 @@ from xformer_cli.bundles.bundle import Bundle, save_bundle
 from xformer_cli.config import DecodeConfig
 from xformer_cli.decoding.penalties import length_normalized, max_output_length
 from xformer_cli.decoding.search import Hypothesis, sentence_uniforms
+from xformer_cli.decoding.translator import Translation, Translator
 from xformer_cli.model import build_model
 from xformer_cli.model.config import preset
 from xformer_cli.text.files import read_lines
+from xformer_cli.text.spans import restore
 from xformer_cli.text.tokenizer import train_tokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -218,3 +220,47 @@ def reference_sample(model, src_ids: list[int], config: DecodeConfig) -> tuple[H
             break
         prefix.append(token)
     return Hypothesis(tuple(prefix), length_normalized(log_prob, len(prefix) + 1, config.length_penalty), log_prob), margin
+
+
+# The formats' structure tests (tests/documents/): a translator whose output a test can predict.
+
+
+class Shouting(Translator):
+    """The tiny bundle with a "translation" a test can predict: each sentence in capitals, word
+    for word (spans and atoms held back and put back as for a real one). Its attention, used for
+    the alignment of tags, is the tiny model's own. For the formats' structure, which must hold
+    whatever the model writes."""
+
+    def _translate_sentences(self, sentences, lines, config, warn):
+        by_line = [[] for _ in range(lines)]
+        for line, masked in sentences:
+            by_line[line].append(restore(masked.text.upper(), masked))
+        return [[Translation(" ".join(parts), 0.0)] * config.n_best for parts in by_line]
+
+
+@pytest.fixture(scope="session")
+def shouting(trained_bundle_dir):
+    torch.set_num_threads(1)
+    translator = Shouting.load(str(trained_bundle_dir), device="cpu")
+    return translator
+
+
+def word_for_word(pairs, translator):
+    """An alignment for Shouting's translations: target word i is source word i."""
+    result = {}
+    for source, target in pairs:
+        n_src, n_tgt = max(len(source.split()), 1), max(len(target.split()), 1)
+        result[source, target] = (
+            torch.eye(n_tgt, n_src)
+            if n_tgt <= n_src
+            else torch.eye(n_tgt, n_src)
+            + torch.nn.functional.one_hot(torch.full((n_tgt,), n_src - 1), n_src) * (torch.arange(n_tgt) >= n_src).unsqueeze(1)
+        )
+    return result
+
+
+@pytest.fixture
+def shouting_aligned(shouting, monkeypatch):
+    """Shouting, with its tags aligned word for word (the tiny model's attention is noise)."""
+    monkeypatch.setattr("xformer_cli.documents.blocks.align_pairs", word_for_word)
+    return shouting

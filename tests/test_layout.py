@@ -29,10 +29,12 @@ RANKS = {
     "bundles": 5,
     "decoding": 6,
     "evaluation": 6,
+    "documents": 7,  # files with structure, over the Translator
     "xformer_cli": 7,  # the package itself: the public API, lazily
     "training": 7,
-    "cli": 8,
-    "__main__": 9,
+    "serve": 8,  # the HTTP server, over the Translator and documents
+    "cli": 9,
+    "__main__": 10,
 }
 STANDARD_LIBRARY = set(sys.stdlib_module_names)
 

@@ -31,3 +31,8 @@ class Interrupted(XformerError):
 
 class WorkerError(XformerError):
     """A translation worker process that ended before finishing its work (killed, out of memory)."""
+
+
+class DocumentError(XformerError):
+    """A file that cannot be translated as its format: malformed, not UTF-8, an unknown format.
+    The message names the file and, where known, the line."""

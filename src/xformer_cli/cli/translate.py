@@ -90,12 +90,41 @@ def translate(
     ] = 1,
     quantize: Annotated[Optional[str], typer.Option(help="int8: dynamic int8 linear layers (CPU).")] = None,
     attention_plot: Annotated[Optional[Path], typer.Option(help="Draw the first line's encoder attention as a PNG heatmap.")] = None,
+    format: Annotated[
+        Optional[str],
+        typer.Option(
+            "--format",
+            "-f",
+            help="What the input is: text (lines), srt, vtt, markdown, html, docx or po [default: by the input's file name ending "
+            "(.srt .vtt .md .html .htm .docx .po), else text]. A file with structure is translated whole and written whole, its "
+            "structure (timecodes, tags, code, placeholders, formatting) kept.",
+        ),
+    ] = None,
 ) -> None:
-    """Translate German lines from stdin (or --input) to English lines on stdout (or --output)."""
-    from xformer_cli.decoding.unix_filter import run_filter
+    """Translate German lines from stdin (or --input) to English lines on stdout (or --output);
+    subtitles, Markdown, HTML, Word and gettext files with their structure kept."""
+    from xformer_cli.documents import format_for
 
     if greedy and sample:
         raise ConfigError("--greedy and --sample exclude each other: choose one")
+    fmt = format_for(str(input) if input else None, format)
+    if fmt != "text":
+        for flag, given in (
+            ("--n-best", n_best and n_best > 1),
+            ("--scores", scores),
+            ("--stream", stream),
+            ("--attention-plot", attention_plot),
+        ):
+            if given:
+                raise ConfigError(f"{flag} is for text lines, not a {fmt} file")
+        options = dict(
+            beam_size=1 if greedy else beam_size, length_penalty=length_penalty, max_len_a=max_len_a, max_len_b=max_len_b,
+            no_repeat_ngram=no_repeat_ngram, batch_tokens=batch_tokens, batch_size=batch_size, split_sentences=split_sentences,
+            protect_spans=protect_spans, sample=sample or None, sample_topk=sample_topk, temperature=temperature, seed=seed,
+        )  # fmt: skip
+        return translate_document_file(model_ref(model), revision, input, output, fmt, device, threads, workers, quantize, options)
+    from xformer_cli.decoding.unix_filter import run_filter
+
     run_filter(
         model_ref(model),
         revision,
@@ -126,3 +155,36 @@ def translate(
         quantize=quantize,
         attention_plot=attention_plot,
     )
+
+
+def translate_document_file(
+    model: str, revision: str | None, input: Path | None, output: Path | None, fmt: str, device: str, threads: int | None,
+    workers: int, quantize: str | None, options: dict,
+) -> None:  # fmt: skip
+    """A file with structure (or stdin) translated whole into --output (written whole, or not at
+    all) or stdout."""
+    import sys
+
+    import torch
+
+    from xformer_cli.decoding.translator import Translator
+    from xformer_cli.documents import translate_document, write_atomically
+    from xformer_cli.errors import DocumentError
+
+    try:
+        data = input.read_bytes() if input else sys.stdin.buffer.read()
+    except OSError as err:
+        raise DocumentError(f"cannot read {input}: {err.strerror}") from None
+    console = stderr()
+    translator = Translator.load(model, revision, device, quantize, workers)
+    with translator:
+        if threads or workers > 1:
+            torch.set_num_threads(max(1, (threads or torch.get_num_threads()) // workers))
+        config = translator.config(**options)
+        console.print(f"xformer: model {translator.bundle.path}, device {translator.device}, {fmt}", highlight=False)
+        result = translate_document(data, fmt, translator, config, str(input) if input else "<stdin>")
+    if output:
+        write_atomically(output, result)
+    else:
+        sys.stdout.buffer.write(result)
+        sys.stdout.buffer.flush()

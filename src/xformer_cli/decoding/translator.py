@@ -130,12 +130,24 @@ class Translator:
         A text of several sentences, or of a sentence longer than the model takes, gets one
         translation (its n-best list repeats it); a single sentence gets its n best.
         """
-        limit = self.model.config.max_pieces
         sentences = [  # (input line, sentence with its spans held back), in order
             (line, protect(sentence) if config.protect_spans else Masked(sentence, ()))
             for line, text in enumerate(texts)
             for sentence in (split_sentences(text) if config.split_sentences else [text] if text else [])
         ]
+        return self._translate_sentences(sentences, len(texts), config, warn)
+
+    def translate_masked(self, sentences: Sequence[Masked], config: DecodeConfig) -> list[list[Translation]]:
+        """The config's n best translations of each sentence, given with its spans already held
+        back (`spans.protect`, maybe with more spans of the caller's, as the documents do); no
+        sentence splitting, spans restored."""
+        return self._translate_sentences(list(enumerate(sentences)), len(sentences), config, None)
+
+    def _translate_sentences(
+        self, sentences: list[tuple[int, Masked]], lines: int, config: DecodeConfig, warn: Callable[[LineWarning], None] | None
+    ) -> list[list[Translation]]:
+        """Translate (input line, masked sentence) pairs; one n-best list per line, its sentences joined."""
+        limit = self.model.config.max_pieces
         encoded = iter(self.tokenizer.encode([m.text for _, m in sentences if needs_model(m)]))  # one SentencePiece call
         segments: list[Segment] = []
         for number, (line, masked) in enumerate(sentences):
@@ -152,7 +164,7 @@ class Translator:
         found = [next(hyps) if s.ids else [] for s in segments]
         # One SentencePiece call for every hypothesis of every segment.
         texts_out = iter(self.tokenizer.decode([h.tokens for nbest in found for h in nbest]))
-        by_line: list[list[tuple[Segment, list[Translation]]]] = [[] for _ in texts]
+        by_line: list[list[tuple[Segment, list[Translation]]]] = [[] for _ in range(lines)]
         for segment, nbest in zip(segments, found):
             by_line[segment.line].append((segment, [Translation(next(texts_out), h.score) for h in nbest]))
         english = self.bundle.tgt_lang == "en"  # numbers in English form only in English output

@@ -1,0 +1,290 @@
+"""Blocks of marked text translated, their tags and atoms carried over to the translation.
+
+Every format comes through here: its blocks are split into sentences, all sentences of the
+document go to the translator together (one batched search, the CLI's), and each tag goes to
+the English words its German words are aligned with (`alignment.py`). Atoms are held back like
+numbers (`text/spans.py`) and come back where the model put their placeholder.
+
+Each source tag gives exactly one tag in the translation, nested as in the source: a child stays
+inside its parent and siblings do not overlap (a later one gives way), so the output is
+well-formed whatever the alignment says.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from xformer_cli.config import DecodeConfig
+from xformer_cli.decoding.translator import Translator
+from xformer_cli.documents.alignment import piece_words, project_words, source_attention, word_alignment
+from xformer_cli.documents.inline import Marked, Tag, atom_index
+from xformer_cli.text.sentences import split_sentences
+from xformer_cli.text.spans import FIRST_PLACEHOLDER, Masked, protect
+
+WORD = re.compile(r"\S+")
+LEADING_PUNCTUATION = "(\"'„“«‚‘¿¡["
+TRAILING_PUNCTUATION = ".,;:!?…)\"'“”»’]"
+SENTENCE_END = re.compile(r"[.!?…:;][\"'”’»)\]]*$")
+ATOM_BEFORE_PUNCTUATION = re.compile("([\U000f0000-\U000ffffd]) +([,.;:!?)])")
+ALIGN_BATCH = 32  # sentence pairs per teacher-forced alignment batch
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """A sentence of a block: where it is in the block, and its translation once known."""
+
+    block: int
+    start: int
+    end: int
+    text: str
+    translation: str = ""
+
+
+def hold_atoms(masked: Masked) -> Masked:
+    """Atoms held back like the spans: each atom character becomes the next placeholder number,
+    and the span it stands for is the atom character itself (put back as it is)."""
+    spans = list(masked.spans)
+    text = []
+    for char in masked.text:
+        if atom_index(char) is None:
+            text.append(char)
+            continue
+        text.append(f" {FIRST_PLACEHOLDER + len(spans)} ")  # a number of its own, even between letters
+        spans.append(char)
+    return replace(masked, text=re.sub(r" {2,}", " ", "".join(text)).strip(), spans=tuple(spans))
+
+
+def sentences_of(index: int, block: Marked, split: bool) -> list[Sentence]:
+    """The sentences of a block, each with its place in the block's text."""
+    found, cursor = [], 0
+    for text in split_sentences(block.text) if split else [block.text.strip()] if block.text.strip() else []:
+        start = block.text.find(text, cursor)
+        if start < 0:  # splitting changed the text (it never should): the block as one sentence
+            return [Sentence(index, 0, len(block.text), block.text.strip())] if block.text.strip() else []
+        found.append(Sentence(index, start, start + len(text), text))
+        cursor = start + len(text)
+    return found
+
+
+def translate_blocks(blocks: Sequence[Marked], translator: Translator, config: DecodeConfig) -> list[Marked]:
+    """The translation of each block, with its tags on the aligned words and its atoms kept."""
+    sentences = [s for i, block in enumerate(blocks) for s in sentences_of(i, block, config.split_sentences)]
+    masked = [hold_atoms(protect(s.text) if config.protect_spans else Masked(s.text, ())) for s in sentences]
+    translated = translator.translate_masked(masked, replace(config, n_best=1))
+    sentences = [replace(s, translation=tidy(s.text, t[0].text)) for s, t in zip(sentences, translated)]
+    by_block: list[list[Sentence]] = [[] for _ in blocks]
+    for sentence in sentences:
+        by_block[sentence.block].append(sentence)
+    ranges = tag_ranges(blocks, by_block, translator)
+    return [assemble(block, found, ranges.get(i, {})) for i, (block, found) in enumerate(zip(blocks, by_block))]
+
+
+def tidy(source: str, translation: str) -> str:
+    """A sentence's translation with single spaces, no space the placeholders brought between an
+    atom and the punctuation after it, and no full stop the model added to a fragment without one
+    (a heading, a list item, a table cell)."""
+    text = " ".join(translation.split())
+    text = ATOM_BEFORE_PUNCTUATION.sub(r"\1\2", text)
+    for at, char in enumerate(source):  # an atom written against a word is so in the translation too
+        if atom_index(char) is None:
+            continue
+        if at + 1 < len(source) and not source[at + 1].isspace():  # only before what followed it in the source
+            text = re.sub(f"{char} +(?={re.escape(source[at + 1])})", char, text)
+        if at > 0 and not source[at - 1].isspace():
+            text = re.sub(f"(?<={re.escape(source[at - 1])}) +{char}", char, text)
+    if text.endswith(".") and not text.endswith("..") and not SENTENCE_END.search(source.rstrip()):
+        text = text[:-1]
+    return text
+
+
+def tag_ranges(
+    blocks: Sequence[Marked], by_block: list[list[Sentence]], translator: Translator
+) -> dict[int, dict[tuple[int, int], tuple[int, int]]]:
+    """For each block, each (sentence number, tag number) that needs the alignment -> its target
+    character range in that sentence's translation."""
+    jobs = [  # (block, sentence number, tag number, sentence)
+        (b, n, t, sentence)
+        for b, block in enumerate(blocks)
+        for n, sentence in enumerate(by_block[b])
+        for t, tag in enumerate(block.tags)
+        if sentence.translation and inside_partly(tag, sentence)
+    ]
+    pairs = sorted({(job[3].text, job[3].translation) for job in jobs}, key=lambda pair: len(pair[0]))
+    aligned = align_pairs(pairs, translator)
+    ranges: dict[int, dict[tuple[int, int], tuple[int, int]]] = {}
+    for b, n, t, sentence in jobs:
+        words = aligned[sentence.text, sentence.translation]
+        ranges.setdefault(b, {})[n, t] = target_range(blocks[b].tags[t], sentence, words)
+    return ranges
+
+
+def inside_partly(tag: Tag, sentence: Sentence) -> bool:
+    """Whether a tag covers part of a sentence, not all of it (then it needs the alignment)."""
+    covers_all = tag.start <= sentence.start and tag.end >= sentence.end
+    meets = tag.start < sentence.end and tag.end > sentence.start or sentence.start <= tag.start == tag.end < sentence.end
+    return meets and not covers_all
+
+
+def align_pairs(pairs: list[tuple[str, str]], translator: Translator):
+    """Word-to-word attention of each (sentence, translation) pair, batched."""
+    tokenizer, model = translator.tokenizer, translator.model
+    result = {}
+    for first in range(0, len(pairs), ALIGN_BATCH):
+        chunk = pairs[first : first + ALIGN_BATCH]
+        sources = [model_view(source) for source, _ in chunk]
+        targets = [model_view(target) for _, target in chunk]
+        src_ids, tgt_ids = tokenizer.encode(sources), tokenizer.encode_target(targets)
+        limit = translator.model.config.max_pieces
+        src_ids, tgt_ids = [ids[:limit] for ids in src_ids], [ids[:limit] or [translator.model.config.eos_id] for ids in tgt_ids]
+        for pair, attention, s, t in zip(chunk, source_attention(model, src_ids, tgt_ids), src_ids, tgt_ids):
+            result[pair] = word_alignment(attention, piece_words(tokenizer.pieces(s)), piece_words(tokenizer.pieces(t)))
+    return result
+
+
+def model_view(text: str) -> str:
+    """A text as the alignment tokenizes it: each atom as a placeholder number (a character the
+    tokenizer does not know would be one <unk> for all of them); the whitespace words stay."""
+    return "".join(str(FIRST_PLACEHOLDER) if atom_index(ch) is not None else ch for ch in text)
+
+
+def target_range(tag: Tag, sentence: Sentence, words) -> tuple[int, int]:
+    """The characters of `sentence.translation` a tag over part of `sentence` covers."""
+    source_words = [m for m in WORD.finditer(sentence.text)]
+    target_words = [m for m in WORD.finditer(sentence.translation)]
+    start, end = tag.start - sentence.start, tag.end - sentence.start
+    n_src, n_tgt = words.shape[1], words.shape[0]
+    if start == end:  # an empty tag: before the word that follows it
+        covered = {min(i, n_src - 1) for i, m in enumerate(source_words) if m.end() > start}
+        covered = {min(covered)} if covered else {n_src - 1}
+    else:
+        covered = {min(i, n_src - 1) for i, m in enumerate(source_words) if m.start() < end and m.end() > start}
+    span = project_words(covered, words) if n_src and n_tgt else None
+    if span is None or not target_words:
+        return (0, 0) if start == end else (0, len(sentence.translation))
+    first, last = target_words[min(span[0], len(target_words) - 1)], target_words[min(span[1], len(target_words)) - 1]
+    begin, finish = first.start(), last.end()
+    if start == end:
+        return begin, begin
+    content = sentence.text[max(start, 0) : end]
+    return trim(sentence.translation, begin, finish, content)
+
+
+def trim(text: str, begin: int, finish: int, content: str) -> tuple[int, int]:
+    """A target range without the punctuation at its edges that the source tag did not hold."""
+    while begin < finish - 1 and text[begin] in LEADING_PUNCTUATION and not content.lstrip().startswith(text[begin]):
+        begin += 1
+    while finish > begin + 1 and text[finish - 1] in TRAILING_PUNCTUATION and not content.rstrip().endswith(text[finish - 1]):
+        finish -= 1
+    return begin, finish
+
+
+def assemble(block: Marked, sentences: list[Sentence], ranges: dict[tuple[int, int], tuple[int, int]]) -> Marked:
+    """The translated block: its sentences joined by spaces (the block's leading and trailing
+    whitespace kept), every tag placed, atoms where the translation put them."""
+    lead = block.text[: len(block.text) - len(block.text.lstrip())]
+    trail = block.text[len(block.text.rstrip()) :] if block.text.strip() else ""
+    text, offsets = lead, []
+    for n, sentence in enumerate(sentences):
+        if n and sentence.translation and text and not text.endswith(" "):
+            text += " "
+        offsets.append(len(text))
+        text += sentence.translation
+    text += trail
+    placed = []
+    for t, tag in enumerate(block.tags):
+        spans = [
+            (offsets[n] + ranges[n, t][0], offsets[n] + ranges[n, t][1])
+            if (n, t) in ranges
+            else (offsets[n], offsets[n] + len(s.translation))
+            for n, s in enumerate(sentences)
+            if (n, t) in ranges or (tag.start <= s.start and tag.end >= s.end and tag.end > tag.start)
+        ]
+        placed.append(with_atoms(cover(spans, tag, block, sentences, offsets, len(text)), tag, block.text, text))
+    return Marked(text, nest(block.tags, placed, text), block.atoms)
+
+
+def cover(
+    spans: list[tuple[int, int]], tag: Tag, block: Marked, sentences: list[Sentence], offsets: list[int], size: int
+) -> tuple[int, int]:
+    """One target range for a tag from its ranges in each sentence; a tag in no sentence (around
+    whitespace, or empty between sentences) goes to the matching place between them."""
+    if spans:
+        return min(s for s, _ in spans), max(e for _, e in spans)
+    before = [offsets[n] + len(s.translation) for n, s in enumerate(sentences) if s.end <= tag.start]
+    if tag.start >= len(block.text.rstrip()) and tag.start > 0:
+        return size, size
+    position = max(before) if before else len(block.text[: len(block.text) - len(block.text.lstrip())])
+    return position, position
+
+
+def with_atoms(span: tuple[int, int], tag: Tag, source: str, target: str) -> tuple[int, int]:
+    """A target range grown to hold the atoms the source tag holds (a link around inline code
+    keeps its code); a tag of atoms alone covers just them."""
+    positions = [target.find(ch) for ch in source[tag.start : tag.end] if atom_index(ch) is not None]
+    positions = [p for p in positions if p >= 0]
+    if not positions:
+        return span
+    if not any(ch.isalnum() for ch in source[tag.start : tag.end]):
+        return min(positions), max(positions) + 1
+    return min(span[0], *positions), max(span[1], max(positions) + 1)
+
+
+def nest(tags: Sequence[Tag], placed: list[tuple[int, int]], text: str) -> tuple[Tag, ...]:
+    """The placed tags, made to nest as in the source: a tag inside its source parent's range,
+    outside the ranges of its earlier siblings; each tag's atoms of the source kept inside it."""
+    result: list[Tag] = []
+    for t, (tag, (start, end)) in enumerate(zip(tags, placed)):
+        parent = next((result[p] for p in range(t - 1, -1, -1) if contains(tags[p], tag)), None)
+        if parent is not None:
+            start, end = min(max(start, parent.start), parent.end), max(min(end, parent.end), parent.start)
+            end = max(start, end)
+        for p in range(t):
+            sibling = result[p]
+            if contains(tags[p], tag) or sibling.end <= start or sibling.start >= end or sibling.start == sibling.end:
+                continue
+            if sibling.start <= start:
+                start = min(max(start, sibling.end), end)
+            else:
+                end = max(min(end, sibling.start), start)
+        result.append(Tag(start, end, tag.kind))
+    result = [stripped(t, text) for t in result]  # "** word**" is no emphasis in Markdown
+    result = [
+        with_a_word(result, i, tag, text) if tag.start < tag.end and result[i].start == result[i].end else result[i]
+        for i, tag in enumerate(tags)
+    ]
+    order = sorted(range(len(result)), key=lambda i: (result[i].start, -result[i].end, i))
+    return tuple(result[i] for i in order)
+
+
+def stripped(tag: Tag, text: str) -> Tag:
+    """A tag without the whitespace at its edges (an empty one stays where it is)."""
+    start, end = tag.start, tag.end
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return Tag(start, end, tag.kind) if start < end else tag
+
+
+def with_a_word(placed: list[Tag], index: int, source: Tag, text: str) -> Tag:
+    """A tag that held words in the source but none in the translation (the alignment gave its
+    words to a sibling, or the translation is shorter) gets the nearest word, shared with
+    whatever tag holds it, so that no tag comes back empty (an empty `**` in Markdown is no
+    emphasis); left empty where that word would cross another tag."""
+    empty = placed[index]
+    words = [m for m in WORD.finditer(text) if any(ch.isalnum() for ch in m.group())]
+    if not words:
+        return empty
+    nearest = min(words, key=lambda m: (abs(m.start() - empty.start), m.start()))
+    start, end = trim(text, nearest.start(), nearest.end(), "")
+    candidate = Tag(start, end, empty.kind)
+    others = [t for i, t in enumerate(placed) if i != index]
+    crossing = any(t.start < candidate.start < t.end < candidate.end or candidate.start < t.start < candidate.end < t.end for t in others)
+    return empty if crossing else candidate
+
+
+def contains(outer: Tag, inner: Tag) -> bool:
+    """Whether `outer` holds `inner` in the source (a tag does not contain itself)."""
+    return outer is not inner and outer.start <= inner.start and inner.end <= outer.end

@@ -1,0 +1,1 @@
+"""`xformer serve`: LibreTranslate's HTTP API and a page over the Translator."""

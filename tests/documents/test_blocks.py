@@ -1,0 +1,102 @@
+import pytest
+import torch
+
+from xformer_cli.decoding.translator import Translator
+from xformer_cli.documents.alignment import piece_words, project_words, word_alignment
+from xformer_cli.documents.blocks import hold_atoms, nest, tidy, translate_blocks
+from xformer_cli.documents.inline import Marked, MarkedBuilder, Tag, atom_char
+from xformer_cli.text.spans import Masked, protect, restore
+
+
+@pytest.fixture(scope="module")
+def translator(trained_bundle_dir):
+    """The tiny stored bundle: its English is poor but the same on every run."""
+    return Translator.load(str(trained_bundle_dir), device="cpu")
+
+
+def well_nested(tags):
+    return all(
+        a.end <= b.start or b.end <= a.start or (a.start <= b.start and b.end <= a.end) or (b.start <= a.start and a.end <= b.end)
+        for a in tags
+        for b in tags
+    )
+
+
+def test_pieces_map_to_whitespace_words():
+    assert piece_words(["▁Ich", "▁hab", "e", "▁Hunger", "."]) == [0, 1, 1, 2, 2]
+    assert piece_words(["Hallo", "▁Welt"]) == [0, 1]
+
+
+def test_a_tag_covers_the_target_words_aligned_into_it():
+    # target words 0..3; word 1 and 3 attend most to source word 2, word 2 to source word 0
+    attention = torch.tensor([[0.9, 0.05, 0.05], [0.1, 0.1, 0.8], [0.7, 0.2, 0.1], [0.0, 0.3, 0.7]])
+    words = word_alignment(attention, [0, 1, 2], [0, 1, 2, 3])
+    assert project_words({2}, words) == (1, 4)  # from the first to the last aligned word
+    assert project_words({1}, words) == (3, 4)  # none aligned: the word attending to it most
+    assert project_words(set(), words) is None
+
+
+def test_pieces_are_summed_into_words():
+    attention = torch.tensor([[0.5, 0.4, 0.1], [0.2, 0.2, 0.6]])  # 2 target pieces of one word, 3 source pieces
+    words = word_alignment(attention, [0, 0, 1], [0, 0])
+    assert torch.allclose(words, torch.tensor([[1.3, 0.7]]))
+
+
+def test_nesting_keeps_children_in_parents_and_siblings_apart():
+    source = (Tag(0, 10, "p"), Tag(0, 4, "a"), Tag(5, 10, "b"))
+    placed = [(2, 8), (0, 6), (4, 12)]  # the child a sticks out of p, b overlaps a and sticks out
+    result = nest(source, placed, "x" * 12)
+    by_kind = {t.kind: (t.start, t.end) for t in result}
+    assert by_kind == {"p": (2, 8), "a": (2, 6), "b": (6, 8)}
+    assert well_nested(result)
+
+
+def test_atoms_are_held_back_as_placeholders_and_put_back_as_they_were():
+    masked = hold_atoms(protect(f"Klicken Sie auf {atom_char(0)} für 3,50 €."))
+    assert masked.text == "Klicken Sie auf 43 für 42." and masked.spans == ("3,50 €", atom_char(0))
+    assert restore("Click on 43 for 42.", masked) == f"Click on {atom_char(0)} for 3.50 €."
+    assert restore("Click.", Masked("x 42", (atom_char(0),))) == f"Click {atom_char(0)}."  # dropped: at the end, before the full stop
+
+
+def test_tidy_drops_a_full_stop_the_model_added_to_a_fragment_and_spaces_around_atoms():
+    assert tidy("Das neue Rathaus", "The new town hall.") == "The new town hall"
+    assert tidy("Das ist gut.", "That is good.") == "That is good."
+    code = atom_char(0)
+    assert tidy(f"Rufen Sie {code}, dann", f"Call {code} , then") == f"Call {code}, then"
+    assert tidy(f"({code})", f"( {code} )") == f"({code})"
+
+
+def marked(parts):
+    builder = MarkedBuilder()
+    for part in parts:
+        builder.close() if part == "/" else builder.open(part) if part.startswith("<") else builder.atom(part) if part.startswith(
+            "@"
+        ) else builder.text(part)
+    return builder.build()
+
+
+def test_every_tag_and_atom_comes_back_once_around_the_translation(translator):
+    blocks = [
+        marked(["Ich habe ", "<b>", "großen ", "<i>", "Hunger", "/", "/", "."]),
+        marked(["Tom ist ", "<a>", "hier", "/", ". Wo ist ", "<em>", "der Bahnhof", "/", "?"]),
+        marked(["Klicken Sie auf ", "@code", " und dann auf ", "<a>", "Speichern", "/", "."]),
+        marked(["<b>", "Achtung!", "/", " Der Zug fährt ab."]),
+        marked(["  Guten Tag  "]),
+    ]
+    config = translator.config(beam_size=2)
+    result = translate_blocks(blocks, translator, config)
+    assert len(result) == len(blocks)
+    for source, target in zip(blocks, result):
+        assert sorted(t.kind for t in target.tags) == sorted(t.kind for t in source.tags)
+        assert target.atoms == source.atoms and sum(ch == atom_char(0) for ch in target.text) == len(source.atoms)
+        assert well_nested(target.tags) and all(0 <= t.start <= t.end <= len(target.text) for t in target.tags)
+    assert result[0].plain == translator.translate(["Ich habe großen Hunger."], beam_size=2)[0]
+    assert result[4].text.startswith("  ") and result[4].text.endswith("  ")
+    whole = next(t for t in result[3].tags if t.kind == "<b>")  # a tag over a whole sentence covers its whole translation
+    first = translator.translate(["Achtung!"], beam_size=2)[0]
+    assert result[3].text[whole.start : whole.end] == first
+
+
+def test_a_block_without_words_comes_through(translator):
+    result = translate_blocks([Marked(""), marked(["@img"]), Marked("42")], translator, translator.config())
+    assert result[0].text == "" and result[1].text == atom_char(0) and result[2].text == "42"
