@@ -16,6 +16,7 @@ import atexit
 import math
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -264,3 +265,33 @@ def shouting_aligned(shouting, monkeypatch):
     """Shouting, with its tags aligned word for word (the tiny model's attention is noise)."""
     monkeypatch.setattr("xformer_cli.documents.blocks.align_pairs", word_for_word)
     return shouting
+
+
+# The server's tests (tests/serve/): the tiny bundle's translator, an oracle, and a real `xformer
+# serve` in a subprocess on a free port (for LibreTranslate's client, curl and Chromium).
+
+
+@pytest.fixture
+def serve_translator(trained_bundle_dir):
+    """The tiny bundle, one worker (closed after the test)."""
+    with Translator.load(str(trained_bundle_dir), device="cpu") as loaded:
+        yield loaded
+
+
+@pytest.fixture(scope="session")
+def reference(trained_bundle_dir) -> Translator:
+    """A second translator of the tiny bundle, outside any server: the oracle of the answers."""
+    return Translator.load(str(trained_bundle_dir), device="cpu")
+
+
+@pytest.fixture(scope="session")
+def live_url(trained_bundle_dir):
+    """The base URL of `xformer serve -m tests/fixtures/tiny-bundle` running in a subprocess."""
+    sys.path.insert(0, str(Path(__file__).parent / "serve"))
+    from live_server import start_server, stop_server
+
+    process, url = start_server("-m", str(trained_bundle_dir))
+    try:
+        yield url
+    finally:
+        stop_server(process)

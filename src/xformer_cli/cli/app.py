@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from xformer_cli import __version__
-from xformer_cli.cli import evaluate, export, import_model, info, push, train, translate
+from xformer_cli.cli import evaluate, export, import_model, info, push, serve, train, translate
 
 app = typer.Typer(
     help="German→English translation with a Transformer written from scratch.",
@@ -45,6 +45,7 @@ app.command("info")(info.info)
 app.command("push")(push.push)
 app.command("import")(import_model.import_)
 app.command("export")(export.export)
+app.command("serve")(serve.serve)
 
 
 def main() -> None:

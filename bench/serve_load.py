@@ -1,0 +1,208 @@
+"""`xformer serve` under load against `xformer translate` on the same sentences.
+
+    python bench/serve_load.py [--model models/de-en-general] [--data FILE] [--clients 64] [--requests 1000] [--seconds 300]
+
+Starts `xformer serve --workers 2` with the model on a free port, then:
+1. one-sentence latency alone: one client, one sentence at a time (p50, p99);
+2. load: `--clients` threads, each sending one sentence per request from the data (Multi30k
+   test2016 German by default), until `--requests` answers or `--seconds` have passed; the
+   latency of every request (p50, p99), errors, sentences/s, and the server's memory (RSS of
+   the server process and of its worker processes) at the start, middle and end;
+3. the CLI: `xformer translate --workers 2 --threads 2` of the same sentences (its translations,
+   and its whole-process time), and the same work in-process (the CLI's path without the start-up:
+   Translator.load with 2 workers of 1 thread, translate_nbest over all sentences) for sentences/s.
+Every answer must equal the CLI's translation of that sentence. Prints a table and one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/, for columns.py
+from columns import DATA_DIR, cpu_name  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(RSS of the process, summed RSS of its children) in MB."""
+
+    def one(p: int) -> float:
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return round(one(pid), 1), round(sum(one(int(c)) for c in children), 1)
+
+
+def start_server(model: str, workers: int, threads: int) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "xformer_cli", "serve", "-m", model, "--workers", str(workers), "--threads", str(threads)]
+    command += ["--port", str(port), "--char-limit", "-1", "--batch-limit", "-1", "--request-timeout", "600"]
+    process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise SystemExit("the server did not start")
+
+
+def latency_alone(url: str, sentences: list[str], count: int) -> list[float]:
+    times = []
+    with httpx.Client(timeout=600) as client:
+        for sentence in sentences[:count]:
+            started = time.perf_counter()
+            client.post(f"{url}/translate", json={"q": sentence, "source": "de", "target": "en"}).raise_for_status()
+            times.append(time.perf_counter() - started)
+    return times
+
+
+def load(url: str, sentences: list[str], clients: int, seconds: float, pid: int) -> dict:
+    """Send every sentence once from `clients` threads (or until `seconds`); answers by index."""
+    answers: dict[int, str] = {}
+    errors: list[str] = []
+    latencies: list[float] = []
+    lock = threading.Lock()
+    todo = iter(range(len(sentences)))
+    deadline = time.monotonic() + seconds
+    memory = {"start": rss_mb(pid)}
+
+    def client_loop() -> None:
+        with httpx.Client(timeout=600) as client:
+            while time.monotonic() < deadline:
+                with lock:
+                    index = next(todo, None)
+                if index is None:
+                    return
+                started = time.perf_counter()
+                try:
+                    response = client.post(f"{url}/translate", json={"q": sentences[index], "source": "de", "target": "en"})
+                    ok = response.status_code == 200
+                except httpx.HTTPError as err:
+                    ok, response = False, err
+                with lock:
+                    latencies.append(time.perf_counter() - started)
+                    if ok:
+                        answers[index] = response.json()["translatedText"]
+                    else:
+                        errors.append(str(getattr(response, "text", response))[:200])
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client_loop) for _ in range(clients)]
+    for thread in threads:
+        thread.start()
+    while any(t.is_alive() for t in threads):
+        time.sleep(0.5)
+        if "middle" not in memory and len(latencies) >= len(sentences) // 2:
+            memory["middle"] = rss_mb(pid)
+    elapsed = time.perf_counter() - started
+    memory["end"] = rss_mb(pid)
+    return {"answers": answers, "errors": errors, "latencies": latencies, "elapsed": elapsed, "memory": memory}
+
+
+def cli_translations(model: str, sentences: list[str], workers: int, threads: int) -> tuple[list[str], float]:
+    with tempfile.TemporaryDirectory() as folder:
+        source, out = Path(folder) / "in.de", Path(folder) / "out.en"
+        source.write_text("\n".join(sentences) + "\n", encoding="utf-8")
+        command = [sys.executable, "-m", "xformer_cli", "translate", "-m", model, "--workers", str(workers), "--threads", str(threads)]
+        started = time.perf_counter()
+        subprocess.run([*command, "-i", str(source), "-o", str(out)], cwd=ROOT, check=True, stderr=subprocess.DEVNULL)
+        return out.read_text(encoding="utf-8").splitlines(), time.perf_counter() - started
+
+
+def in_process_speed(model: str, sentences: list[str], workers: int, threads: int) -> float:
+    """Sentences/s of the CLI's path without its start-up (as `xformer translate` loads and sets threads)."""
+    import torch
+
+    from xformer_cli.decoding.translator import Translator
+
+    with Translator.load(model, device="cpu", workers=workers) as translator:
+        torch.set_num_threads(max(1, threads // workers))
+        config = translator.config()
+        translator.translate_nbest(sentences[:16], config)  # warm-up, starts the workers
+        started = time.perf_counter()
+        translator.translate_nbest(sentences, config)
+        return len(sentences) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    from xformer_cli.shipped import default_model
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=default_model())
+    parser.add_argument("--data", default=str(Path(DATA_DIR) / "multi30k" / "test2016.de"), help="German sentences, one a line")
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--requests", type=int, default=1000, help="at most this many requests (one sentence each)")
+    parser.add_argument("--seconds", type=float, default=300, help="at most this long under load")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    data = [line.strip() for line in Path(args.data).read_text(encoding="utf-8").splitlines() if line.strip()]
+    sentences = (data * (args.requests // len(data) + 1))[: args.requests]
+
+    process, url = start_server(args.model, args.workers, args.threads)
+    try:
+        alone = latency_alone(url, sentences, 30)
+        result = load(url, sentences, args.clients, args.seconds, process.pid)
+        batching = next(iter(httpx.get(f"{url}/health").json()["batching"].values()))
+    finally:
+        process.terminate()
+        process.wait(60)
+    done = sorted(result["answers"])
+    served = [sentences[i] for i in done]
+    cli, cli_seconds = cli_translations(args.model, served, args.workers, args.threads)
+    mismatches = sum(result["answers"][i] != english for i, english in zip(done, cli))
+    cli_speed = in_process_speed(args.model, served, args.workers, args.threads)
+    server_speed = len(done) / result["elapsed"]
+    report = {
+        "cpu": cpu_name(),
+        "cores": os.cpu_count(),
+        "clients": args.clients,
+        "requests_answered": len(done),
+        "errors": len(result["errors"]),
+        "mismatches_vs_cli": mismatches,
+        "server_sentences_per_s": round(server_speed, 2),
+        "cli_sentences_per_s": round(cli_speed, 2),
+        "ratio": round(server_speed / cli_speed, 3),
+        "cli_whole_process_s": round(cli_seconds, 1),
+        "latency_alone_p50_ms": round(1000 * statistics.median(alone), 1),
+        "latency_alone_p99_ms": round(1000 * percentile(alone, 99), 1),
+        "latency_load_p50_ms": round(1000 * statistics.median(result["latencies"]), 1),
+        "latency_load_p99_ms": round(1000 * percentile(result["latencies"], 99), 1),
+        "rss_mb_server_workers": result["memory"],
+        "batcher_calls_jobs_largest": [batching["calls"], batching["jobs"], batching["largest_call"]],
+    }
+    width = max(len(key) for key in report)
+    for key, value in report.items():
+        print(f"{key:<{width}}  {value}")
+    for error in result["errors"][:5]:
+        print("error:", error)
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
