@@ -28,7 +28,15 @@ LEADING_PUNCTUATION = "(\"'„“«‚‘¿¡["
 TRAILING_PUNCTUATION = ".,;:!?…)\"'“”»’]"
 SENTENCE_END = re.compile(r"[.!?…:;][\"'”’»)\]]*$")
 ATOM_BEFORE_PUNCTUATION = re.compile("([\U000f0000-\U000ffffd]) +([,.;:!?)])")
-ALIGN_BATCH = 32  # sentence pairs per teacher-forced alignment batch
+ALIGN_BATCH = 32
+ENGLISH_FUNCTION_WORDS = frozenset(
+    "the a an no his her its my your our their this that these those by for at to of in on with from".split()
+)
+GERMAN_FUNCTION_WORDS = frozenset(
+    """der die das dem den des ein eine einer einem einen eines kein keine keinen keinem keiner mein meine
+    dein deine sein seine ihr ihre unser unsere euer eure mit für bei zu zum zur von vom an am auf aus in im
+    um nach über unter vor durch gegen""".split()
+)  # sentence pairs per teacher-forced alignment batch
 
 
 @dataclass(frozen=True)
@@ -154,6 +162,9 @@ def target_range(tag: Tag, sentence: Sentence, words) -> tuple[int, int]:
     source_words = [m for m in WORD.finditer(sentence.text)]
     target_words = [m for m in WORD.finditer(sentence.translation)]
     start, end = tag.start - sentence.start, tag.end - sentence.start
+    copied = copy_in(sentence.text[max(start, 0) : end], sentence.translation)
+    if copied is not None:  # the words come through as they are (a name, a number): the tag goes around them
+        return copied
     n_src, n_tgt = words.shape[1], words.shape[0]
     if start == end:  # an empty tag: before the word that follows it
         covered = {min(i, n_src - 1) for i, m in enumerate(source_words) if m.end() > start}
@@ -168,7 +179,32 @@ def target_range(tag: Tag, sentence: Sentence, words) -> tuple[int, int]:
     if start == end:
         return begin, begin
     content = sentence.text[max(start, 0) : end]
+    begin, finish = without_function_words(sentence.translation, begin, finish, content)
     return trim(sentence.translation, begin, finish, content)
+
+
+def copy_in(content: str, translation: str) -> tuple[int, int] | None:
+    """Where the translation holds a tag's words exactly as written, once, as whole words (a
+    name, a number, a term left in German): that place; else None."""
+    words = content.strip()
+    if not words or not any(ch.isalpha() or ch.isdigit() for ch in words):
+        return None
+    found = [m for m in re.finditer(rf"(?<!\w){re.escape(words)}(?!\w)", translation)]
+    return (found[0].start(), found[0].end()) if len(found) == 1 else None
+
+
+def without_function_words(text: str, begin: int, finish: int, content: str) -> tuple[int, int]:
+    """A target range without the English articles, possessives and prepositions at its start
+    that the German words of the tag did not start with ("no milk" for "keine <b>Milch</b>"): the
+    attention of such a word goes to the noun it belongs to."""
+    first = content.split()[0].lower().strip(LEADING_PUNCTUATION) if content.split() else ""
+    if first in GERMAN_FUNCTION_WORDS:
+        return begin, finish
+    while True:
+        word = re.match(r"(\S+)\s+", text[begin:finish])
+        if word is None or word.group(1).lower() not in ENGLISH_FUNCTION_WORDS:
+            return begin, finish
+        begin += word.end()
 
 
 def trim(text: str, begin: int, finish: int, content: str) -> tuple[int, int]:
