@@ -119,13 +119,21 @@ def tag_ranges(
         for t, tag in enumerate(block.tags)
         if sentence.translation and inside_partly(tag, sentence)
     ]
-    pairs = sorted({(job[3].text, job[3].translation) for job in jobs}, key=lambda pair: len(pair[0]))
+    copied = {job: copy_in(tag_content(blocks[job[0]].tags[job[2]], job[3]), job[3].translation) for job in jobs}
+    # The alignment (a teacher-forced pass of the model) only for sentences with a tag not placed by a copy.
+    pairs = sorted({(job[3].text, job[3].translation) for job in jobs if copied[job] is None}, key=lambda pair: len(pair[0]))
     aligned = align_pairs(pairs, translator)
     ranges: dict[int, dict[tuple[int, int], tuple[int, int]]] = {}
-    for b, n, t, sentence in jobs:
-        words = aligned[sentence.text, sentence.translation]
-        ranges.setdefault(b, {})[n, t] = target_range(blocks[b].tags[t], sentence, words)
+    for job in jobs:
+        b, n, t, sentence = job
+        found = copied[job] or target_range(blocks[b].tags[t], sentence, aligned[sentence.text, sentence.translation])
+        ranges.setdefault(b, {})[n, t] = found
     return ranges
+
+
+def tag_content(tag: Tag, sentence: Sentence) -> str:
+    """The part of a sentence inside a tag."""
+    return sentence.text[max(tag.start - sentence.start, 0) : max(tag.end - sentence.start, 0)]
 
 
 def inside_partly(tag: Tag, sentence: Sentence) -> bool:
@@ -162,9 +170,6 @@ def target_range(tag: Tag, sentence: Sentence, words) -> tuple[int, int]:
     source_words = [m for m in WORD.finditer(sentence.text)]
     target_words = [m for m in WORD.finditer(sentence.translation)]
     start, end = tag.start - sentence.start, tag.end - sentence.start
-    copied = copy_in(sentence.text[max(start, 0) : end], sentence.translation)
-    if copied is not None:  # the words come through as they are (a name, a number): the tag goes around them
-        return copied
     n_src, n_tgt = words.shape[1], words.shape[0]
     if start == end:  # an empty tag: before the word that follows it
         covered = {min(i, n_src - 1) for i, m in enumerate(source_words) if m.end() > start}
@@ -185,7 +190,8 @@ def target_range(tag: Tag, sentence: Sentence, words) -> tuple[int, int]:
 
 def copy_in(content: str, translation: str) -> tuple[int, int] | None:
     """Where the translation holds a tag's words exactly as written, once, as whole words (a
-    name, a number, a term left in German): that place; else None."""
+    name, a number, a term left in German): that place, where the tag goes; else None (then
+    the attention decides)."""
     words = content.strip()
     if not words or not any(ch.isalpha() or ch.isdigit() for ch in words):
         return None
