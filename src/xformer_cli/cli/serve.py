@@ -29,6 +29,7 @@ def serve(
     ] = 1,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads, shared out among the workers.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    engine: Annotated[str, typer.Option(help="xformer or ctranslate2 (as translate --engine).")] = "xformer",
     batch_wait_ms: Annotated[
         float, typer.Option(help="Milliseconds to gather the sentences of other requests into one batch before translating.")
     ] = 5.0,
@@ -70,4 +71,4 @@ def serve(
     )
     console = stderr()
     refs = model or [model_ref(None)]
-    run_server(settings, refs, device, workers, threads, lambda line: console.print(line, highlight=False, markup=False))
+    run_server(settings, refs, device, workers, threads, lambda line: console.print(line, highlight=False, markup=False), engine)

@@ -89,6 +89,14 @@ def translate(
         ),
     ] = 1,
     quantize: Annotated[Optional[str], typer.Option(help="int8: dynamic int8 linear layers (CPU).")] = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="xformer: the own search; ctranslate2: CTranslate2's, on the model exported once into a cache folder (CPU; "
+            "pip install 'xformer-cli[ctranslate2]'), with the same splitting, spans and output.",
+        ),
+    ] = "xformer",
     attention_plot: Annotated[Optional[Path], typer.Option(help="Draw the first line's encoder attention as a PNG heatmap.")] = None,
     format: Annotated[
         Optional[str],
@@ -122,7 +130,7 @@ def translate(
             no_repeat_ngram=no_repeat_ngram, batch_tokens=batch_tokens, batch_size=batch_size, split_sentences=split_sentences,
             protect_spans=protect_spans, sample=sample or None, sample_topk=sample_topk, temperature=temperature, seed=seed,
         )  # fmt: skip
-        return translate_document_file(model_ref(model), revision, input, output, fmt, device, threads, workers, quantize, options)
+        return translate_document_file(model_ref(model), revision, input, output, fmt, device, threads, workers, quantize, options, engine)
     from xformer_cli.decoding.unix_filter import run_filter
 
     run_filter(
@@ -154,12 +162,13 @@ def translate(
         console=stderr(),
         quantize=quantize,
         attention_plot=attention_plot,
+        engine=engine,
     )
 
 
 def translate_document_file(
     model: str, revision: str | None, input: Path | None, output: Path | None, fmt: str, device: str, threads: int | None,
-    workers: int, quantize: str | None, options: dict,
+    workers: int, quantize: str | None, options: dict, engine: str = "xformer",
 ) -> None:  # fmt: skip
     """A file with structure (or stdin) translated whole into --output (written whole, or not at
     all) or stdout."""
@@ -176,7 +185,7 @@ def translate_document_file(
     except OSError as err:
         raise DocumentError(f"cannot read {input}: {err.strerror}") from None
     console = stderr()
-    translator = Translator.load(model, revision, device, quantize, workers)
+    translator = Translator.load(model, revision, device, quantize, workers, engine)
     with translator:
         if threads or workers > 1:
             torch.set_num_threads(max(1, (threads or torch.get_num_threads()) // workers))

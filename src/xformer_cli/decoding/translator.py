@@ -12,6 +12,7 @@ import torch
 from xformer_cli.batching import cut_batches, pad_with_eos
 from xformer_cli.bundles.bundle import Bundle, load_bundle
 from xformer_cli.config import DecodeConfig
+from xformer_cli.decoding.ctranslate2_engine import ENGINES, CTranslate2Engine
 from xformer_cli.decoding.search import Hypothesis, search
 from xformer_cli.decoding.workers import WorkerPool, processes_available
 from xformer_cli.devices import resolve_device
@@ -63,8 +64,10 @@ class Translator:
     it, or use it in a `with` block (at the latest they end when the program does).
     """
 
-    def __init__(self, bundle: Bundle, device: str | torch.device = "cpu", workers: int = 1) -> None:
+    def __init__(self, bundle: Bundle, device: str | torch.device = "cpu", workers: int = 1, engine: str = "xformer") -> None:
         check_workers(workers)
+        if engine not in ENGINES:
+            raise ConfigError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
         self.bundle = bundle
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.model = bundle.model.to(self.device).eval()
@@ -73,10 +76,19 @@ class Translator:
         self.decode_config = bundle.decode
         self.workers = workers  # batches searched at once, each in a process (CPU, Linux) or thread of its own
         self._pool: WorkerPool | None = None  # started at the first search of several batches
+        self.engine = engine
+        self._ctranslate2: CTranslate2Engine | None = None  # made at the first search with engine "ctranslate2"
+        self.compute_type = "default"  # CTranslate2's; "int8" after quantize("int8")
 
     @classmethod
     def load(
-        cls, ref: str, revision: str | None = None, device: str = "auto", quantize: str | None = None, workers: int = 1
+        cls,
+        ref: str,
+        revision: str | None = None,
+        device: str = "auto",
+        quantize: str | None = None,
+        workers: int = 1,
+        engine: str = "xformer",
     ) -> "Translator":
         """A translator for a bundle folder or Hub id; `quantize="int8"` makes linear layers dynamic int8 (CPU).
 
@@ -86,7 +98,7 @@ class Translator:
         Each worker uses `torch.get_num_threads()` threads as set when the workers start (the
         first search of several batches), so on the CPU set that to cores // workers.
         """
-        translator = cls(load_bundle(ref, revision), device, workers)
+        translator = cls(load_bundle(ref, revision), device, workers, engine)
         if translator.device.type == "cpu":  # one-query decoding steps run faster written out than fused on CPU
             translator.model.set_fused_attention(False)
         if quantize is not None:
@@ -99,6 +111,9 @@ class Translator:
             raise ConfigError(f"unknown quantization {kind!r} (only int8)")
         if self.device.type != "cpu":
             raise ConfigError("--quantize int8 runs on the CPU only (use --device cpu)")
+        if self.engine == "ctranslate2":
+            self.compute_type, self._ctranslate2 = "int8", None  # CTranslate2 quantizes as it loads
+            return
         self.close()  # workers started before would keep the float model
         import warnings
 
@@ -192,6 +207,12 @@ class Translator:
 
     def search_ids(self, segments: Sequence[list[int]], config: DecodeConfig) -> list[list[Hypothesis]]:
         """Search every segment, in token-budget batches of similar length; results in input order."""
+        if self.engine == "ctranslate2":
+            if self.device.type != "cpu":
+                raise ConfigError("--engine ctranslate2 runs on the CPU here (use --device cpu)")
+            if self._ctranslate2 is None:
+                self._ctranslate2 = CTranslate2Engine(self.bundle, self.workers, torch.get_num_threads(), self.compute_type)
+            return self._ctranslate2.search(segments, config)
         lengths = [len(s) + 1 for s in segments]  # with EOS
         batches = cut_batches(sorted(range(len(segments)), key=lambda i: lengths[i]), lengths, config.batch_tokens, config.batch_size)
         tasks = [([segments[i] for i in rows], config) for rows in batches]

@@ -54,19 +54,21 @@ def run_filter(
     console,
     quantize: str | None = None,
     attention_plot: Path | None = None,
+    engine: str = "xformer",
 ) -> None:
     import torch
 
     interactive = stream or (input_path is None and sys.stdin.isatty())
     check_workers(workers)  # also where streaming uses one
     parallel = 1 if interactive else workers  # streaming goes one line at a time: nothing to share out
-    translator = Translator.load(model, revision, device, quantize, parallel)
+    translator = Translator.load(model, revision, device, quantize, parallel, engine)
     with translator:  # ends the worker processes, on an error or Ctrl-C too
         if threads or parallel > 1:
             torch.set_num_threads(max(1, (threads or torch.get_num_threads()) // parallel))  # threads per worker
         config = translator.config(**options)
         console.print(
             f"xformer: model {translator.bundle.path}, device {translator.device}{', int8' if quantize else ''}, {search_name(config)}"
+            + (", engine ctranslate2" if engine == "ctranslate2" else "")
             + (f", {parallel} workers x {torch.get_num_threads()} thread(s) in {translator.worker_kind}" if parallel > 1 else ""),
             highlight=False,
         )

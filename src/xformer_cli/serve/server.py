@@ -21,12 +21,12 @@ from xformer_cli.serve.app import create_app
 from xformer_cli.serve.settings import ServeSettings
 
 
-def load_translators(refs: Sequence[str], device: str, workers: int, threads: int | None) -> list[Translator]:
+def load_translators(refs: Sequence[str], device: str, workers: int, threads: int | None, engine: str = "xformer") -> list[Translator]:
     """The models, each with its worker processes started (when `workers` > 1) by a first
     translation of two one-sentence batches, which also warms the model up."""
     import torch
 
-    translators = [Translator.load(ref, device=device, workers=workers) for ref in refs]
+    translators = [Translator.load(ref, device=device, workers=workers, engine=engine) for ref in refs]
     if threads or workers > 1:
         torch.set_num_threads(max(1, (threads or torch.get_num_threads()) // workers))  # threads per worker
     for translator in translators:
@@ -45,11 +45,13 @@ def listen(host: str, port: int) -> socket.socket:
         raise ConfigError(f"cannot listen on {host}:{port}: {err.strerror}") from None
 
 
-def serve(settings: ServeSettings, refs: Sequence[str], device: str, workers: int, threads: int | None, say) -> None:
+def serve(
+    settings: ServeSettings, refs: Sequence[str], device: str, workers: int, threads: int | None, say, engine: str = "xformer"
+) -> None:
     """Serve the bundles `refs` until SIGTERM or Ctrl-C; `say` prints a line of talk (stderr)."""
     import uvicorn
 
-    translators = load_translators(refs, device, workers, threads)
+    translators = load_translators(refs, device, workers, threads, engine)
     try:
         sock = listen(settings.host, settings.port)
         app = create_app(settings, translators)

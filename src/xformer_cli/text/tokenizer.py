@@ -115,6 +115,10 @@ class Tokenizer:
     def pieces(self, ids: Sequence[int]) -> list[str]:
         return [self.sp.IdToPiece(i) for i in ids]
 
+    def piece_ids(self, pieces: Sequence[str]) -> list[int]:
+        """The ids of pieces (as `pieces` gives them back)."""
+        return [self.sp.PieceToId(p) for p in pieces]
+
     @property
     def tag_id(self) -> int | None:
         """The id of TAG_PIECE, or None where this model does not reserve it as a control symbol
@@ -313,6 +317,10 @@ class SourceTargetTokenizer:
 
     def pieces(self, ids: Sequence[int]) -> list[str]:
         return [self.id_to_piece[i] for i in ids]
+
+    def piece_ids(self, pieces: Sequence[str]) -> list[int]:
+        """The ids of pieces in the shared vocabulary (`<unk>` for one it lacks)."""
+        return [self.vocab.get(p, self.unk_id) for p in pieces]
 
     @property
     def tag_id(self) -> int | None:

@@ -1,0 +1,88 @@
+"""`xformer translate --engine ctranslate2` against CTranslate2 called directly on the same
+converted model, and the own engine beside them: what the wrapper (splitting, spans, batching,
+output) costs.
+
+    pip install 'xformer-cli[ctranslate2]'
+    python bench/peers/ctranslate2_engine.py [--model models/de-en-general] [--lines 1000] [--threads 2]
+
+On Multi30k test2016, in the three decoding columns (greedy batch 30, beam 5 batch 30, beam 5 one
+sentence at a time), float32 and int8, one process: sentences/s and BLEU of CTranslate2 direct
+(SentencePiece pieces in, `translate_batch` over all sentences with `max_batch_size`), of
+xformer's Translator with engine "ctranslate2" (the same model folder, from the export cache) and
+of the own engine (float32 only), with the wrapper's speed as a ratio to the direct call.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import ctranslate2
+import sacrebleu
+import torch
+
+from xformer_cli.decoding.ctranslate2_engine import cache_folder
+from xformer_cli.decoding.translator import Translator
+from xformer_cli.shipped import default_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for columns.py
+from columns import COLUMNS, baseline_arguments, cpu_name, test2016  # noqa: E402
+
+
+def timed(run, *args, **kwargs):
+    """run(*args, **kwargs) and the seconds it took."""
+    started = time.perf_counter()
+    out = run(*args, **kwargs)
+    return out, time.perf_counter() - started
+
+
+def best(translator: Translator, sources: list[str], config) -> list[str]:
+    return [nbest[0].text for nbest in translator.translate_nbest(sources, config)]
+
+
+def main() -> None:
+    parser = baseline_arguments(__doc__.splitlines()[0])
+    parser.set_defaults(model=default_model())
+    parser.add_argument("--lines", type=int, default=1000)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    sources, refs = (lines[: args.lines] for lines in test2016(args.data_dir))
+    wrapper = {q: Translator.load(args.model, device="cpu", engine="ctranslate2") for q in ("float32", "int8")}
+    wrapper["int8"].quantize("int8")
+    own = Translator.load(args.model, device="cpu")
+    wrapper["float32"].translate(sources[:5])  # exports into the cache if needed, loads
+    folder = str(cache_folder(own.bundle))
+    tokenizer = own.tokenizer
+    pieces = [tokenizer.pieces(ids) for ids in tokenizer.encode(sources)]
+    print(
+        json.dumps(
+            {"cpu": cpu_name(), "model": args.model, "lines": len(sources), "threads": args.threads, "ctranslate2": ctranslate2.__version__}
+        )
+    )
+    for quantization in ("float32", "int8"):
+        direct = ctranslate2.Translator(
+            folder, device="cpu", compute_type="default" if quantization == "float32" else "int8", intra_threads=args.threads
+        )
+        for name, beam, batch in COLUMNS:
+            options = dict(beam_size=beam, max_batch_size=batch, disable_unk=True, min_decoding_length=0, max_decoding_length=256)
+            raw, direct_s = timed(direct.translate_batch, pieces, **options)
+            direct_out = tokenizer.decode([tokenizer.piece_ids(r.hypotheses[0]) for r in raw])
+            config = wrapper[quantization].config(beam_size=beam, batch_size=batch)
+            ours, wrapper_s = timed(best, wrapper[quantization], sources, config)
+            row = {"quantization": quantization, "column": name}
+            row |= {
+                "direct_sent_s": round(len(sources) / direct_s, 1),
+                "direct_bleu": round(sacrebleu.corpus_bleu(direct_out, [refs]).score, 2),
+            }
+            row |= {"engine_sent_s": round(len(sources) / wrapper_s, 1), "engine_bleu": round(sacrebleu.corpus_bleu(ours, [refs]).score, 2)}
+            row["engine_over_direct"] = round(direct_s / wrapper_s, 3)
+            if quantization == "float32":
+                mine, own_s = timed(best, own, sources, own.config(beam_size=beam, batch_size=batch))
+                row |= {"own_sent_s": round(len(sources) / own_s, 1), "own_bleu": round(sacrebleu.corpus_bleu(mine, [refs]).score, 2)}
+            print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
