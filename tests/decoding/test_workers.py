@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -165,3 +166,62 @@ def test_ctrl_c_delivered_to_another_thread_ends_a_wait_on_slow_workers():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert float(done.stdout) < 3.0  # 0.5 s, and a moment to notice: not the 30 s of the task
+
+
+def map_in_thread(pool: WorkerPool, tasks: list[tuple]) -> tuple[threading.Thread, dict]:
+    """`pool.map(tasks)` on a thread of its own; its result or exception lands in the dict."""
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = pool.map(tasks)
+        except BaseException as err:  # noqa: BLE001 - the test looks at it
+            outcome["error"] = err
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    while not pool._calls and thread.is_alive():  # until its tasks are queued (or it has ended)
+        time.sleep(0.001)
+    return thread, outcome
+
+
+def test_calls_from_two_threads_share_the_workers_and_each_gets_its_own_results():
+    """A second call made while the first runs: its tasks go to whichever worker is free, and each
+    caller gets the results of its own tasks, in its order (the server's lanes map at once)."""
+    with WorkerPool(slow_square, workers=2, threads=1) as pool:
+        slow, slow_out = map_in_thread(pool, [(x, 0.3) for x in range(3)])
+        time.sleep(0.1)  # the first call's tasks are running
+        quick, quick_out = map_in_thread(pool, [(x, 0.01) for x in range(10, 16)])
+        slow.join(10), quick.join(10)
+        assert [square for square, _ in slow_out["result"]] == [0, 1, 4]
+        assert [square for square, _ in quick_out["result"]] == [x * x for x in range(10, 16)]
+        assert not pool.closed and pool.map([(7,)])[0][0] == 49
+
+
+def fail_on_three_slowly(x: int) -> int:
+    time.sleep(0.05)
+    return fail_on_three(x)
+
+
+def test_an_exception_reaches_only_its_call_while_another_call_runs():
+    """With another call in flight, a child's exception ends its own call and no other: the pool
+    stays open for the call beside it, and for later ones."""
+    with WorkerPool(fail_on_three_slowly, workers=2, threads=1) as pool:
+        failing, failing_out = map_in_thread(pool, [(2,), (3,), (4,), (5,)])
+        time.sleep(0.01)  # 2 and 3 are running; this call's tasks queue behind 4 and 5
+        assert pool.map([(x,) for x in range(10, 18)]) == list(range(10, 18))
+        failing.join(10)
+        assert isinstance(failing_out["error"], DataError) and str(failing_out["error"]) == "line 3: cannot be translated"
+        assert not pool.closed and pool.map([(1,), (2,)]) == [1, 2]
+
+
+def test_a_worker_that_dies_fails_every_call_in_flight():
+    before = children()
+    pool = WorkerPool(die_on_two, workers=2, threads=1)
+    dying, dying_out = map_in_thread(pool, [(x,) for x in range(5)])
+    time.sleep(0.01)  # 0 and 1 are running, 2 (which kills its worker) is next
+    with pytest.raises(WorkerError, match="ended unexpectedly"):
+        pool.map([(x,) for x in range(10, 16)])
+    dying.join(10)
+    assert isinstance(dying_out["error"], WorkerError) and "killed by SIGKILL" in str(dying_out["error"])
+    assert pool.closed and children() == before

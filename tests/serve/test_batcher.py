@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from dataclasses import replace
 
 import httpx
@@ -122,3 +123,32 @@ def test_with_several_workers_a_call_is_cut_for_every_worker(trained_bundle_dir)
     assert batcher.call_config(config, 64).batch_size == 16  # 64 texts, 2 workers, 2 batches each
     assert batcher.call_config(config, 3).batch_size == 8  # not below MIN_BATCH
     assert batcher.call_config(replace(config, batch_size=5), 64).batch_size == 5  # a size given is kept
+    assert batcher.call_config(config, 64, alone=False) == config  # beside another call: one batch, for one worker
+
+
+def test_with_several_workers_two_calls_run_at_once_each_with_its_own_results(trained_bundle_dir, reference, monkeypatch):
+    """One lane per worker: a job that comes while a call runs is translated beside it, not after
+    it (with one lane the barrier below is never passed), and each job gets its own translation."""
+    from xformer_cli.decoding.translator import Translator
+
+    with Translator.load(str(trained_bundle_dir), device="cpu", workers=2) as two:
+        both_in, original = threading.Barrier(2, timeout=10), two.translate_nbest
+
+        def meeting(texts, config, warn=None):
+            both_in.wait()  # returns once the two calls are running at the same time
+            return original(texts, config)
+
+        monkeypatch.setattr(two, "translate_nbest", meeting)
+        batcher = Batcher(two, wait_ms=0)
+        try:
+            first = batcher.submit(["Guter Schuss!"], two.config())
+            time.sleep(0.2)  # the first call has started, and waits at the barrier
+            second = batcher.submit(["Wir sind verärgert.", "Hallo."], two.config())
+            results = [first.result(20), second.result(20)]
+        finally:
+            batcher.close()
+    assert [[nbest[0].text for nbest in result] for result in results] == [
+        reference.translate(["Guter Schuss!"]),
+        reference.translate(["Wir sind verärgert.", "Hallo."]),
+    ]
+    assert batcher.stats.calls == 2 and batcher.stats.jobs == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -79,6 +80,7 @@ class Translator:
         self.engine = engine
         self._ctranslate2: CTranslate2Engine | None = None  # made at the first search with engine "ctranslate2"
         self.compute_type = "default"  # CTranslate2's; "int8" after quantize("int8")
+        self._pool_lock = threading.Lock()
 
     @classmethod
     def load(
@@ -234,9 +236,14 @@ class Translator:
 
     def _map(self, tasks: list[tuple[list[list[int]], DecodeConfig]]) -> list[list[list[Hypothesis]]]:
         """`search_batch` of every task, in order; with several workers, that many batches at a time."""
-        if self.workers == 1 or len(tasks) == 1:
+        processes = self.worker_kind == "processes"
+        running = processes and self._pool is not None and not self._pool.closed
+        # One batch is searched here, unless worker processes run: then they take it, for a
+        # caller with several calls at once (the server's lanes) must not search in its own
+        # process, where those calls would wait on each other for one interpreter.
+        if self.workers == 1 or (len(tasks) == 1 and not running):
             return [self.search_batch(*task) for task in tasks]
-        if self.worker_kind == "processes":
+        if processes:
             # Longest batches (the last: batches are cut from sentences sorted by length) first,
             # so that no worker is left with a long one while the others have finished.
             return self._worker_pool().map(tasks[::-1])[::-1]
@@ -248,10 +255,11 @@ class Translator:
 
     def _worker_pool(self) -> WorkerPool:
         """The worker processes, started (forked, sharing the model as it is now) if not running."""
-        if self._pool is None or self._pool.closed:
-            self._pool = WorkerPool(self.search_batch, self.workers, torch.get_num_threads())
-            weakref.finalize(self, self._pool.close)  # a translator dropped without close()
-        return self._pool
+        with self._pool_lock:  # two threads searching at once start one pool, not two
+            if self._pool is None or self._pool.closed:
+                self._pool = WorkerPool(self.search_batch, self.workers, torch.get_num_threads())
+                weakref.finalize(self, self._pool.close)  # a translator dropped without close()
+            return self._pool
 
     def close(self) -> None:
         """End the worker processes, if any were started (a later search starts new ones)."""
