@@ -1,6 +1,8 @@
 import pytest
 
 from xformer_cli.decoding.translator import Translator
+from xformer_cli.documents.blocks import translate_blocks
+from xformer_cli.documents.inline import Marked
 from xformer_cli.documents.subtitles import translate_subtitles
 from xformer_cli.errors import DocumentError
 
@@ -67,9 +69,14 @@ def test_a_sentence_is_translated_as_one_text_by_the_model(translator):
     out = translate_subtitles(SRT.encode(), translator, translator.config(), "t.srt").decode()
     lines = [c[2:] for c in cues(out)]
     whole = translator.translate(["Ich habe gestern meinen Bruder in Berlin getroffen."])[0]
+    first = lines[0][0].removeprefix("<i>").removesuffix("</i>")
     if len(whole.split()) >= 2:  # shared out over the two cues
-        first = lines[0][0].removeprefix("<i>").removesuffix("</i>")
         assert f"{first} {lines[1][0]}" == whole
+    else:  # too few words for two cues: each cue translated alone
+        alone = translate_blocks(
+            [Marked("Ich habe gestern meinen Bruder"), Marked("in Berlin getroffen.")], translator, translator.config()
+        )
+        assert [first, lines[1][0]] == [m.text for m in alone]
     assert all(line.strip() for cue in lines for line in cue)
 
 
