@@ -5,12 +5,17 @@ into the test process)."""
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
+from conftest import MIN_MARGIN, reference_search
 
+from xformer_cli.bundles.bundle import load_bundle
 from xformer_cli.shipped import default_model
+from xformer_cli.text.sentences import split_sentences
+from xformer_cli.text.spans import protect
 
 pytest.importorskip("ctranslate2")  # the optional extra, in the dev extras
 
@@ -23,6 +28,18 @@ def translate(tmp_path, *flags: str) -> str:
     done = subprocess.run(command, input=LINES, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+@pytest.mark.parametrize("beam", [1, 5])
+def test_the_lines_are_decided_clearly_by_the_shipped_model(beam):
+    """Why the two engines may be compared line for line on any CPU: every decision of the search
+    on what the model sees of these lines (sentences, spans held back) wins by MIN_MARGIN, far
+    more than the two engines' rounding differs."""
+    bundle = load_bundle(default_model())
+    config = replace(bundle.decode, beam_size=beam)
+    segments = [protect(s).text for line in LINES.splitlines() for s in split_sentences(line)]
+    margins = [reference_search(bundle.model, ids, config)[1] for ids in bundle.tokenizer.encode(segments)]
+    assert min(margins) >= MIN_MARGIN, dict(zip(segments, margins))
 
 
 @pytest.mark.parametrize("search", [["--greedy"], ["--beam-size", "5"]])
