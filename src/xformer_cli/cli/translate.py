@@ -116,6 +116,12 @@ def translate(
     if greedy and sample:
         raise ConfigError("--greedy and --sample exclude each other: choose one")
     fmt = format_for(str(input) if input else None, format)
+    options = dict(
+        beam_size=1 if greedy else beam_size, length_penalty=length_penalty, max_len_a=max_len_a, max_len_b=max_len_b,
+        n_best=n_best, no_repeat_ngram=no_repeat_ngram, batch_tokens=batch_tokens, batch_size=batch_size,
+        split_sentences=split_sentences, protect_spans=protect_spans, sample=sample or None, sample_topk=sample_topk,
+        temperature=temperature, seed=seed,
+    )  # fmt: skip
     if fmt != "text":
         for flag, given in (
             ("--n-best", n_best and n_best > 1),
@@ -125,11 +131,6 @@ def translate(
         ):
             if given:
                 raise ConfigError(f"{flag} is for text lines, not a {fmt} file")
-        options = dict(
-            beam_size=1 if greedy else beam_size, length_penalty=length_penalty, max_len_a=max_len_a, max_len_b=max_len_b,
-            no_repeat_ngram=no_repeat_ngram, batch_tokens=batch_tokens, batch_size=batch_size, split_sentences=split_sentences,
-            protect_spans=protect_spans, sample=sample or None, sample_topk=sample_topk, temperature=temperature, seed=seed,
-        )  # fmt: skip
         return translate_document_file(model_ref(model), revision, input, output, fmt, device, threads, workers, quantize, options, engine)
     from xformer_cli.decoding.unix_filter import run_filter
 
@@ -143,22 +144,7 @@ def translate(
         threads=threads,
         workers=workers,
         show_scores=scores,
-        options=dict(
-            beam_size=1 if greedy else beam_size,
-            length_penalty=length_penalty,
-            max_len_a=max_len_a,
-            max_len_b=max_len_b,
-            n_best=n_best,
-            no_repeat_ngram=no_repeat_ngram,
-            batch_tokens=batch_tokens,
-            batch_size=batch_size,
-            split_sentences=split_sentences,
-            protect_spans=protect_spans,
-            sample=sample or None,
-            sample_topk=sample_topk,
-            temperature=temperature,
-            seed=seed,
-        ),
+        options=options,
         console=stderr(),
         quantize=quantize,
         attention_plot=attention_plot,
@@ -174,9 +160,7 @@ def translate_document_file(
     all) or stdout."""
     import sys
 
-    import torch
-
-    from xformer_cli.decoding.translator import Translator
+    from xformer_cli.decoding.translator import Translator, share_threads
     from xformer_cli.documents import translate_document, write_atomically
     from xformer_cli.errors import DocumentError
 
@@ -187,8 +171,7 @@ def translate_document_file(
     console = stderr()
     translator = Translator.load(model, revision, device, quantize, workers, engine)
     with translator:
-        if threads or workers > 1:
-            torch.set_num_threads(max(1, (threads or torch.get_num_threads()) // workers))
+        share_threads(threads, workers)
         config = translator.config(**options)
         console.print(f"xformer: model {translator.bundle.path}, device {translator.device}, {fmt}", highlight=False)
         result = translate_document(data, fmt, translator, config, str(input) if input else "<stdin>")

@@ -23,6 +23,13 @@ from xformer_cli.text.sentences import split_sentences
 from xformer_cli.text.spans import Masked, needs_model, protect, restore
 
 
+def share_threads(threads: int | None, workers: int) -> None:
+    """Give each of `workers` workers its share of `threads` torch threads (all torch has where
+    None); with one worker and no `threads`, torch's own choice stays."""
+    if threads or workers > 1:
+        torch.set_num_threads(max(1, (threads or torch.get_num_threads()) // workers))
+
+
 def check_workers(workers: int) -> None:
     """A ConfigError unless `workers` is a usable number of workers (at least 1)."""
     if workers < 1:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from xformer_cli.config import DecodeConfig
-from xformer_cli.decoding.translator import LineWarning, Translator, check_workers
+from xformer_cli.decoding.translator import LineWarning, Translator, check_workers, share_threads
 from xformer_cli.progress import LinesProgress
 
 CHUNK_LINES = 5000  # lines read, sorted and batched at a time when not streaming
@@ -63,8 +63,7 @@ def run_filter(
     parallel = 1 if interactive else workers  # streaming goes one line at a time: nothing to share out
     translator = Translator.load(model, revision, device, quantize, parallel, engine)
     with translator:  # ends the worker processes, on an error or Ctrl-C too
-        if threads or parallel > 1:
-            torch.set_num_threads(max(1, (threads or torch.get_num_threads()) // parallel))  # threads per worker
+        share_threads(threads, parallel)
         config = translator.config(**options)
         console.print(
             f"xformer: model {translator.bundle.path}, device {translator.device}{', int8' if quantize else ''}, {search_name(config)}"

@@ -15,7 +15,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import replace
 
-from xformer_cli.decoding.translator import Translator
+from xformer_cli.decoding.translator import Translator, share_threads
 from xformer_cli.errors import ConfigError
 from xformer_cli.serve.app import create_app
 from xformer_cli.serve.settings import ServeSettings
@@ -24,11 +24,8 @@ from xformer_cli.serve.settings import ServeSettings
 def load_translators(refs: Sequence[str], device: str, workers: int, threads: int | None, engine: str = "xformer") -> list[Translator]:
     """The models, each with its worker processes started (when `workers` > 1) by a first
     translation of two one-sentence batches, which also warms the model up."""
-    import torch
-
     translators = [Translator.load(ref, device=device, workers=workers, engine=engine) for ref in refs]
-    if threads or workers > 1:
-        torch.set_num_threads(max(1, (threads or torch.get_num_threads()) // workers))  # threads per worker
+    share_threads(threads, workers)
     for translator in translators:
         translator.translate_nbest(["Hallo.", "Guten Tag."], replace(translator.config(), batch_size=1))
     return translators
