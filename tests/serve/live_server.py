@@ -6,7 +6,9 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -48,3 +50,28 @@ def stop_server(process: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@dataclass
+class Held:
+    """A translator's `translate_nbest` made to wait: `started` is set when a call comes (its
+    texts go to `seen`), and the call goes on only once `release` is set."""
+
+    seen: list[list[str]] = field(default_factory=list)
+    started: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+
+
+def hold_translations(translator, monkeypatch) -> Held:
+    """Make `translator.translate_nbest` wait for `Held.release` (for tests of what happens to a
+    request while another is being translated)."""
+    held, original = Held(), translator.translate_nbest
+
+    def waiting(texts, config, warn=None):
+        held.seen.append(list(texts))
+        held.started.set()
+        held.release.wait(10)
+        return original(texts, config)
+
+    monkeypatch.setattr(translator, "translate_nbest", waiting)
+    return held

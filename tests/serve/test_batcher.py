@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import httpx
 import pytest
+from live_server import hold_translations
 
 from xformer_cli.errors import WorkerError
 from xformer_cli.serve.app import create_app
@@ -58,17 +59,8 @@ def test_jobs_with_other_options_go_in_other_calls(serve_translator, reference):
 
 
 def test_a_cancelled_job_is_not_translated(serve_translator, monkeypatch):
-    started, release = threading.Event(), threading.Event()
-    seen: list[list[str]] = []
-    original = serve_translator.translate_nbest
-
-    def recording(texts, config, warn=None):
-        seen.append(list(texts))
-        started.set()
-        release.wait(10)
-        return original(texts, config)
-
-    monkeypatch.setattr(serve_translator, "translate_nbest", recording)
+    held = hold_translations(serve_translator, monkeypatch)
+    seen, started, release = held.seen, held.started, held.release
     batcher = Batcher(serve_translator, wait_ms=0)
     try:
         running = batcher.submit(["Erster."], serve_translator.config())

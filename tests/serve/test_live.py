@@ -14,7 +14,7 @@ import time
 
 import httpx
 from libretranslatepy import LibreTranslateAPI
-from live_server import free_port, start_server, stop_server
+from live_server import free_port, hold_translations, start_server, stop_server
 from typer.testing import CliRunner
 
 from xformer_cli.cli.app import app as cli_app
@@ -80,17 +80,8 @@ def test_sigterm_finishes_the_request_in_flight(trained_bundle_dir, reference):
 def test_a_client_that_hangs_up_costs_nothing_further(serve_translator, reference, monkeypatch):
     import uvicorn
 
-    started, release = threading.Event(), threading.Event()
-    seen: list[list[str]] = []
-    original = serve_translator.translate_nbest
-
-    def recording(texts, config, warn=None):
-        seen.append(list(texts))
-        started.set()
-        release.wait(10)
-        return original(texts, config)
-
-    monkeypatch.setattr(serve_translator, "translate_nbest", recording)
+    held = hold_translations(serve_translator, monkeypatch)
+    seen, started, release = held.seen, held.started, held.release
     app = create_app(ServeSettings(batch_wait_ms=0), [serve_translator])
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
