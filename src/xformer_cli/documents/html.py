@@ -140,7 +140,7 @@ def read(tokens: list[Token]) -> Page:
             whole = "".join(t.raw for t in tokens[i : end + 1])
             for inner in tokens[i + 1 : end + 1]:
                 collect(inner, page)
-            if token.tag in INLINE or token.tag in ("code", "kbd", "samp", "var"):
+            if token.tag in INLINE or token.tag == "code":  # inline, untranslated: kept whole where it stands
                 builder.atom(whole)
                 raw.append(whole)
             else:
