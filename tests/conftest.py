@@ -128,17 +128,20 @@ MIN_MARGIN = 100 * SCORE_TOL
 
 @torch.inference_mode()
 def ranked_extensions(
-    model, src_ids: list[int], beams: list[tuple[tuple[int, ...], float]], n: int, eos_only: bool
+    model, src_ids: list[int], beams: list[tuple[tuple[int, ...], float]], n: int, eos_only: bool, config: DecodeConfig = DecodeConfig()
 ) -> list[tuple[float, tuple[int, ...]]]:
     """The `n` best one-token extensions (cumulative log-prob, prefix + token) of the `beams`
-    (prefix, cumulative log-prob) of one source, best first; each prefix decoded in full, no cache."""
+    (prefix, cumulative log-prob) of one source, best first; each prefix decoded in full, no cache.
+    The config's banned ids are never chosen, and its `renormalize` log-softmaxes again after."""
     c = model.config
     src = torch.tensor([[*src_ids, c.eos_id]] * len(beams))
     tgt = torch.tensor([[c.bos_id, *prefix] for prefix, _ in beams])
     lp = model(src, tgt)[:, -1].float().log_softmax(dim=-1)  # (beams, V)
-    lp[:, [c.pad_id, c.bos_id, c.unk_id]] = float("-inf")  # never chosen
+    lp[:, [c.pad_id, c.bos_id, *([c.unk_id] if config.ban_unk else []), *config.banned_ids]] = float("-inf")  # never chosen
     if eos_only:  # at the length cap only EOS may follow
         lp[:, : c.eos_id] = lp[:, c.eos_id + 1 :] = float("-inf")
+    if config.renormalize:
+        lp = lp.log_softmax(dim=-1)
     total = (lp + torch.tensor([score for _, score in beams]).unsqueeze(1)).flatten()
     values, index = total.topk(min(n, total.numel()))
     vocab = lp.size(1)
@@ -161,19 +164,30 @@ def step_margin(ranked: list[tuple[float, tuple[int, ...]]], k: int, eos_id: int
 def reference_search(model, src_ids: list[int], config: DecodeConfig) -> tuple[list[Hypothesis], float]:
     """Beam search (greedy for beam 1) of one source written plainly, by the rules of
     xformer_cli.decoding.search, with the smallest margin of any decision it took: the gap between a
-    choice and its runner-up, at every step and in the final ranking. Returns (n best, margin)."""
+    choice and its runner-up, at every step and in the final ranking (and, without early stopping,
+    in each test of whether to stop and of which finished hypotheses to keep). Returns (n best, margin)."""
     c, k = model.config, config.beam_size
     max_len = max_output_length(len(src_ids), config.max_len_a, config.max_len_b, c.max_pieces)
     beams: list[tuple[tuple[int, ...], float]] = [((), 0.0)]
     finished: list[Hypothesis] = []
     margin = math.inf
     for step in range(1, max_len + 1):
-        ranked = ranked_extensions(model, src_ids, beams, 2 * k + 1, eos_only=step == max_len)
+        ranked = ranked_extensions(model, src_ids, beams, 2 * k + 1, step == max_len, config)
         margin = min(margin, step_margin(ranked, k, c.eos_id))
         for log_prob, prefix in ranked[:k]:
-            if prefix[-1] == c.eos_id and len(finished) < k:
+            if prefix[-1] == c.eos_id and (len(finished) < k or not config.early_stopping):
                 finished.append(Hypothesis(prefix[:-1], length_normalized(log_prob, len(prefix), config.length_penalty), log_prob))
+        if not config.early_stopping and len(finished) > k:  # the best k stay
+            finished.sort(key=lambda h: -h.score)
+            margin = min(margin, finished[k - 1].score - finished[k].score)
+            del finished[k:]
         beams = [(prefix, log_prob) for log_prob, prefix in ranked if prefix[-1] != c.eos_id][:k]
+        if len(finished) >= k and beams and not config.early_stopping:
+            best = length_normalized(beams[0][1], step, config.length_penalty)
+            worst = min(h.score for h in finished)
+            margin = min(margin, abs(best - worst))
+            if best > worst:
+                continue
         if len(finished) >= k or not beams:
             break
     finished.sort(key=lambda h: -h.score)

@@ -37,6 +37,13 @@ class DecodeConfig:
     split_sentences: bool = True  # translate a line sentence by sentence, joined back on one line
     protect_spans: bool = True  # hold numbers, URLs, e-mail addresses and emoji back from the model (numbers return in English form)
     no_repeat_ngram: int = 0  # never repeat an n-gram of pieces within a translation (fairseq's --no-repeat-ngram-size); 0: off
+    # Beam search ends a sentence once it has beam_size finished hypotheses (True: fairseq's and
+    # xformer's rule), or only once no running hypothesis can beat the worst of them (False:
+    # transformers' default, kept for imported models so that they reproduce `generate`).
+    early_stopping: bool = True
+    ban_unk: bool = True  # never choose <unk> (transformers does not ban it unless a model's bad_words_ids say so)
+    banned_ids: tuple[int, ...] = ()  # more ids never chosen (a model's bad_words_ids); padding and BOS always are
+    renormalize: bool = False  # log-softmax again after banning ids (transformers' renormalize_logits), so scores sum to 1
     # Sampling (one random translation per sentence, as for back-translation) instead of search;
     # needs beam_size = n_best = 1. The draws of a sentence come from (seed, its source pieces).
     sample: bool = False

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from xformer_cli.bundles.bundle import Bundle, load_bundle
 from xformer_cli.bundles.ctranslate2_export import export_ctranslate2
 from xformer_cli.cli.app import app
+from xformer_cli.config import DecodeConfig
 from xformer_cli.decoding.penalties import max_output_length
 from xformer_cli.decoding.translator import Translator
 from xformer_cli.errors import ConfigError
@@ -119,7 +120,9 @@ def test_an_imported_marian_model_translates_alike(tmp_path):
 
     from xformer_cli.bundles.marian import import_marian
 
-    bundle = load_bundle(import_marian(str(make_tiny_marian(tmp_path / "opus-mt-de-en")), tmp_path / "imported"))
+    imported = load_bundle(import_marian(str(make_tiny_marian(tmp_path / "opus-mt-de-en")), tmp_path / "imported"))
+    # xformer's own search rules, which CTranslate2's are (an import's defaults follow transformers')
+    bundle = replace(imported, decode=DecodeConfig())
     exported = export_ctranslate2(bundle, tmp_path / "ct2")
     for beam in (1, 3):
         config = Translator(bundle, "cpu").config(beam_size=beam)

@@ -182,8 +182,8 @@ def test_greedy_and_beam_outputs_equal_generate_token_for_token(imported_dir, re
             assert list(hyps[0].tokens) + [0] == theirs
             compared.append(len(theirs))
     assert len(compared) >= 12 and max(compared) >= 4  # most sentences, and not only empty outputs
-    texts = Translator(bundle).translate(
-        SENTENCES, beam_size=beams, max_len_a=0.0, max_len_b=99, split_sentences=False, protect_spans=False
+    texts = Translator(bundle).translate(  # the rules `generate` was given above, not the import's defaults
+        SENTENCES, beam_size=beams, max_len_a=0.0, max_len_b=99, early_stopping=True, ban_unk=True, renormalize=False
     )
     decoded = hf_tokenizer.batch_decode(generated, skip_special_tokens=True)
     assert sum(a == b for a, b in zip(texts, decoded)) >= len(compared)

@@ -12,6 +12,18 @@ from-scratch model has as an option (config.py):
     max_position_embeddings                max_len
     source.spm + target.spm + vocab.json   SourceTargetTokenizer (tokenizer.py)
 
+Checkpoints come as `transformers` has saved them over the years: float16 or float32, with or
+without the stored sinusoid tables (checked against ours within the rounding of their dtype, then
+dropped: xformer computes the table, as Marian itself does), with or without `lm_head.weight`,
+in safetensors or in torch's old or new `pytorch_model.bin`. The special ids come from
+`vocab.json` (the tc-big models put `</s>` and `<unk>` elsewhere than 0 and 1) and must agree
+with config.json.
+
+The bundle's decoding defaults are the model's own (generation_config.json, else the generation
+keys that older config.json files hold, then transformers' defaults): beam size, length cap,
+banned ids, length penalty, stopping rule, renormalization, and no sentence splitting or span
+protection, so that `xformer translate` gives what `generate` gives on whole sentences.
+
 Only JSON, SentencePiece and safetensors are read; a repo with only `pytorch_model.bin` is read
 with `torch.load(weights_only=True)`, which unpickles tensors and plain containers and refuses
 anything else. Whatever does not fit (another architecture, separate vocabularies, a tensor
@@ -29,8 +41,9 @@ import torch
 
 from xformer_cli.bundles.bundle import Bundle, resolve, save_bundle
 from xformer_cli.bundles.card import CardInfo, metadata_yaml
+from xformer_cli.bundles.language_codes import model_languages
 from xformer_cli.config import DecodeConfig
-from xformer_cli.errors import ModelLoadError
+from xformer_cli.errors import ConfigError, ModelLoadError
 from xformer_cli.model.config import ModelConfig
 from xformer_cli.model.positional import sinusoidal_table
 from xformer_cli.model.transformer import Transformer, build_model, count_parameters
@@ -54,24 +67,22 @@ def import_marian(source: str, out: str | Path, revision: str | None = None) -> 
     """Write the Marian model at `source` (a folder or a Hub id) as an xformer bundle in `out`."""
     folder = resolve(source, revision, allow_patterns=HUB_FILES)
     config = read_json(folder / "config.json", required=True)
-    model_config = marian_model_config(config)
     tokenizer = SourceTargetTokenizer.load(folder)
     check_vocabulary(tokenizer, config, folder)
+    model_config = marian_model_config(config, tokenizer.unk_id)
     model = build_model(model_config, initialize=False)
     model.load_state_dict(marian_state_dict(read_weights(folder), model, config), strict=True)
     model.eval()
-    src_lang, tgt_lang = languages(source, read_json(folder / "tokenizer_config.json"))
-    generation = read_json(folder / "generation_config.json")
-    beams = generation.get("num_beams", config.get("num_beams", DecodeConfig.beam_size))
+    original_card = (folder / "README.md").read_text(encoding="utf-8") if (folder / "README.md").exists() else ""
+    src_lang, tgt_lang = model_languages(source, read_json(folder / "tokenizer_config.json"), original_card)
     bundle = Bundle(
         model=model,
         tokenizer=tokenizer,
-        decode=DecodeConfig(beam_size=int(beams)),
+        decode=decoding_defaults(config, read_json(folder / "generation_config.json"), model_config),
         src_lang=src_lang,
         tgt_lang=tgt_lang,
         extra={"imported_from": {"source": source, "revision": revision, "format": "marian"}},
     )
-    original_card = (folder / "README.md").read_text(encoding="utf-8") if (folder / "README.md").exists() else ""
     return save_bundle(bundle, out, card=import_card(source, model, bundle, original_card))
 
 
@@ -90,8 +101,9 @@ def read_json(path: Path, required: bool = False) -> dict[str, Any]:
     return value
 
 
-def marian_model_config(config: dict[str, Any]) -> ModelConfig:
-    """The xformer ModelConfig of a transformers MarianConfig (as found in config.json)."""
+def marian_model_config(config: dict[str, Any], unk_id: int) -> ModelConfig:
+    """The xformer ModelConfig of a transformers MarianConfig (as found in config.json); `unk_id`
+    is `<unk>`'s id in the vocabulary (config.json does not hold it)."""
     if config.get("model_type") != "marian":
         raise ModelLoadError(f"not a Marian model: config.json says model_type {config.get('model_type')!r}, expected 'marian'")
     if not config.get("share_encoder_decoder_embeddings", True):
@@ -135,7 +147,7 @@ def marian_model_config(config: dict[str, Any]) -> ModelConfig:
             positions="halves",
             output_bias=True,
             pad_id=pad,
-            unk_id=int(config.get("unk_token_id", 1)),
+            unk_id=unk_id,
             bos_id=int(config.get("decoder_start_token_id", pad)),  # Marian's decoder starts from <pad>
             eos_id=int(config["eos_token_id"]),
         )
@@ -151,8 +163,8 @@ def check_vocabulary(tokenizer: SourceTargetTokenizer, config: dict[str, Any], f
         raise ModelLoadError("unsupported Marian model: separate source and target vocabularies (target_vocab.json)")
     if tokenizer.vocab_size != config["vocab_size"]:
         raise ModelLoadError(f"{VOCAB_FILE} has {tokenizer.vocab_size} pieces, config.json's vocab_size is {config['vocab_size']}")
-    for piece, key in ((tokenizer.EOS, "eos_token_id"), (tokenizer.PAD, "pad_token_id")):
-        if tokenizer.vocab[piece] != config[key]:
+    for piece, key in ((tokenizer.EOS, "eos_token_id"), (tokenizer.PAD, "pad_token_id"), (tokenizer.UNK, "unk_token_id")):
+        if key in config and tokenizer.vocab[piece] != config[key]:
             raise ModelLoadError(f"{VOCAB_FILE} gives {piece} id {tokenizer.vocab[piece]}, config.json's {key} is {config[key]}")
 
 
@@ -218,8 +230,9 @@ def marian_state_dict(weights: dict[str, torch.Tensor], model: Transformer, conf
             if not torch.equal(tensor, shared):
                 raise ModelLoadError(f"Marian weights: {name!r} differs from the shared embedding, yet tie_word_embeddings is true")
             continue
-        if name.endswith("embed_positions.weight"):
-            if tensor.shape != positions.shape or not torch.allclose(tensor.float(), positions, atol=1e-4):
+        if name.endswith("embed_positions.weight"):  # stored by transformers before 2020's v4: check, then drop
+            rounding = max(1e-4, torch.finfo(tensor.dtype).eps) if tensor.is_floating_point() else 1e-4
+            if tensor.shape != positions.shape or not torch.allclose(tensor.float(), positions, atol=rounding, rtol=0):
                 raise ModelLoadError(f"Marian weights: {name!r} is not the sinusoidal table xformer computes")
             continue
         match = _LAYER.fullmatch(name)
@@ -239,13 +252,41 @@ def marian_state_dict(weights: dict[str, torch.Tensor], model: Transformer, conf
     return {name: t.float() for name, t in state.items()}
 
 
-def languages(source: str, tokenizer_config: dict[str, Any]) -> tuple[str, str]:
-    """Source and target language: tokenizer_config.json's, else the `opus-mt-XX-YY` name, else de, en."""
-    src, tgt = tokenizer_config.get("source_lang"), tokenizer_config.get("target_lang")
-    if isinstance(src, str) and isinstance(tgt, str) and src and tgt:
-        return src, tgt
-    match = re.search(r"opus-mt-([a-z]{2,3})-([a-z]{2,3})$", source.rstrip("/"))
-    return (match.group(1), match.group(2)) if match else ("de", "en")
+def decoding_defaults(config: dict[str, Any], generation: dict[str, Any], model: ModelConfig) -> DecodeConfig:
+    """The decoding defaults that reproduce `generate` under the model's own generation config:
+    each key from generation_config.json, else from config.json (where transformers kept them
+    before generation_config.json existed), else transformers' default; on whole sentences (no
+    splitting, no span protection)."""
+
+    def setting(key: str, default: Any) -> Any:
+        return generation.get(key, config.get(key, default))
+
+    early = setting("early_stopping", False)
+    if early not in (True, False):
+        raise ModelLoadError(f"unsupported Marian generation config: early_stopping {early!r} (xformer has true and false)")
+    if setting("do_sample", False):
+        raise ModelLoadError("unsupported Marian generation config: do_sample is true (xformer imports models that search)")
+    bad = setting("bad_words_ids", None) or []
+    if not isinstance(bad, list) or not all(isinstance(ids, list) and len(ids) == 1 and type(ids[0]) is int for ids in bad):
+        raise ModelLoadError(f"unsupported Marian generation config: bad_words_ids {bad!r} (xformer bans single ids)")
+    banned = sorted({ids[0] for ids in bad})
+    max_length = int(setting("max_length", 20))  # decoder tokens, the start token included
+    try:
+        return DecodeConfig(
+            beam_size=int(setting("num_beams", 1)),
+            length_penalty=float(setting("length_penalty", 1.0)),
+            max_len_a=0.0,
+            max_len_b=max_length - 1,  # pieces after the start token, EOS included
+            no_repeat_ngram=int(setting("no_repeat_ngram_size", 0)),
+            early_stopping=bool(early),
+            ban_unk=model.unk_id in banned,
+            banned_ids=tuple(i for i in banned if i != model.unk_id),
+            renormalize=bool(setting("renormalize_logits", False)),
+            split_sentences=False,
+            protect_spans=False,
+        )
+    except (TypeError, ValueError, ConfigError) as err:
+        raise ModelLoadError(f"unsupported Marian generation config: {err}") from None
 
 
 def card_license(original_card: str) -> str:
@@ -258,6 +299,12 @@ def card_license(original_card: str) -> str:
 def import_card(source: str, model: Transformer, bundle: Bundle, original_card: str) -> str:
     """The bundle's model card: the original named, its license and authors, then its own card."""
     license_id = card_license(original_card)
+    d = bundle.decode
+    stopping = (
+        f"a sentence ends with its first {d.beam_size} finished hypotheses"
+        if d.early_stopping
+        else "transformers' stopping rule (a sentence ends when no running hypothesis can beat its finished ones)"
+    )
     name = source.rstrip("/").split("/")[-1]
     info = CardInfo(
         name=f"{name} (xformer import)",
@@ -287,6 +334,16 @@ renamed; nothing was retrained.
 - Authors: {authors}
 
     echo "Guten Tag" | xformer translate --model path/to/this/folder
+
+## Decoding defaults
+
+The original's own generation config, so that `xformer translate` gives what transformers'
+`generate` gives: beam {d.beam_size}, at most {d.max_len_b} pieces, length penalty {d.length_penalty:g},
+banned ids {list(d.banned_ids) or "none"} (padding and the start token always are), `<unk>`
+{"banned" if d.ban_unk else "allowed"}, scores {"renormalized" if d.renormalize else "not renormalized"} after banning,
+{stopping};
+whole lines, no sentence splitting or span protection (`generate` has neither; whether they help
+this model was not measured at import). Every option of `xformer translate` overrides these.
 
 ## The original model card
 

@@ -23,8 +23,11 @@ def import_(
 ) -> None:
     """Import a Marian (OPUS-MT) model as an xformer bundle: its weights in the from-scratch model.
 
-    Reads config.json, source.spm, target.spm, vocab.json and model.safetensors (or
-    pytorch_model.bin with torch.load(weights_only=True)); never runs code from the model.
+    Reads config.json, generation_config.json, tokenizer_config.json, source.spm, target.spm,
+    vocab.json and model.safetensors (or pytorch_model.bin with torch.load(weights_only=True));
+    never runs code from the model. The bundle decodes by the model's own generation config
+    (beam, length cap, banned ids, transformers' stopping rule) on whole lines, as `generate`
+    does; every option of `xformer translate` overrides that.
     """
     from xformer_cli.bundles.marian import import_marian
 

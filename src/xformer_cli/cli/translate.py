@@ -98,6 +98,15 @@ def translate(
         ),
     ] = "xformer",
     attention_plot: Annotated[Optional[Path], typer.Option(help="Draw the first line's encoder attention as a PNG heatmap.")] = None,
+    target_lang: Annotated[
+        Optional[str],
+        typer.Option(
+            "--target-lang",
+            help="The language to translate into, for a model with several (an imported multi-target OPUS-MT model): its "
+            ">>xxx<< tag goes in front of every line that has none (uk, ukr -> >>ukr<<) [default: a line's own tag, else none]. "
+            "For a model with one target language only that language is accepted.",
+        ),
+    ] = None,
     format: Annotated[
         Optional[str],
         typer.Option(
@@ -128,6 +137,7 @@ def translate(
             ("--scores", scores),
             ("--stream", stream),
             ("--attention-plot", attention_plot),
+            ("--target-lang", target_lang),
         ):
             if given:
                 raise ConfigError(f"{flag} is for text lines, not a {fmt} file")
@@ -149,6 +159,7 @@ def translate(
         quantize=quantize,
         attention_plot=attention_plot,
         engine=engine,
+        target_lang=target_lang,
     )
 
 

@@ -10,7 +10,9 @@ exported once (`xformer export`, float32) into a cache folder keyed by the bundl
 Two differences from the own engine, both at the edges: CTranslate2 caps all outputs of a call
 at one length (the longest cap of the call), so an output that runs past its own cap (`max_len_a`
 * source + `max_len_b`) is cut there afterwards, as the own engine would have ended it; and its
-scores are CTranslate2's (length-normalised log-probabilities, the same formula).
+scores are CTranslate2's (length-normalised log-probabilities, the same formula). An imported
+model's transformers rules (`early_stopping` false, `renormalize`, `banned_ids`) are the own
+engine's only: CTranslate2 searches by its own rules, with <unk> allowed where the model allows it.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ class CTranslate2Engine:
             length_penalty=config.length_penalty,
             max_decoding_length=max(caps, default=1),
             min_decoding_length=0,
-            disable_unk=True,
+            disable_unk=config.ban_unk,
             no_repeat_ngram_size=config.no_repeat_ngram,
             return_scores=True,
             max_batch_size=config.batch_size or config.batch_tokens,

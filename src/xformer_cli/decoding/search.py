@@ -3,7 +3,10 @@ key/value cache.
 
 Rules learned by fairseq and kept here: padding, BOS and UNK are never selected; EOS is forced at
 the maximum length; beam search keeps 2×beam candidates so finished hypotheses never starve the
-beam; the cache is reordered with the beam; finished sentences leave the batch.
+beam; the cache is reordered with the beam; finished sentences leave the batch. Three options
+give transformers' rules instead, for imported models (`DecodeConfig`): UNK allowed, the
+log-probabilities renormalized after banning, and a sentence that goes on until no running
+hypothesis can beat its finished ones (`early_stopping` False).
 
 Sampling draws each next piece from the model's distribution, sharpened or flattened by a
 temperature and cut to the top k pieces. Its randomness belongs to the sentence, not the batch:
@@ -43,10 +46,12 @@ class Hypothesis:
     log_prob: float
 
 
-def _banned(model: Transformer, device: torch.device) -> Tensor:
-    """Ids never chosen: padding, BOS, UNK and the tag piece of synthetic sources (where there is one)."""
+def _banned(model: Transformer, config: DecodeConfig, device: torch.device) -> Tensor:
+    """Ids never chosen: padding, BOS, the tag piece of synthetic sources (where there is one),
+    UNK unless the config allows it, and the config's own banned ids."""
     c = model.config
-    return torch.tensor([c.pad_id, c.bos_id, c.unk_id] + ([c.tag_id] if c.tag_id >= 0 else []), device=device)
+    ids = [c.pad_id, c.bos_id] + ([c.unk_id] if config.ban_unk else []) + ([c.tag_id] if c.tag_id >= 0 else [])
+    return torch.tensor(sorted(set(ids) | set(config.banned_ids)), device=device)
 
 
 def _eos_only(model: Transformer, device: torch.device) -> Tensor:
@@ -60,6 +65,11 @@ def _step_log_probs(model: Transformer, project: Projection, tokens: Tensor, sta
     """Log-probabilities of the next token after `tokens` (B, 1). Shape -> (B, V)."""
     hidden = model.decode(tokens, state, incremental=True)[:, -1]  # (B, d_model)
     return project(hidden).float().log_softmax(dim=-1)  # (B, V)
+
+
+def _renormalized(lp: Tensor, config: DecodeConfig) -> Tensor:
+    """lp (R, V) log-softmaxed again after ids were banned, where the config says so."""
+    return lp.log_softmax(dim=-1) if config.renormalize else lp
 
 
 def ban_repeats(lp: Tensor, generated: Tensor, n: int) -> Tensor:
@@ -153,7 +163,7 @@ def _one_per_sentence(
     memory, src_mask = model.encode(src)
     state = model.init_state(memory, src_mask)
     max_lens = torch.tensor(_max_lengths(model, src, config), device=device)
-    banned, eos_only = _banned(model, device), _eos_only(model, device)
+    banned, eos_only = _banned(model, config, device), _eos_only(model, device)
     alive = torch.arange(batch, device=device)  # original row of each batch row
     tokens = torch.full((batch, 1), c.bos_id, dtype=torch.long, device=device)
     generated = torch.empty((batch, 0), dtype=torch.long, device=device)  # (B_alive, step) pieces so far
@@ -168,6 +178,7 @@ def _one_per_sentence(
         at_max = max_lens[alive] <= step
         if at_max.any():
             lp[at_max] += eos_only
+        lp = _renormalized(lp, config)
         best = pick(lp, alive, step)  # (B_alive,)
         best_lp = lp.gather(1, best.unsqueeze(1)).squeeze(1)  # (B_alive,) the model's log-prob of each choice
         finished = best == c.eos_id
@@ -201,19 +212,38 @@ def _finish(
     config: DecodeConfig,
 ) -> Tensor:
     """Move the EOS candidates that rank within the top k (`eos_top`: (B_alive, k)) into
-    `finished`, up to k per sentence; True for each alive sentence that now has k of them."""
+    `finished`: up to k per sentence, in rank order (fairseq's rule); with `early_stopping` False
+    the best k by score of those before and the new ones (transformers' rule). True for each alive
+    sentence that now has k of them."""
     k = config.beam_size
-    hits = eos_top.nonzero().tolist()
-    if not hits:
-        return torch.zeros(alive.numel(), dtype=torch.bool, device=alive.device)
     alive_rows = alive.tolist()
-    for row, pos in hits:
+    for row, pos in eos_top.nonzero().tolist():
         orig = alive_rows[row]
-        if len(finished[orig]) < k:
+        if len(finished[orig]) < k or not config.early_stopping:
             tokens = tuple(prefixes[row, int(cand_beam[row, pos]), 1:].tolist())
             lp_sum = float(cand_scores[row, pos])
             finished[orig].append(Hypothesis(tokens, length_normalized(lp_sum, len(tokens) + 1, config.length_penalty), lp_sum))
-    return torch.tensor([len(finished[orig]) >= k for orig in alive_rows], device=alive.device)
+    if not config.early_stopping:
+        for row in eos_top.any(dim=1).nonzero().squeeze(1).tolist():
+            hyps = finished[alive_rows[row]]
+            hyps[:] = sorted(hyps, key=lambda h: -h.score)[:k]  # stable: of equal scores the earlier stays
+    return torch.tensor([len(finished[orig]) >= k for orig in alive_rows], device=alive.device, dtype=torch.bool)
+
+
+def _cannot_improve(finished: list[list[Hypothesis]], alive: Tensor, scores: Tensor, step: int, config: DecodeConfig) -> Tensor:
+    """For each alive sentence with k finished hypotheses: True where its best running hypothesis
+    (`scores` (B_alive, k): sums of log-probabilities over `step` pieces), scored at its present
+    length, is no better than the worst finished one (transformers' test for `early_stopping`
+    False). Shape (B_alive,)."""
+    best = scores.max(dim=1).values.tolist()
+    return torch.tensor(
+        [
+            bool(finished[orig]) and length_normalized(b, step, config.length_penalty) <= min(h.score for h in finished[orig])
+            for orig, b in zip(alive.tolist(), best)
+        ],
+        device=alive.device,
+        dtype=torch.bool,
+    )
 
 
 @torch.inference_mode()
@@ -227,7 +257,7 @@ def beam_search(model: Transformer, src: Tensor, config: DecodeConfig, project: 
     memory, src_mask = model.encode(src)
     state = model.init_state(memory, src_mask)  # k decoder rows per sentence share its encoder keys/values
     max_lens = torch.tensor(_max_lengths(model, src, config), device=device)
-    banned, eos_only = _banned(model, device), _eos_only(model, device)
+    banned, eos_only = _banned(model, config, device), _eos_only(model, device)
     alive = torch.arange(batch, device=device)  # original sentence of each alive row group
     scores = torch.full((batch, k), float("-inf"), device=device)  # cumulative log-probs (B, k)
     scores[:, 0] = 0.0  # all beams start equal: keep one so the first step has no duplicates
@@ -245,13 +275,15 @@ def beam_search(model: Transformer, src: Tensor, config: DecodeConfig, project: 
         at_max = max_lens[alive] <= step  # (B_alive,)
         if at_max.any():
             lp[at_max] += eos_only
+        lp = _renormalized(lp.view(n_alive * k, vocab), config).view(n_alive, k, vocab)
         cand = lp.add_(scores.unsqueeze(2)).view(n_alive, k * vocab)  # cumulative scores of every extension
         cand_scores, cand_idx = cand.topk(min(2 * k, k * vocab), dim=1)  # (B, 2k): 2k so EOS can't starve the beam
         cand_beam, cand_tok = cand_idx // vocab, cand_idx % vocab
         is_eos = (cand_tok == c.eos_id) & torch.isfinite(cand_scores)
 
-        # A sentence is done with k finished hypotheses or at its maximum length.
-        done = _finish(finished, is_eos[:, :k], alive, prefixes, cand_beam, cand_scores, config) | at_max
+        # A sentence is done with k finished hypotheses (and, without early stopping, when its
+        # running ones can no longer beat them) or at its maximum length.
+        full = _finish(finished, is_eos[:, :k], alive, prefixes, cand_beam, cand_scores, config)
 
         # Continue with the k best candidates that are not EOS.
         order = (is_eos | ~torch.isfinite(cand_scores)).long() * (2 * k) + cand_pos  # non-EOS first, by rank
@@ -262,6 +294,7 @@ def beam_search(model: Transformer, src: Tensor, config: DecodeConfig, project: 
         new_tok = cand_tok.gather(1, keep_pos)
         prefixes = torch.cat([prefixes.gather(1, new_beam.unsqueeze(2).expand(-1, -1, prefixes.size(2))), new_tok.unsqueeze(2)], dim=2)
         scores = new_scores
+        done = (full if config.early_stopping else full & _cannot_improve(finished, alive, scores, step, config)) | at_max
         rows = (torch.arange(n_alive, device=device).unsqueeze(1) * k + new_beam).view(-1)  # (B*k,) rows of the cache
 
         keep = (~done).nonzero().squeeze(1)

@@ -12,6 +12,7 @@ import torch
 
 from xformer_cli.batching import cut_batches, pad_with_eos
 from xformer_cli.bundles.bundle import Bundle, load_bundle
+from xformer_cli.bundles.language_codes import THREE_LETTER, same_language, two_letter
 from xformer_cli.config import DecodeConfig
 from xformer_cli.decoding.ctranslate2_engine import ENGINES, CTranslate2Engine
 from xformer_cli.decoding.search import Hypothesis, search
@@ -19,6 +20,7 @@ from xformer_cli.decoding.workers import WorkerPool, processes_available
 from xformer_cli.devices import resolve_device
 from xformer_cli.errors import ConfigError
 from xformer_cli.model.packed import output_projection
+from xformer_cli.text.language_tags import split_language_tag
 from xformer_cli.text.sentences import split_sentences
 from xformer_cli.text.spans import Masked, needs_model, protect, restore
 
@@ -152,14 +154,31 @@ class Translator:
         Each text is translated sentence by sentence, with numbers, URLs, e-mail addresses and
         emoji held back and put back (see `text/spans.py`), and the sentences are joined on one line.
         A text of several sentences, or of a sentence longer than the model takes, gets one
-        translation (its n-best list repeats it); a single sentence gets its n best.
+        translation (its n-best list repeats it); a single sentence gets its n best. A text that
+        starts with a target-language tag of a multi-target model (`>>ukr<< ...`, see
+        `target_tag`) has it in front of each of its sentences.
         """
-        sentences = [  # (input line, sentence with its spans held back), in order
-            (line, protect(sentence) if config.protect_spans else Masked(sentence, ()))
-            for line, text in enumerate(texts)
-            for sentence in (split_sentences(text) if config.split_sentences else [text] if text else [])
-        ]
+        tags = self.tokenizer.language_tags.values()
+        sentences = []  # (input line, sentence with its spans held back), in order
+        for line, text in enumerate(texts):
+            tag, text = split_language_tag(text, tags)
+            for sentence in split_sentences(text) if config.split_sentences else [text] if text else []:
+                masked = protect(sentence) if config.protect_spans else Masked(sentence, ())
+                sentences.append((line, replace(masked, text=f"{tag} {masked.text}") if tag and needs_model(masked) else masked))
         return self._translate_sentences(sentences, len(texts), config, warn)
+
+    def target_tag(self, language: str) -> str:
+        """The piece that asks a multi-target model for `language` (`uk`, `ukr` -> `>>ukr<<`): put
+        it in front of a text. "" for the target language of a one-target model; a ConfigError
+        for a language the model does not write."""
+        tags = self.tokenizer.language_tags
+        for code in (language, THREE_LETTER.get(language, language), two_letter(language)):
+            if code in tags:
+                return tags[code]
+        if not tags and same_language(language, self.bundle.tgt_lang):
+            return ""
+        known = ", ".join(sorted(tags)) if tags else self.bundle.tgt_lang
+        raise ConfigError(f"this model does not translate into {language!r} (it writes: {known})")
 
     def translate_masked(self, sentences: Sequence[Masked], config: DecodeConfig) -> list[list[Translation]]:
         """The config's n best translations of each sentence, given with its spans already held
@@ -174,9 +193,12 @@ class Translator:
         limit = self.model.config.max_pieces
         encoded = iter(self.tokenizer.encode([m.text for _, m in sentences if needs_model(m)]))  # one SentencePiece call
         segments: list[Segment] = []
+        tag_ids = set(self.tokenizer.piece_ids(list(self.tokenizer.language_tags.values())))
         for number, (line, masked) in enumerate(sentences):
             ids = next(encoded) if needs_model(masked) else []
-            parts = [ids[start : start + limit] for start in range(0, len(ids), limit)] or [[]]
+            tag = ids[:1] if ids[:1] and ids[0] in tag_ids else []  # a target-language tag goes in front of every part
+            room = limit - len(tag)
+            parts = [tag + ids[start : start + room] for start in range(len(tag), len(ids), room)] or [[]]
             if len(parts) > 1 and warn:
                 warn(
                     LineWarning(

@@ -12,6 +12,7 @@ from typing import IO, Any
 from xformer_cli.config import DecodeConfig
 from xformer_cli.decoding.translator import LineWarning, Translator, check_workers, share_threads
 from xformer_cli.progress import LinesProgress
+from xformer_cli.text.language_tags import with_language_tag
 
 CHUNK_LINES = 5000  # lines read, sorted and batched at a time when not streaming
 
@@ -55,6 +56,7 @@ def run_filter(
     quantize: str | None = None,
     attention_plot: Path | None = None,
     engine: str = "xformer",
+    target_lang: str | None = None,
 ) -> None:
     import torch
 
@@ -65,6 +67,7 @@ def run_filter(
     with translator:  # ends the worker processes, on an error or Ctrl-C too
         share_threads(threads, parallel)
         config = translator.config(**options)
+        tag = translator.target_tag(target_lang) if target_lang else ""
         console.print(
             f"xformer: model {translator.bundle.path}, device {translator.device}{', int8' if quantize else ''}, {search_name(config)}"
             + (", engine ctranslate2" if engine == "ctranslate2" else "")
@@ -80,6 +83,7 @@ def run_filter(
             show_scores=show_scores,
             console=console,
             attention_plot=attention_plot,
+            target_tag=tag,
         )
 
 
@@ -93,9 +97,11 @@ def translate_stream(
     show_scores: bool,
     console,
     attention_plot: Path | None,
+    target_tag: str = "",
 ) -> None:
     """Lines of the input (a file, else stdin) to translations on the output (a file, else stdout):
-    one line at a time when interactive, else in chunks of CHUNK_LINES."""
+    one line at a time when interactive, else in chunks of CHUNK_LINES. `target_tag` (a
+    multi-target model's `>>xxx<<`) goes in front of each line that has no tag of its own."""
 
     def warn(message: LineWarning | str) -> None:
         console.print(f"[yellow]warning:[/yellow] {message}", highlight=False)
@@ -117,6 +123,8 @@ def translate_stream(
         with LinesProgress(None if interactive else console) as progress:  # a bar for long inputs, on stderr only
             for chunk in chunks(decode_lines(source, warn), 1 if interactive else CHUNK_LINES):
                 numbered_warn = lambda w, base=offset: warn(replace(w, line=w.line + base))  # noqa: E731  lines of the whole input
+                if target_tag:
+                    chunk = [with_language_tag(line, target_tag, translator.tokenizer.language_tags.values()) for line in chunk]
                 results = translator.translate_nbest(chunk, config, numbered_warn)
                 if attention_plot is not None and offset == 0:
                     draw_attention(translator, chunk[0], results[0][0].text, attention_plot, warn)

@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from xformer_cli.bundles.language_codes import two_letter
 from xformer_cli.decoding.translator import Translator
 from xformer_cli.serve.api_errors import bad_request
 from xformer_cli.serve.batcher import Batcher
 from xformer_cli.serve.languages import name
+from xformer_cli.text.language_tags import with_language_tag
 
 
 @dataclass
@@ -31,6 +33,21 @@ class LoadedModel:
     @property
     def target(self) -> str:
         return self.translator.bundle.tgt_lang
+
+    @property
+    def targets(self) -> list[str]:
+        """The languages it writes: those of its `>>xxx<<` tags for a multi-target model (two
+        letters where the language has them), else its one target."""
+        tags = self.translator.tokenizer.language_tags
+        return sorted({two_letter(code) for code in tags}) if tags else [self.target]
+
+    def tagged(self, texts: list[str], target: str) -> list[str]:
+        """The texts as the model reads them for `target`: with its tag in front for a multi-target model."""
+        tags = self.translator.tokenizer.language_tags
+        if not tags:
+            return texts
+        tag = self.translator.target_tag(target)
+        return [with_language_tag(text, tag, tags.values()) for text in texts]
 
     def as_json(self) -> dict[str, str]:
         """What GET /frontend/settings lists for the page's model picker."""
@@ -55,11 +72,11 @@ class ModelSet:
 
     def targets(self, source: str) -> list[str]:
         """The languages `source` is translated into, each once."""
-        return list(dict.fromkeys(m.target for m in self.models if m.source == source))
+        return list(dict.fromkeys(t for m in self.models if m.source == source for t in m.targets))
 
     def known(self, code: str) -> bool:
         """True for a language some model reads or writes."""
-        return any(code in (m.source, m.target) for m in self.models)
+        return any(code == m.source or code in m.targets for m in self.models)
 
     def pick(self, source: str, target: str, model_id: str | None = None) -> LoadedModel:
         """The model for a pair (or the one with `model_id`, which must translate that pair)."""
@@ -70,17 +87,17 @@ class ModelSet:
             model = next((m for m in self.models if m.id == model_id), None)
             if model is None:
                 raise bad_request(f"model {model_id} is not loaded (loaded: {', '.join(m.id for m in self.models)})")
-            if (model.source, model.target) != (source, target):
-                raise bad_request(f"model {model_id} translates {model.source} to {model.target}, not {source} to {target}")
+            if model.source != source or target not in model.targets:
+                raise bad_request(f"model {model_id} translates {model.source} to {', '.join(model.targets)}, not {source} to {target}")
             return model
-        model = next((m for m in self.models if (m.source, m.target) == (source, target)), None)
+        model = next((m for m in self.models if m.source == source and target in m.targets), None)
         if model is None:
             raise bad_request(f"{name(target)} ({target}) is not available as a target language from {name(source)} ({source})")
         return model
 
     def languages(self) -> list[dict[str, object]]:
         """GET /languages: every language read or written, with the targets it is translated into."""
-        codes = dict.fromkeys(code for m in self.models for code in (m.source, m.target))
+        codes = dict.fromkeys(code for m in self.models for code in (m.source, *m.targets))
         return [{"code": code, "name": name(code), "targets": self.targets(code)} for code in codes]
 
     def close(self) -> None:

@@ -96,7 +96,7 @@ async def translate_texts(request: TranslateRequest, models: ModelSet, receive: 
     for indices in by_model.values():
         model = chosen[indices[0]]
         config = decode_config(model, request.alternatives)
-        texts = [request.texts[i] for i in indices]
+        texts = model.tagged([request.texts[i] for i in indices], request.target)
         if request.format == "html":
             results = await html_texts(texts, model, config, timeout)
         else:

@@ -33,6 +33,7 @@ import sentencepiece as spm
 
 from xformer_cli.errors import ConfigError, ModelLoadError
 from xformer_cli.text.bpe_dropout import BpeDropout
+from xformer_cli.text.language_tags import LANGUAGE_TAG, split_language_tag
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 SPM_FILE = "spm.model"  # a joint tokenizer's one file
@@ -118,6 +119,11 @@ class Tokenizer:
     def piece_ids(self, pieces: Sequence[str]) -> list[int]:
         """The ids of pieces (as `pieces` gives them back)."""
         return [self.sp.PieceToId(p) for p in pieces]
+
+    @property
+    def language_tags(self) -> dict[str, str]:
+        """{}: xformer's own models have one target language."""
+        return {}
 
     @property
     def tag_id(self) -> int | None:
@@ -255,7 +261,10 @@ class SourceTargetTokenizer:
     and the pieces of both map to ids through one shared vocabulary (`vocab.json`, piece -> id).
 
     A piece the vocabulary lacks becomes `<unk>`. The special pieces are Marian's: `</s>` (end of
-    sentence), `<unk>` and `<pad>`; there is no BOS (Marian's decoder starts from `<pad>`).
+    sentence), `<unk>` and `<pad>`; there is no BOS (Marian's decoder starts from `<pad>`). A
+    model with several target languages has a piece `>>xxx<<` for each: a source text that starts
+    with one the vocabulary holds gets its id first, and the rest is cut as usual (as
+    transformers' MarianTokenizer does).
     Decoding joins the pieces and turns SentencePiece's "▁" into spaces, as SentencePiece itself
     decodes ordinary pieces; it drops `</s>` and `<pad>`.
     """
@@ -278,6 +287,7 @@ class SourceTargetTokenizer:
             self.id_to_piece[i] = piece
         self.unk_id, self.eos_id, self.pad_id = self.vocab[self.UNK], self.vocab[self.EOS], self.vocab[self.PAD]
         self._dropped = {self.eos_id, self.pad_id}
+        self._tag_ids = {piece: i for piece, i in self.vocab.items() if LANGUAGE_TAG.fullmatch(piece)}
 
     @classmethod
     def load(cls, folder: str | Path) -> "SourceTargetTokenizer":
@@ -304,8 +314,19 @@ class SourceTargetTokenizer:
         return [[get(piece, unk) for piece in pieces] for pieces in sp.Encode(list(texts), out_type=str, num_threads=threads)]
 
     def encode(self, texts: Sequence[str], threads: int = 1) -> list[list[int]]:
-        """Ids of source texts (no EOS), cut by the source model."""
-        return self._ids(self.source, texts, threads)
+        """Ids of source texts (no EOS), cut by the source model; a leading `>>xxx<<` of the
+        vocabulary is one id."""
+        if not self._tag_ids:
+            return self._ids(self.source, texts, threads)
+        split = [split_language_tag(text, self._tag_ids) for text in texts]
+        cut = self._ids(self.source, [rest for _, rest in split], threads)
+        return [([self.vocab[tag]] if tag else []) + ids for (tag, _), ids in zip(split, cut)]
+
+    @property
+    def language_tags(self) -> dict[str, str]:
+        """The target-language tags of a multi-target model, code -> piece (`ukr` -> `>>ukr<<`);
+        {} for a model with one target language."""
+        return {piece[2:-2]: piece for piece in self._tag_ids}
 
     def encode_target(self, texts: Sequence[str], threads: int = 1) -> list[list[int]]:
         """Ids of target texts (no EOS), cut by the target model."""
