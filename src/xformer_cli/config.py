@@ -137,6 +137,14 @@ class TrainConfig:
             "learning-rate schedule (--lr, --warmup)."
         ),
     )
+    init_encoder_layers: int = field(
+        default=0,
+        metadata=flag(
+            "With --init-from: grow or cut the bundle's encoder to this many layers (deeper: its trained stack repeated on top, "
+            "progressive stacking; shallower: the lowest layers kept); 0 keeps it."
+        ),
+    )
+    init_decoder_layers: int = field(default=0, metadata=flag("With --init-from: the same for the decoder; 0 keeps it."))
     max_steps: int = field(default=100_000, metadata=flag("Stop after this many updates."))  # optimizer updates
     max_epochs: int = field(default=0, metadata=flag("Stop after this many epochs."))  # 0: no limit
     max_time: float = field(default=0.0, metadata=flag("Stop after this many seconds of training."))  # seconds of training; 0: no limit
@@ -213,6 +221,10 @@ class TrainConfig:
             raise ConfigError(f"batch_tokens must be positive (got {self.batch_tokens})")
         if not 0.0 <= self.subword_alpha < 1.0:
             raise ConfigError(f"subword_alpha must be at least 0 (off) and below 1 (got {self.subword_alpha})")
+        if min(self.init_encoder_layers, self.init_decoder_layers) < 0:
+            raise ConfigError("init_encoder_layers and init_decoder_layers must be 0 (as the bundle has them) or positive")
+        if (self.init_encoder_layers or self.init_decoder_layers) and not self.init_from:
+            raise ConfigError("init_encoder_layers and init_decoder_layers grow a bundle: they need init_from")
         if self.corpora and (self.src or self.tgt):
             raise ConfigError("give the training data either as src/tgt or as [[train.corpora]], not both")
         if self.corpora and not any(c.weight > 0 for c in self.corpora):

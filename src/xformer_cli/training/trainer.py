@@ -33,6 +33,7 @@ from xformer_cli.text.tokenizer import TAG_PIECE, Tokenizer
 from xformer_cli.training.checkpoint import TrainState, load_checkpoint, model_state, restore_optimizer
 from xformer_cli.training.distributed import autocast, half_precision, training_device
 from xformer_cli.training.final_bundle import RunInfo, corpus_summary, final_weights, write_run_bundle
+from xformer_cli.training.grow import describe, grown_config, grown_state
 from xformer_cli.training.loss import backward_accumulated
 from xformer_cli.training.run_data import EpochBatches, TrainingData, prepare_training_data
 from xformer_cli.training.run_folder import RunFolder
@@ -116,8 +117,10 @@ class Trainer:
         last checkpoint when resuming."""
         cfg = self.cfg
         start = self.starting_bundle()
-        if start is not None:  # fine-tuning: the bundle's architecture, tokenizer and weights
-            model_config = start.model.config
+        start_state = None
+        if start is not None:  # fine-tuning: the bundle's architecture, tokenizer and weights, maybe grown
+            model_config = grown_config(start.model.config, cfg.init_encoder_layers, cfg.init_decoder_layers)
+            start_state = grown_state(start.model.state_dict(), start.model.config, model_config)
         self.run_folder.check_start(to_dict(model_config), resume)
         torch.manual_seed(cfg.seed)
         self.data = prepare_training_data(
@@ -133,11 +136,13 @@ class Trainer:
         self.model_config = replace(model_config, vocab_size=self.data.tokenizer.vocab_size, tag_id=-1 if tag_id is None else tag_id)
         self.model: Transformer = build_model(self.model_config).to(self.device)
         if start is not None:
-            self.model.load_state_dict(start.model.state_dict())
+            self.model.load_state_dict(start_state)
             self.log(
                 f"initialized from {cfg.init_from}; fresh optimizer and learning-rate schedule (peak {cfg.lr:g} after {cfg.warmup} "
                 "warmup steps)"
             )
+            if model_config != start.model.config:
+                self.log(f"grew {cfg.init_from}: {describe(start.model.config, model_config)}")
         self.ddp_model = self.model
         if self.dist.world > 1:
             from torch.nn.parallel import DistributedDataParallel

@@ -1,0 +1,59 @@
+"""A trained model grown into a deeper or shallower one, to fine-tune from (`train --init-from`).
+
+A beam step pays for every decoder layer at every piece and the encoder once per sentence, so
+capacity is cheapest in the encoder (Kasai et al. 2021, "Deep Encoder, Shallow Decoder"). Rather
+than train such a shape from scratch, the trained model is grown: a deeper stack starts as the
+trained stack repeated on top of itself (progressive stacking, Gong et al. 2019: 3 -> 8 layers is
+0 1 2 0 1 2 0 1), a shallower one keeps the lowest layers; embeddings, final norms and every other
+weight are the trained ones. With pre-norm layers and a final norm, the grown model is at once a
+working translator that fine-tuning improves.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+from torch import Tensor
+
+from xformer_cli.model.config import ModelConfig
+
+_LAYER = re.compile(r"(encoder|decoder)\.layers\.(\d+)\.(.+)")
+
+
+def layer_sources(trained: int, wanted: int) -> list[int]:
+    """The trained layer each of `wanted` layers starts as: the trained stack repeated upward,
+    or its lowest `wanted` layers."""
+    return [i % trained for i in range(wanted)]
+
+
+def grown_config(config: ModelConfig, encoder_layers: int, decoder_layers: int) -> ModelConfig:
+    """`config` with the given layer counts (0 keeps a count)."""
+    return replace(
+        config, n_encoder_layers=encoder_layers or config.n_encoder_layers, n_decoder_layers=decoder_layers or config.n_decoder_layers
+    )
+
+
+def grown_state(state: dict[str, Tensor], trained: ModelConfig, grown: ModelConfig) -> dict[str, Tensor]:
+    """The weights of the grown model: each layer's from its source layer (copies, so that the
+    repeated layers train apart), everything else as trained."""
+    by_stack = {"encoder": layer_sources(trained.n_encoder_layers, grown.n_encoder_layers)}
+    by_stack["decoder"] = layer_sources(trained.n_decoder_layers, grown.n_decoder_layers)
+    out = {name: t for name, t in state.items() if not _LAYER.fullmatch(name)}
+    for stack, sources in by_stack.items():
+        for index, source in enumerate(sources):
+            prefix = f"{stack}.layers.{source}."
+            out |= {f"{stack}.layers.{index}.{name[len(prefix) :]}": t.clone() for name, t in state.items() if name.startswith(prefix)}
+    return out
+
+
+def describe(trained: ModelConfig, grown: ModelConfig) -> str:
+    """How the model grew, for the training log: "encoder 3 -> 8 layers (from 0 1 2 0 1 2 0 1), decoder 3 -> 1 (from 0)"."""
+    parts = []
+    for stack, old, new in (
+        ("encoder", trained.n_encoder_layers, grown.n_encoder_layers),
+        ("decoder", trained.n_decoder_layers, grown.n_decoder_layers),
+    ):
+        sources = " ".join(map(str, layer_sources(old, new)))
+        parts.append(f"{stack} {old} -> {new} layers" + ("" if old == new else f" (from trained layers {sources})"))
+    return ", ".join(parts)
