@@ -7,11 +7,13 @@ Starts `xformer serve --workers 2` with the model on a free port, then:
 2. load: `--clients` threads, each sending one sentence per request from the data (Multi30k
    test2016 German by default), until `--requests` answers or `--seconds` have passed; the
    latency of every request (p50, p99), errors, sentences/s, and the server's memory (RSS of
-   the server process and of its worker processes) at the start, middle and end;
+   the server process and of its worker processes) at the start, middle and end, and where the
+   CPU went meanwhile (the server's main process, its workers, the clients);
 3. the CLI: `xformer translate --workers 2 --threads 2` of the same sentences (its translations,
    and its whole-process time: `ratio_to_whole_process`), and the same work in-process (the CLI's
    path without the start-up: Translator.load with 2 workers of 1 thread, translate_nbest over all
-   sentences) for sentences/s (`ratio`).
+   sentences) for sentences/s (`ratio`) and its workers' CPU seconds (`cpu_s_cli_workers`, to set
+   beside the server's workers: what batching across requests costs in search).
 The clients are threads of this process on the server's machine, each with a keep-alive
 connection of http.client (light: their CPU is taken from the server's).
 Every answer must equal the CLI's translation of that sentence. Prints a table and one JSON line.
@@ -46,6 +48,18 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
+def children(pid: int) -> list[int]:
+    """The child processes of `pid`, forked from any of its threads (the server's workers are
+    forked by a batcher lane, not by the main thread)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:  # a thread that ended meanwhile
+            pass
+    return found
+
+
 def rss_mb(pid: int) -> tuple[float, float]:
     """(RSS of the process, summed RSS of its children) in MB."""
 
@@ -55,8 +69,17 @@ def rss_mb(pid: int) -> tuple[float, float]:
                 return int(line.split()[1]) / 1024
         return 0.0
 
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    return round(one(pid), 1), round(sum(one(int(c)) for c in children), 1)
+    return round(one(pid), 1), round(sum(one(c) for c in children(pid)), 1)
+
+
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(CPU seconds of the process, summed CPU seconds of its living children), user + system."""
+
+    def one(p: int) -> float:
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+    return one(pid), sum(one(c) for c in children(pid))
 
 
 def start_server(model: str, workers: int, threads: int) -> tuple[subprocess.Popen, str]:
@@ -119,6 +142,7 @@ def load(url: str, sentences: list[str], clients: int, seconds: float, pid: int)
     todo = iter(range(len(sentences)))
     deadline = time.monotonic() + seconds
     memory = {"start": rss_mb(pid)}
+    cpu_before, own_before = cpu_seconds(pid), time.process_time()
 
     def client_loop() -> None:
         connection = Client(url)
@@ -149,7 +173,13 @@ def load(url: str, sentences: list[str], clients: int, seconds: float, pid: int)
             memory["middle"] = rss_mb(pid)
     elapsed = time.perf_counter() - started
     memory["end"] = rss_mb(pid)
-    return {"answers": answers, "errors": errors, "latencies": latencies, "elapsed": elapsed, "memory": memory}
+    (main_after, workers_after), own_after = cpu_seconds(pid), time.process_time()
+    cpu = {  # where the machine's CPU went during the load
+        "server_main": round(main_after - cpu_before[0], 1),  # HTTP, JSON, batcher, routing
+        "server_workers": round(workers_after - cpu_before[1], 1),  # the searches
+        "clients": round(own_after - own_before, 1),  # this process: the client threads
+    }
+    return {"answers": answers, "errors": errors, "latencies": latencies, "elapsed": elapsed, "memory": memory, "cpu": cpu}
 
 
 def cli_translations(model: str, sentences: list[str], workers: int, threads: int) -> tuple[list[str], float]:
@@ -162,8 +192,9 @@ def cli_translations(model: str, sentences: list[str], workers: int, threads: in
         return out.read_text(encoding="utf-8").splitlines(), time.perf_counter() - started
 
 
-def in_process_speed(model: str, sentences: list[str], workers: int, threads: int) -> float:
-    """Sentences/s of the CLI's path without its start-up (as `xformer translate` loads and sets threads)."""
+def in_process_speed(model: str, sentences: list[str], workers: int, threads: int) -> tuple[float, float]:
+    """Sentences/s of the CLI's path without its start-up (as `xformer translate` loads and sets
+    threads), and the CPU seconds its workers spent on the sentences."""
     import torch
 
     from xformer_cli.decoding.translator import Translator
@@ -172,9 +203,11 @@ def in_process_speed(model: str, sentences: list[str], workers: int, threads: in
         torch.set_num_threads(max(1, threads // workers))
         config = translator.config()
         translator.translate_nbest(sentences[:16], config)  # warm-up, starts the workers
+        before = cpu_seconds(os.getpid())[1]
         started = time.perf_counter()
         translator.translate_nbest(sentences, config)
-        return len(sentences) / (time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        return len(sentences) / elapsed, cpu_seconds(os.getpid())[1] - before
 
 
 def main() -> None:
@@ -204,7 +237,7 @@ def main() -> None:
     served = [sentences[i] for i in done]
     cli, cli_seconds = cli_translations(args.model, served, args.workers, args.threads)
     mismatches = sum(result["answers"][i] != english for i, english in zip(done, cli))
-    cli_speed = in_process_speed(args.model, served, args.workers, args.threads)
+    cli_speed, cli_worker_cpu = in_process_speed(args.model, served, args.workers, args.threads)
     server_speed = len(done) / result["elapsed"]
     report = {
         "cpu": cpu_name(),
@@ -225,6 +258,8 @@ def main() -> None:
         "latency_load_p99_ms": round(1000 * percentile(result["latencies"], 99), 1),
         "rss_mb_server_workers": result["memory"],
         "batcher_calls_jobs_largest": [batching["calls"], batching["jobs"], batching["largest_call"]],
+        "cpu_s_under_load": result["cpu"] | {"wall_x_cores": round(result["elapsed"] * (os.cpu_count() or 1), 1)},
+        "cpu_s_cli_workers": round(cli_worker_cpu, 1),  # the CLI path's searches of the same sentences
     }
     width = max(len(key) for key in report)
     for key, value in report.items():
