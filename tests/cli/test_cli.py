@@ -162,7 +162,13 @@ def test_ctrl_c_ends_the_worker_processes_quickly_with_status_130(trained_bundle
         "--device",
         "cpu",
     ]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, start_new_session=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    process = subprocess.Popen(
+        command,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal, even under a background job
+    )
     try:
         started = time.monotonic()
         while len(session_processes(process.pid)) < 3 and time.monotonic() - started < 120:  # the command and its two workers
