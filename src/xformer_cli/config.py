@@ -141,7 +141,7 @@ class TrainConfig:
         default=0,
         metadata=flag(
             "With --init-from: grow or cut the bundle's encoder to this many layers (deeper: its trained stack repeated on top, "
-            "progressive stacking; shallower: the lowest layers kept); 0 keeps it."
+            "progressive stacking; shallower: layers spread evenly, the first and last kept); 0 keeps it."
         ),
     )
     init_decoder_layers: int = field(default=0, metadata=flag("With --init-from: the same for the decoder; 0 keeps it."))

@@ -19,9 +19,11 @@ def run(*args):
     return CliRunner().invoke(app, list(map(str, args)))
 
 
-def test_a_deeper_stack_repeats_the_trained_one_on_top_and_a_shallower_keeps_the_lowest_layers():
+def test_a_deeper_stack_repeats_the_trained_one_on_top_and_a_shallower_keeps_layers_spread_evenly():
     assert layer_sources(3, 8) == [0, 1, 2, 0, 1, 2, 0, 1]
-    assert layer_sources(3, 1) == [0]
+    assert layer_sources(3, 2) == [0, 2]
+    assert layer_sources(6, 3) == [0, 2, 5]
+    assert layer_sources(3, 1) == [2]
     assert layer_sources(2, 2) == [0, 1]
 
 
@@ -36,13 +38,13 @@ def test_the_grown_model_holds_each_layer_of_its_source_and_every_other_weight(t
     for index, source in enumerate([0, 1, 0, 1, 0]):
         for name, tensor in model.encoder.layers[index].state_dict().items():
             assert torch.equal(tensor, before[f"encoder.layers.{source}.{name}"])
-    assert all(torch.equal(t, before[f"decoder.layers.0.{n}"]) for n, t in model.decoder.layers[0].state_dict().items())
+    assert all(torch.equal(t, before[f"decoder.layers.1.{n}"]) for n, t in model.decoder.layers[0].state_dict().items())
     assert torch.equal(model.embedding.weight, trained.embedding.weight)
     state["encoder.layers.2.ffn.fc1.weight"].add_(1.0)  # copies: the repeated layers train apart
     assert not torch.equal(state["encoder.layers.0.ffn.fc1.weight"], state["encoder.layers.2.ffn.fc1.weight"])
     assert (
         describe(trained.config, config)
-        == "encoder 2 -> 5 layers (from trained layers 0 1 0 1 0), decoder 2 -> 1 layers (from trained layers 0)"
+        == "encoder 2 -> 5 layers (from trained layers 0 1 0 1 0), decoder 2 -> 1 layers (from trained layers 1)"
     )
 
 

@@ -4,9 +4,15 @@ A beam step pays for every decoder layer at every piece and the encoder once per
 capacity is cheapest in the encoder (Kasai et al. 2021, "Deep Encoder, Shallow Decoder"). Rather
 than train such a shape from scratch, the trained model is grown: a deeper stack starts as the
 trained stack repeated on top of itself (progressive stacking, Gong et al. 2019: 3 -> 8 layers is
-0 1 2 0 1 2 0 1), a shallower one keeps the lowest layers; embeddings, final norms and every other
-weight are the trained ones. With pre-norm layers and a final norm, the grown model is at once a
-working translator that fine-tuning improves.
+0 1 2 0 1 2 0 1), a shallower one keeps layers spread evenly over the trained stack, its first
+and last among them (3 -> 2 keeps 0 and 2); embeddings, final norms and every other weight are
+the trained ones.
+
+Measured on the shipped model (validation loss on 300 mixed development sentences, before any
+fine-tuning; the shipped model 1.93): the encoder stacked to 6 layers 2.05 (interleaved, 0 0 1 1
+2 2: 2.04); the decoder cut to 2 layers 2.47 keeping 0 and 2, 2.78 keeping 0 and 1, 4.93 keeping
+1 and 2; cut to 1 layer 7.15 (the last) or 7.34 (the first), near a model that knows nothing
+(ln 8001 = 8.99): a one-layer decoder has to be trained again.
 """
 
 from __future__ import annotations
@@ -22,9 +28,13 @@ _LAYER = re.compile(r"(encoder|decoder)\.layers\.(\d+)\.(.+)")
 
 
 def layer_sources(trained: int, wanted: int) -> list[int]:
-    """The trained layer each of `wanted` layers starts as: the trained stack repeated upward,
-    or its lowest `wanted` layers."""
-    return [i % trained for i in range(wanted)]
+    """The trained layer each of `wanted` layers starts as: the trained stack repeated upward;
+    for fewer, layers spread evenly from the first to the last (one layer: the last)."""
+    if wanted >= trained:
+        return [i % trained for i in range(wanted)]
+    if wanted == 1:
+        return [trained - 1]
+    return [round(i * (trained - 1) / (wanted - 1)) for i in range(wanted)]
 
 
 def grown_config(config: ModelConfig, encoder_layers: int, decoder_layers: int) -> ModelConfig:
