@@ -4,14 +4,16 @@ output) costs.
 
     pip install 'xformer-cli[ctranslate2]'
     python bench/peers/ctranslate2_engine.py --model models/de-en-general [--lines 1000] [--threads 2]
+    python bench/peers/ctranslate2_engine.py --model models/de-en-general --testset tatoeba/test --lines 0 --columns beam5_batch30
 
-On Multi30k test2016, in the three decoding columns (greedy batch 30, beam 5 batch 30, beam 5 one
-sentence at a time), float32 and int8, one process: sentences/s and BLEU of CTranslate2 direct
-(SentencePiece pieces in, `translate_batch` over all sentences with `max_batch_size`), of
-xformer's Translator with engine "ctranslate2" (the same model folder, from the export cache) and
-of the own engine (float32 only), with the wrapper's speed as a ratio to the direct call; direct and
-wrapper timed in turn three times, the ratio the median of the three pairs'. The direct call gets its pieces ready-made: the wrapper's time
-includes tokenizing, splitting, spans and detokenizing.
+On Multi30k test2016 (or --testset; --lines 0 for all of it), in the three decoding columns
+(greedy batch 30, beam 5 batch 30, beam 5 one sentence at a time; or those of --columns),
+float32 and int8, one process: sentences/s and BLEU of CTranslate2 direct (SentencePiece pieces
+in, `translate_batch` over all sentences with `max_batch_size`), of xformer's Translator with
+engine "ctranslate2" (the same model folder, from the export cache) and of the own engine
+(float32 only), with the wrapper's speed as a ratio to the direct call; direct and wrapper timed
+in turn three times, the ratio the median of the three pairs'. The direct call gets its pieces
+ready-made: the wrapper's time includes tokenizing, splitting, spans and detokenizing.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ import torch
 
 from xformer_cli.decoding.ctranslate2_engine import cache_folder
 from xformer_cli.decoding.translator import Translator
+from xformer_cli.evaluation.test_sets import find_testset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for columns.py
-from columns import COLUMNS, baseline_arguments, cpu_name, test2016  # noqa: E402
+from columns import COLUMNS, baseline_arguments, cpu_name  # noqa: E402
 
 PAIRS = 3  # direct and wrapper timed in turn this many times; the ratio is the median of the pairs' (the machine drifts)
 
@@ -48,10 +51,13 @@ def best(translator: Translator, sources: list[str], config) -> list[str]:
 
 def main() -> None:
     parser = baseline_arguments(__doc__.splitlines()[0])
-    parser.add_argument("--lines", type=int, default=1000)
+    parser.add_argument("--lines", type=int, default=1000, help="the first N lines of the test set; 0: all")
+    parser.add_argument("--testset", default="multi30k/test2016", help="a test set name, as `xformer evaluate -t` takes it")
+    parser.add_argument("--columns", nargs="+", default=[name for name, _, _ in COLUMNS], choices=[name for name, _, _ in COLUMNS])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    sources, refs = (lines[: args.lines] for lines in test2016(args.data_dir))
+    source_path, reference_path = find_testset(args.testset, args.data_dir)
+    sources, refs = (path.read_text(encoding="utf-8").splitlines()[: args.lines or None] for path in (source_path, reference_path))
     wrapper = {q: Translator.load(args.model, device="cpu", engine="ctranslate2") for q in ("float32", "int8")}
     wrapper["int8"].quantize("int8")
     own = Translator.load(args.model, device="cpu")
@@ -61,14 +67,15 @@ def main() -> None:
     pieces = [tokenizer.pieces(ids) for ids in tokenizer.encode(sources)]
     print(
         json.dumps(
-            {"cpu": cpu_name(), "model": args.model, "lines": len(sources), "threads": args.threads, "ctranslate2": ctranslate2.__version__}
+            {"cpu": cpu_name(), "model": args.model, "testset": args.testset, "lines": len(sources), "threads": args.threads}
+            | {"ctranslate2": ctranslate2.__version__}
         )
     )
     for quantization in ("float32", "int8"):
         direct = ctranslate2.Translator(
             folder, device="cpu", compute_type="default" if quantization == "float32" else "int8", intra_threads=args.threads
         )
-        for name, beam, batch in COLUMNS:
+        for name, beam, batch in (column for column in COLUMNS if column[0] in args.columns):
             options = dict(beam_size=beam, max_batch_size=batch, disable_unk=True, min_decoding_length=0, max_decoding_length=256)
             config = wrapper[quantization].config(beam_size=beam, batch_size=batch)
             pairs = []
