@@ -216,8 +216,11 @@ def _finish(
     the best k by score of those before and the new ones (transformers' rule). True for each alive
     sentence that now has k of them."""
     k = config.beam_size
+    hits = eos_top.nonzero().tolist()
+    if not hits and config.early_stopping:  # the common step: no sentence finishes anything
+        return torch.zeros(alive.numel(), dtype=torch.bool, device=alive.device)
     alive_rows = alive.tolist()
-    for row, pos in eos_top.nonzero().tolist():
+    for row, pos in hits:
         orig = alive_rows[row]
         if len(finished[orig]) < k or not config.early_stopping:
             tokens = tuple(prefixes[row, int(cand_beam[row, pos]), 1:].tolist())
