@@ -8,8 +8,8 @@ trained stack repeated on top of itself (progressive stacking, Gong et al. 2019:
 and last among them (3 -> 2 keeps 0 and 2); embeddings, final norms and every other weight are
 the trained ones.
 
-Measured on the shipped model (validation loss on 300 mixed development sentences, before any
-fine-tuning; the shipped model 1.93): the encoder stacked to 6 layers 2.05 (interleaved, 0 0 1 1
+Measured on the shipped model (bench/quality/grow_shapes.py: validation loss on 300 mixed
+development sentences, before any fine-tuning; the shipped model 1.93): the encoder stacked to 6 layers 2.05 (interleaved, 0 0 1 1
 2 2: 2.04); the decoder cut to 2 layers 2.47 keeping 0 and 2, 2.78 keeping 0 and 1, 4.93 keeping
 1 and 2; cut to 1 layer 7.15 (the last) or 7.34 (the first), near a model that knows nothing
 (ln 8001 = 8.99): a one-layer decoder has to be trained again.
@@ -42,13 +42,22 @@ def grown_config(config: ModelConfig, encoder_layers: int, decoder_layers: int) 
 
 
 def grown_state(state: dict[str, Tensor], trained: ModelConfig, grown: ModelConfig) -> dict[str, Tensor]:
-    """The weights of the grown model: each layer's from its source layer (copies, so that the
-    repeated layers train apart), everything else as trained."""
-    by_stack = {"encoder": layer_sources(trained.n_encoder_layers, grown.n_encoder_layers)}
-    by_stack["decoder"] = layer_sources(trained.n_decoder_layers, grown.n_decoder_layers)
+    """The weights of the grown model: each layer's from its source layer, everything else as trained."""
+    return layers_from(
+        state,
+        {
+            "encoder": layer_sources(trained.n_encoder_layers, grown.n_encoder_layers),
+            "decoder": layer_sources(trained.n_decoder_layers, grown.n_decoder_layers),
+        },
+    )
+
+
+def layers_from(state: dict[str, Tensor], sources: dict[str, list[int]]) -> dict[str, Tensor]:
+    """`state` with the layers of each stack ("encoder", "decoder") taken from the trained layers
+    `sources[stack]` lists, one per new layer (copies, so that repeated layers train apart)."""
     out = {name: t for name, t in state.items() if not name.startswith(("encoder.layers.", "decoder.layers."))}
-    for stack, sources in by_stack.items():
-        for index, source in enumerate(sources):
+    for stack, chosen in sources.items():
+        for index, source in enumerate(chosen):
             prefix = f"{stack}.layers.{source}."
             out |= {f"{stack}.layers.{index}.{name[len(prefix) :]}": t.clone() for name, t in state.items() if name.startswith(prefix)}
     return out
