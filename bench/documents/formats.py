@@ -1,14 +1,16 @@
 """Each format against plain lines: newstest2014 sentences wrapped into SubRip, WebVTT, Markdown,
 HTML, Word and gettext, translated, the markup stripped, scored with sacreBLEU, and timed.
 
-    python bench/documents/formats.py [--model models/de-en-general] [--data-dir ../shared/data] [--lines 500]
+    python bench/documents/formats.py [--model models/de-en-general] [--data-dir ../shared/data] [--lines 500] [--rounds 3]
 
 The wrapping puts markup where it makes the model's job harder if anything goes wrong: in HTML a
 `<b>` around the second and third words and a link around the last word but one; in Markdown
 `**` and a link the same way; in Word a bold and an italic run the same way; in SubRip and
 WebVTT every sentence cut at its middle word into two cues; in gettext each sentence a message.
-Prints, per format, BLEU and its difference to plain lines, the seconds and their ratio to plain
-lines, all in one process on the same sentences.
+Prints, per format, BLEU and its difference to plain lines, the seconds of each round, and the
+median over rounds of its time over that of the plain lines translated just before it (each
+format is paired with a plain run, so that the machine's drift touches both alike), all in one
+process on the same sentences.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import html
 import io
 import json
 import re
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -135,6 +138,8 @@ def main() -> None:
     parser.add_argument("--data-dir", default=DATA_DIR)
     parser.add_argument("--lines", type=int, default=500, help="the first N sentences of newstest2014")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="times each format runs, each after plain lines")
+    parser.add_argument("--formats", nargs="+", default=["srt", "vtt", "markdown", "html", "docx", "po"], help="those to time")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     translator = Translator.load(args.model, device="cpu")
@@ -144,11 +149,6 @@ def main() -> None:
     ref = reference.read_text(encoding="utf-8").splitlines()[: args.lines]
     print(json.dumps({"cpu": cpu_name(), "model": str(translator.bundle.path), "lines": len(src), "search": f"beam {config.beam_size}"}))
     translator.translate_nbest(src[:20], config)  # warm-up: the first search pays for lazy set-up
-    started = time.perf_counter()
-    plain = [nbest[0].text for nbest in translator.translate_nbest(src, config)]
-    plain_seconds = time.perf_counter() - started
-    plain_bleu = corpus_bleu(plain, [ref]).score
-    print(json.dumps({"format": "plain lines", "bleu": round(plain_bleu, 2), "seconds": round(plain_seconds, 1)}), flush=True)
     formats = {
         "srt": (lambda: to_subtitles(src, False), lambda out: from_subtitles(out, src)),
         "vtt": (lambda: to_subtitles(src, True), lambda out: from_subtitles(out, src)),
@@ -157,20 +157,31 @@ def main() -> None:
         "docx": (lambda: to_docx(src), from_docx),
         "po": (lambda: to_po(src), lambda out: from_po(out, src)),
     }
-    for name, (write, read) in formats.items():
-        data = write()
-        started = time.perf_counter()
-        out = translate_document(data, name, translator, config, f"newstest2014.{name}")
-        seconds = time.perf_counter() - started
-        hyp = read(out)
-        assert len(hyp) == len(src), (name, len(hyp))
-        bleu = corpus_bleu(hyp, [ref]).score
-        row = {"format": name, "bleu": round(bleu, 2), "bleu_minus_plain": round(bleu - plain_bleu, 2)}
-        row |= {"seconds": round(seconds, 1), "time_ratio_to_plain": round(seconds / plain_seconds, 3)}
+    formats = {name: formats[name] for name in args.formats}
+    seconds: dict[str, list[float]] = {name: [] for name in formats}
+    plain_seconds: dict[str, list[float]] = {name: [] for name in formats}  # the plain run just before each
+    bleu: dict[str, float] = {}
+    for _ in range(args.rounds):
+        for name, (write, read) in formats.items():
+            started = time.perf_counter()
+            plain = [nbest[0].text for nbest in translator.translate_nbest(src, config)]
+            plain_seconds[name].append(time.perf_counter() - started)
+            bleu["plain lines"] = corpus_bleu(plain, [ref]).score
+            data = write()
+            started = time.perf_counter()
+            out = translate_document(data, name, translator, config, f"newstest2014.{name}")
+            seconds[name].append(time.perf_counter() - started)
+            hyp = read(out)
+            assert len(hyp) == len(src), (name, len(hyp))
+            bleu[name] = corpus_bleu(hyp, [ref]).score
+    every_plain = [t for times in plain_seconds.values() for t in times]
+    print(json.dumps({"format": "plain lines", "bleu": round(bleu["plain lines"], 2), "seconds": [round(t, 1) for t in every_plain]}))
+    for name, times in seconds.items():
+        ratios = sorted(t / p for t, p in zip(times, plain_seconds[name]))
+        row = {"format": name, "bleu": round(bleu[name], 2), "bleu_minus_plain": round(bleu[name] - bleu["plain lines"], 2)}
+        row |= {"seconds": [round(t, 1) for t in times], "time_ratio_to_plain": round(statistics.median(ratios), 3)}
+        row |= {"ratios": [round(r, 3) for r in ratios]}
         print(json.dumps(row), flush=True)
-    started = time.perf_counter()  # plain lines again, last: the machine's drift over the run
-    translator.translate_nbest(src, config)
-    print(json.dumps({"format": "plain lines, again", "seconds": round(time.perf_counter() - started, 1)}))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import torch
 
+from xformer_cli.decoding import source_attention
 from xformer_cli.decoding.translator import Translator
 from xformer_cli.documents import alignment, translate_document
 from xformer_cli.documents.blocks import hold_atoms
@@ -126,6 +127,9 @@ def main() -> None:
     parser.add_argument(
         "--layers", nargs="+", default=["-2,-1"], help="decoder layers averaged for the alignment, each choice a comma list"
     )
+    parser.add_argument(
+        "--shifts", nargs="+", type=int, default=[alignment.SHIFT], help="the step aligning a piece: 0 the one choosing it, 1 the next"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     translator = Translator.load(args.model, device="cpu")
@@ -135,10 +139,13 @@ def main() -> None:
     print(json.dumps({"cpu": cpu_name(), "model": str(translator.bundle.path)} | cases))
     baseline = [nbest[0].text for nbest in translator.translate_nbest([plain(s) for s, _ in names], translator.config())]
     plain_bleu = corpus_bleu(baseline, [references]).score
-    methods = [(f"attention layers {layers}", by_attention, layers) for layers in args.layers] + [("placeholders", by_placeholders, None)]
-    for method, run, layers in methods:
-        if layers:
-            alignment.ATTENTION_LAYERS = tuple(int(i) for i in layers.split(","))
+    methods = [
+        (f"attention layers {layers} shift {shift}", by_attention, (layers, shift)) for layers in args.layers for shift in args.shifts
+    ]
+    for method, run, choice in methods + [("placeholders", by_placeholders, None)]:
+        if choice:
+            source_attention.ALIGNMENT_LAYERS = tuple(int(i) for i in choice[0].split(","))
+            alignment.SHIFT = choice[1]
         started = time.perf_counter()
         hand = run(translator, hand_set())
         held = run(translator, held_out)

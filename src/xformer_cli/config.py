@@ -44,6 +44,7 @@ class DecodeConfig:
     ban_unk: bool = True  # never choose <unk> (transformers does not ban it unless a model's bad_words_ids say so)
     banned_ids: tuple[int, ...] = ()  # more ids never chosen (a model's bad_words_ids); padding and BOS always are
     renormalize: bool = False  # log-softmax again after banning ids (transformers' renormalize_logits), so scores sum to 1
+    source_attention: bool = False  # hand out each translation's attention over the source (documents move inline tags by it)
     # Sampling (one random translation per sentence, as for back-translation) instead of search;
     # needs beam_size = n_best = 1. The draws of a sentence come from (seed, its source pieces).
     sample: bool = False

@@ -1,6 +1,9 @@
+from dataclasses import replace
+
 import pytest
 import torch
 
+import xformer_cli.documents.blocks as blocks_module
 from xformer_cli.decoding.translator import Translator
 from xformer_cli.documents.alignment import piece_words, project_words, word_alignment
 from xformer_cli.documents.blocks import hold_atoms, nest, tidy, translate_blocks
@@ -100,3 +103,38 @@ def test_every_tag_and_atom_comes_back_once_around_the_translation(translator):
 def test_a_block_without_words_comes_through(translator):
     result = translate_blocks([Marked(""), marked(["@img"]), Marked("42")], translator, translator.config())
     assert result[0].text == "" and result[1].text == atom_char(0) and result[2].text == "42"
+
+
+def test_tags_follow_the_attention_the_search_recorded_and_a_second_pass_only_where_its_words_differ(translator, monkeypatch):
+    blocks = [
+        marked(["Ich habe ", "<b>", "großen ", "<i>", "Hunger", "/", "/", "."]),
+        marked(["Tom ist ", "<a>", "hier", "/", ". Wo ist ", "<em>", "der Bahnhof", "/", "?"]),
+    ]
+    forced_pairs = []
+    teacher_forced = blocks_module.teacher_forced
+
+    def counting(model, src_ids, tgt_ids):
+        forced_pairs.extend(zip(src_ids, tgt_ids))
+        return teacher_forced(model, src_ids, tgt_ids)
+
+    monkeypatch.setattr(blocks_module, "teacher_forced", counting)
+    config = translator.config(beam_size=2)
+    searched = translate_blocks(blocks, translator, config)
+    assert forced_pairs == []  # every tag followed the attention the search recorded
+
+    search = translator.translate_masked
+
+    def forgetting(sentences, config):  # the search's pieces dropped: every tagged sentence read teacher-forced
+        return [[replace(t, pieces=None) for t in nbest] for nbest in search(sentences, config)]
+
+    monkeypatch.setattr(translator, "translate_masked", forgetting)
+    assert translate_blocks(blocks, translator, config) == searched  # the same attention either way
+    assert len(forced_pairs) == 3  # three sentences with a tag over part of them
+
+    def one_more_word(sentences, config):  # a translation whose words are not the pieces the search chose
+        return [[replace(t, text="Well, " + t.text) for t in nbest] for nbest in search(sentences, config)]
+
+    monkeypatch.setattr(translator, "translate_masked", one_more_word)
+    forced_pairs.clear()
+    translate_blocks(blocks, translator, config)
+    assert len(forced_pairs) == 3

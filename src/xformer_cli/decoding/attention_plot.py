@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import Tensor
 
-from xformer_cli.batching import pad_with_eos
+from xformer_cli.decoding.source_attention import teacher_forced
 from xformer_cli.errors import XformerError
 from xformer_cli.model.transformer import Transformer
 
 
-@torch.inference_mode()
 def cross_attention(model: Transformer, src_ids: list[int], tgt_ids: list[int], layer: int = -1) -> Tensor:
     """Encoder attention weights of one decoder layer, averaged over heads, for a source and its
     translation (teacher-forced: the same numbers incremental decoding produced).
@@ -20,20 +18,7 @@ def cross_attention(model: Transformer, src_ids: list[int], tgt_ids: list[int], 
     Shape: (len(tgt_ids) + 1, len(src_ids) + 1): rows are target positions predicting each piece
     and EOS, columns are source pieces and EOS.
     """
-    c = model.config
-    device = next(model.parameters()).device
-    src = pad_with_eos([src_ids], c.eos_id, c.pad_id).to(device)  # (1, S)
-    tgt = torch.tensor([[c.bos_id] + tgt_ids], device=device)
-    attention = model.decoder.layers[layer].encoder_attn
-    attention.record_weights = True
-    try:
-        memory, src_mask = model.encode(src)
-        model.decode(tgt, model.init_state(memory, src_mask))
-        weights = attention.last_weights  # (1, h, T, S)
-    finally:
-        attention.record_weights = False
-        attention.last_weights = None
-    return weights[0].float().mean(dim=0).cpu()  # (T, S), on the CPU for drawing
+    return teacher_forced(model, [src_ids], [tgt_ids], (layer,))[0]  # on the CPU for drawing
 
 
 def plot_attention(weights: Tensor, src_pieces: list[str], tgt_pieces: list[str], path: Path) -> None:

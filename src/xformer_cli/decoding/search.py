@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from xformer_cli.config import DecodeConfig
 from xformer_cli.decoding.penalties import length_normalized, max_output_length
+from xformer_cli.decoding.source_attention import History, Matrix
 from xformer_cli.model.decoder import DecoderState
 from xformer_cli.model.transformer import Transformer
 
@@ -39,11 +40,14 @@ Picker = Callable[[Tensor, Tensor, int], Tensor]
 
 @dataclass(frozen=True)
 class Hypothesis:
-    """One translation: its piece ids (no BOS/EOS), length-normalized score and raw log-probability."""
+    """One translation: its piece ids (no BOS/EOS), length-normalized score and raw log-probability;
+    with `DecodeConfig.source_attention`, the attention over the source of each step that chose a
+    piece, EOS included (`source_attention.History`)."""
 
     tokens: tuple[int, ...]
     score: float
     log_prob: float
+    attention: Matrix | None = field(default=None, compare=False)
 
 
 def _banned(model: Transformer, config: DecodeConfig, device: torch.device) -> Tensor:
@@ -171,34 +175,37 @@ def _one_per_sentence(
     log_probs = [0.0] * batch
     results: list[list[Hypothesis]] = [[] for _ in range(batch)]
     step = 0
-    while alive.numel():
-        lp = _step_log_probs(model, project, tokens, state).index_fill_(1, banned, float("-inf"))  # (B_alive, V)
-        ban_repeats(lp, generated, config.no_repeat_ngram)
-        step += 1
-        at_max = max_lens[alive] <= step
-        if at_max.any():
-            lp[at_max] += eos_only
-        lp = _renormalized(lp, config)
-        best = pick(lp, alive, step)  # (B_alive,)
-        best_lp = lp.gather(1, best.unsqueeze(1)).squeeze(1)  # (B_alive,) the model's log-prob of each choice
-        finished = best == c.eos_id
-        for orig, tok, tok_lp, done in zip(alive.tolist(), best.tolist(), best_lp.tolist(), finished.tolist()):
-            log_probs[orig] += tok_lp
-            if done:
-                n = len(outputs[orig]) + 1
-                results[orig] = [
-                    Hypothesis(tuple(outputs[orig]), length_normalized(log_probs[orig], n, config.length_penalty), log_probs[orig])
-                ]
-            else:
-                outputs[orig].append(tok)
-        generated = torch.cat([generated, best.unsqueeze(1)], dim=1)
-        keep = (~finished).nonzero().squeeze(1)
-        if keep.numel() < finished.numel():
-            state = state.select(keep, keep)
-            alive = alive[keep]
-            best = best[keep]
-            generated = generated[keep]
-        tokens = best.unsqueeze(1)
+    with History(model, src, 1, config.source_attention) as history:
+        while alive.numel():
+            lp = _step_log_probs(model, project, tokens, state).index_fill_(1, banned, float("-inf"))  # (B_alive, V)
+            history.record()
+            ban_repeats(lp, generated, config.no_repeat_ngram)
+            step += 1
+            at_max = max_lens[alive] <= step
+            if at_max.any():
+                lp[at_max] += eos_only
+            lp = _renormalized(lp, config)
+            best = pick(lp, alive, step)  # (B_alive,)
+            best_lp = lp.gather(1, best.unsqueeze(1)).squeeze(1)  # (B_alive,) the model's log-prob of each choice
+            finished = best == c.eos_id
+            for row, (orig, tok, tok_lp, done) in enumerate(zip(alive.tolist(), best.tolist(), best_lp.tolist(), finished.tolist())):
+                log_probs[orig] += tok_lp
+                if done:
+                    n, attention = len(outputs[orig]) + 1, history.of(row, 0, len(outputs[orig]), orig)
+                    score = length_normalized(log_probs[orig], n, config.length_penalty)
+                    results[orig] = [Hypothesis(tuple(outputs[orig]), score, log_probs[orig], attention)]
+                else:
+                    outputs[orig].append(tok)
+            generated = torch.cat([generated, best.unsqueeze(1)], dim=1)
+            history.extend()
+            keep = (~finished).nonzero().squeeze(1)
+            if keep.numel() < finished.numel():
+                history.select(keep)
+                state = state.select(keep, keep)
+                alive = alive[keep]
+                best = best[keep]
+                generated = generated[keep]
+            tokens = best.unsqueeze(1)
     return results
 
 
@@ -210,6 +217,7 @@ def _finish(
     cand_beam: Tensor,
     cand_scores: Tensor,
     config: DecodeConfig,
+    history: History,
 ) -> Tensor:
     """Move the EOS candidates that rank within the top k (`eos_top`: (B_alive, k)) into
     `finished`: up to k per sentence, in rank order (fairseq's rule); with `early_stopping` False
@@ -223,9 +231,10 @@ def _finish(
     for row, pos in hits:
         orig = alive_rows[row]
         if len(finished[orig]) < k or not config.early_stopping:
-            tokens = tuple(prefixes[row, int(cand_beam[row, pos]), 1:].tolist())
-            lp_sum = float(cand_scores[row, pos])
-            finished[orig].append(Hypothesis(tokens, length_normalized(lp_sum, len(tokens) + 1, config.length_penalty), lp_sum))
+            beam = int(cand_beam[row, pos])
+            tokens, lp_sum = tuple(prefixes[row, beam, 1:].tolist()), float(cand_scores[row, pos])
+            score = length_normalized(lp_sum, len(tokens) + 1, config.length_penalty)
+            finished[orig].append(Hypothesis(tokens, score, lp_sum, history.of(row, beam, len(tokens), orig)))
     if not config.early_stopping:
         for row in eos_top.any(dim=1).nonzero().squeeze(1).tolist():
             hyps = finished[alive_rows[row]]
@@ -268,45 +277,49 @@ def beam_search(model: Transformer, src: Tensor, config: DecodeConfig, project: 
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
     cand_pos = torch.arange(2 * k, device=device)
     step = 0
-    while alive.numel():
-        n_alive = alive.numel()
-        lp = _step_log_probs(model, project, prefixes[:, :, -1].reshape(-1, 1), state).index_fill_(1, banned, float("-inf"))
-        if config.no_repeat_ngram:
-            ban_repeats(lp, prefixes[:, :, 1:].reshape(n_alive * k, -1), config.no_repeat_ngram)
-        lp = lp.view(n_alive, k, vocab)
-        step += 1
-        at_max = max_lens[alive] <= step  # (B_alive,)
-        if at_max.any():
-            lp[at_max] += eos_only
-        lp = _renormalized(lp.view(n_alive * k, vocab), config).view(n_alive, k, vocab)
-        cand = lp.add_(scores.unsqueeze(2)).view(n_alive, k * vocab)  # cumulative scores of every extension
-        cand_scores, cand_idx = cand.topk(min(2 * k, k * vocab), dim=1)  # (B, 2k): 2k so EOS can't starve the beam
-        cand_beam, cand_tok = cand_idx // vocab, cand_idx % vocab
-        is_eos = (cand_tok == c.eos_id) & torch.isfinite(cand_scores)
+    with History(model, src, k, config.source_attention) as history:
+        while alive.numel():
+            n_alive = alive.numel()
+            lp = _step_log_probs(model, project, prefixes[:, :, -1].reshape(-1, 1), state).index_fill_(1, banned, float("-inf"))
+            history.record()
+            if config.no_repeat_ngram:
+                ban_repeats(lp, prefixes[:, :, 1:].reshape(n_alive * k, -1), config.no_repeat_ngram)
+            lp = lp.view(n_alive, k, vocab)
+            step += 1
+            at_max = max_lens[alive] <= step  # (B_alive,)
+            if at_max.any():
+                lp[at_max] += eos_only
+            lp = _renormalized(lp.view(n_alive * k, vocab), config).view(n_alive, k, vocab)
+            cand = lp.add_(scores.unsqueeze(2)).view(n_alive, k * vocab)  # cumulative scores of every extension
+            cand_scores, cand_idx = cand.topk(min(2 * k, k * vocab), dim=1)  # (B, 2k): 2k so EOS can't starve the beam
+            cand_beam, cand_tok = cand_idx // vocab, cand_idx % vocab
+            is_eos = (cand_tok == c.eos_id) & torch.isfinite(cand_scores)
 
-        # A sentence is done with k finished hypotheses (and, without early stopping, when its
-        # running ones can no longer beat them) or at its maximum length.
-        full = _finish(finished, is_eos[:, :k], alive, prefixes, cand_beam, cand_scores, config)
+            # A sentence is done with k finished hypotheses (and, without early stopping, when its
+            # running ones can no longer beat them) or at its maximum length.
+            full = _finish(finished, is_eos[:, :k], alive, prefixes, cand_beam, cand_scores, config, history)
 
-        # Continue with the k best candidates that are not EOS.
-        order = (is_eos | ~torch.isfinite(cand_scores)).long() * (2 * k) + cand_pos  # non-EOS first, by rank
-        keep_pos = order.topk(k, dim=1, largest=False).indices  # (B, k)
-        new_scores = cand_scores.gather(1, keep_pos)
-        new_scores = torch.where(is_eos.gather(1, keep_pos), torch.full_like(new_scores, float("-inf")), new_scores)
-        new_beam = cand_beam.gather(1, keep_pos)  # (B, k)
-        new_tok = cand_tok.gather(1, keep_pos)
-        prefixes = torch.cat([prefixes.gather(1, new_beam.unsqueeze(2).expand(-1, -1, prefixes.size(2))), new_tok.unsqueeze(2)], dim=2)
-        scores = new_scores
-        done = (full if config.early_stopping else full & _cannot_improve(finished, alive, scores, step, config)) | at_max
-        rows = (torch.arange(n_alive, device=device).unsqueeze(1) * k + new_beam).view(-1)  # (B*k,) rows of the cache
+            # Continue with the k best candidates that are not EOS.
+            order = (is_eos | ~torch.isfinite(cand_scores)).long() * (2 * k) + cand_pos  # non-EOS first, by rank
+            keep_pos = order.topk(k, dim=1, largest=False).indices  # (B, k)
+            new_scores = cand_scores.gather(1, keep_pos)
+            new_scores = torch.where(is_eos.gather(1, keep_pos), torch.full_like(new_scores, float("-inf")), new_scores)
+            new_beam = cand_beam.gather(1, keep_pos)  # (B, k)
+            new_tok = cand_tok.gather(1, keep_pos)
+            history.extend(new_beam)
+            prefixes = torch.cat([prefixes.gather(1, new_beam.unsqueeze(2).expand(-1, -1, prefixes.size(2))), new_tok.unsqueeze(2)], dim=2)
+            scores = new_scores
+            done = (full if config.early_stopping else full & _cannot_improve(finished, alive, scores, step, config)) | at_max
+            rows = (torch.arange(n_alive, device=device).unsqueeze(1) * k + new_beam).view(-1)  # (B*k,) rows of the cache
 
-        keep = (~done).nonzero().squeeze(1)
-        if keep.numel() < n_alive:
-            rows = rows.view(n_alive, k)[keep].view(-1)
-            alive, scores, prefixes = alive[keep], scores[keep], prefixes[keep]
-            state = state.select(rows, keep)
-        else:
-            state = state.select(rows)
+            keep = (~done).nonzero().squeeze(1)
+            if keep.numel() < n_alive:
+                rows = rows.view(n_alive, k)[keep].view(-1)
+                alive, scores, prefixes = alive[keep], scores[keep], prefixes[keep]
+                history.select(keep)
+                state = state.select(rows, keep)
+            else:
+                state = state.select(rows)
     return [sorted(hyps, key=lambda h: -h.score)[: config.n_best] for hyps in finished]
 
 

@@ -6,7 +6,7 @@ import threading
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -16,6 +16,7 @@ from xformer_cli.bundles.language_codes import THREE_LETTER, same_language, two_
 from xformer_cli.config import DecodeConfig
 from xformer_cli.decoding.ctranslate2_engine import ENGINES, CTranslate2Engine
 from xformer_cli.decoding.search import Hypothesis, search
+from xformer_cli.decoding.source_attention import PieceAttention
 from xformer_cli.decoding.workers import WorkerPool, processes_available
 from xformer_cli.devices import resolve_device
 from xformer_cli.errors import ConfigError
@@ -42,6 +43,8 @@ def check_workers(workers: int) -> None:
 class Translation:
     text: str
     score: float
+    # With DecodeConfig.source_attention, for a line translated as one segment: its pieces and attention.
+    pieces: PieceAttention | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,13 @@ class Segment:
     sentence: int  # the sentence it belongs to, numbered over all lines
     masked: Masked  # that sentence with its spans held back
     ids: list[int]  # what the model translates (empty: nothing to translate)
+
+
+def piece_attention(segment: Segment, hypothesis: Hypothesis) -> PieceAttention | None:
+    """What the search saw and chose for a segment, where it recorded its attention."""
+    if hypothesis.attention is None:
+        return None
+    return PieceAttention(tuple(segment.ids), hypothesis.tokens, hypothesis.attention)
 
 
 class Translator:
@@ -212,7 +222,7 @@ class Translator:
         texts_out = iter(self.tokenizer.decode([h.tokens for nbest in found for h in nbest]))
         by_line: list[list[tuple[Segment, list[Translation]]]] = [[] for _ in range(lines)]
         for segment, nbest in zip(segments, found):
-            by_line[segment.line].append((segment, [Translation(next(texts_out), h.score) for h in nbest]))
+            by_line[segment.line].append((segment, [Translation(next(texts_out), h.score, piece_attention(segment, h)) for h in nbest]))
         english = self.bundle.tgt_lang == "en"  # numbers in English form only in English output
         return [self.join(line_segments, config.n_best, english) for line_segments in by_line]
 
@@ -226,7 +236,7 @@ class Translator:
             segment, nbest = segments[0]
             if not segment.ids:  # nothing for the model: the spans alone
                 return [Translation(restore("", segment.masked, english_numbers), 0.0)] * n_best
-            results = [Translation(restore(t.text, segment.masked, english_numbers), t.score) for t in nbest]
+            results = [Translation(restore(t.text, segment.masked, english_numbers), t.score, t.pieces) for t in nbest]
             return results + [results[-1]] * (n_best - len(results))  # a tiny vocabulary can give fewer
         parts: dict[int, list[str]] = {}  # sentence -> the best translation of each of its parts
         masks = {segment.sentence: segment.masked for segment, _ in segments}

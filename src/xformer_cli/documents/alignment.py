@@ -3,9 +3,10 @@
 Inline markup is not sent to the model (it was trained on plain sentences). A tag around German
 words must come back around their English translation, so each English word is aligned to the
 German word its translation attended to most (the encoder–decoder attention of the decoder,
-averaged over heads and over `ATTENTION_LAYERS`, teacher-forced on the translation, as Firefox's
-offline translation moves markup by its model's alignments). A tag then covers, in the
-translation, the English words aligned into it, from the first to the last.
+averaged over heads and over `ALIGNMENT_LAYERS`, as Firefox's offline translation moves markup by
+its model's alignments): as the search recorded it where the translation's pieces are the
+search's own, else read teacher-forced on the translation (`source_attention.teacher_forced`). A tag then
+covers, in the translation, the English words aligned into it, from the first to the last.
 
 Words are whitespace-separated: a piece that starts with SentencePiece's "▁" starts the next
 word, so pieces map to words without character offsets.
@@ -18,10 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from xformer_cli.batching import collate
-from xformer_cli.model.transformer import Transformer
-
-ATTENTION_LAYERS = (-2, -1)  # the decoder layers whose source attention is averaged (measured in bench/documents/inline_tags.py)
+SHIFT = 0  # the step whose attention aligns a piece: 0 the one that chose it, 1 the next (measured in bench/documents/inline_tags.py)
 
 
 def piece_words(pieces: Sequence[str]) -> list[int]:
@@ -34,26 +32,11 @@ def piece_words(pieces: Sequence[str]) -> list[int]:
     return words
 
 
-@torch.inference_mode()
-def source_attention(model: Transformer, src_ids: Sequence[list[int]], tgt_ids: Sequence[list[int]]) -> list[Tensor]:
-    """For each (source, translation) pair, the attention of each translation piece over the
-    source pieces, averaged over heads and `ATTENTION_LAYERS`: shape (len(tgt), len(src)), row j
-    the attention of the step that chose piece j. All pairs in one teacher-forced batch."""
-    c = model.config
-    device = next(model.parameters()).device
-    batch = collate(src_ids, tgt_ids, c.pad_id, c.bos_id, c.eos_id)
-    layers = [model.decoder.layers[i].encoder_attn for i in ATTENTION_LAYERS]
-    for attention in layers:
-        attention.record_weights = True
-    try:
-        memory, src_mask = model.encode(batch.src.to(device))  # (B, S, d_model)
-        model.decode(batch.tgt_in.to(device), model.init_state(memory, src_mask))
-        weights = torch.stack([a.last_weights for a in layers]).float().mean(dim=(0, 2)).cpu()  # (L, B, h, T, S) -> (B, T, S)
-    finally:
-        for attention in layers:
-            attention.record_weights = False
-            attention.last_weights = None
-    return [weights[b, : len(t), : len(s)] for b, (s, t) in enumerate(zip(src_ids, tgt_ids))]
+def piece_rows(steps: Tensor) -> Tensor:
+    """The attention a tag follows for each target piece, from that of every step (T + 1, S):
+    row j + SHIFT, i.e. (SHIFT 0) the step that chose piece j, or (SHIFT 1) the step that read it
+    (Chen et al. 2020's "shift-att"). Shape (T, S)."""
+    return steps[SHIFT : steps.size(0) - 1 + SHIFT]
 
 
 def word_alignment(attention: Tensor, src_words: list[int], tgt_words: list[int]) -> Tensor:

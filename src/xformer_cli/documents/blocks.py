@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+
+from torch import Tensor
 
 from xformer_cli.config import DecodeConfig
+from xformer_cli.decoding.source_attention import PieceAttention, teacher_forced
 from xformer_cli.decoding.translator import Translator
-from xformer_cli.documents.alignment import piece_words, project_words, source_attention, word_alignment
+from xformer_cli.documents.alignment import piece_rows, piece_words, project_words, word_alignment
 from xformer_cli.documents.inline import Marked, Tag, atom_index
 from xformer_cli.text.sentences import split_sentences
 from xformer_cli.text.spans import FIRST_PLACEHOLDER, Masked, protect
@@ -28,7 +31,7 @@ LEADING_PUNCTUATION = "(\"'„“«‚‘¿¡["
 TRAILING_PUNCTUATION = ".,;:!?…)\"'“”»’]"
 SENTENCE_END = re.compile(r"[.!?…:;][\"'”’»)\]]*$")
 ATOM_BEFORE_PUNCTUATION = re.compile("([\U000f0000-\U000ffffd]) +([,.;:!?)])")
-ALIGN_BATCH = 32
+ALIGN_BATCH = 32  # sentence pairs per teacher-forced alignment batch
 ENGLISH_FUNCTION_WORDS = frozenset(
     "the a an no his her its my your our their this that these those by for at to of in on with from".split()
 )
@@ -36,7 +39,7 @@ GERMAN_FUNCTION_WORDS = frozenset(
     """der die das dem den des ein eine einer einem einen eines kein keine keinen keinem keiner mein meine
     dein deine sein seine ihr ihre unser unsere euer eure mit für bei zu zum zur von vom an am auf aus in im
     um nach über unter vor durch gegen""".split()
-)  # sentence pairs per teacher-forced alignment batch
+)
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class Sentence:
     end: int
     text: str
     translation: str = ""
+    pieces: PieceAttention | None = field(default=None, compare=False)  # the search's pieces and attention, where recorded
 
 
 def hold_atoms(masked: Masked) -> Masked:
@@ -80,8 +84,9 @@ def translate_blocks(blocks: Sequence[Marked], translator: Translator, config: D
     """The translation of each block, with its tags on the aligned words and its atoms kept."""
     sentences = [s for i, block in enumerate(blocks) for s in sentences_of(i, block, config.split_sentences)]
     masked = [hold_atoms(protect(s.text) if config.protect_spans else Masked(s.text, ())) for s in sentences]
-    translated = translator.translate_masked(masked, replace(config, n_best=1))
-    sentences = [replace(s, translation=tidy(s.text, t[0].text)) for s, t in zip(sentences, translated)]
+    tagged = any(block.tags for block in blocks)  # the search records its attention only for tags to follow
+    translated = translator.translate_masked(masked, replace(config, n_best=1, source_attention=tagged))
+    sentences = [replace(s, translation=tidy(s.text, t[0].text), pieces=t[0].pieces) for s, t in zip(sentences, translated)]
     by_block: list[list[Sentence]] = [[] for _ in blocks]
     for sentence in sentences:
         by_block[sentence.block].append(sentence)
@@ -120,9 +125,8 @@ def tag_ranges(
         if sentence.translation and inside_partly(tag, sentence)
     ]
     copied = {job: copy_in(tag_content(blocks[job[0]].tags[job[2]], job[3]), job[3].translation) for job in jobs}
-    # The alignment (a teacher-forced pass of the model) only for sentences with a tag not placed by a copy.
-    pairs = sorted({(job[3].text, job[3].translation) for job in jobs if copied[job] is None}, key=lambda pair: len(pair[0]))
-    aligned = align_pairs(pairs, translator)
+    # The alignment only for sentences with a tag not placed by a copy.
+    aligned = align_pairs({(job[3].text, job[3].translation): job[3].pieces for job in jobs if copied[job] is None}, translator)
     ranges: dict[int, dict[tuple[int, int], tuple[int, int]]] = {}
     for job in jobs:
         b, n, t, sentence = job
@@ -143,20 +147,42 @@ def inside_partly(tag: Tag, sentence: Sentence) -> bool:
     return meets and not covers_all
 
 
-def align_pairs(pairs: list[tuple[str, str]], translator: Translator):
-    """Word-to-word attention of each (sentence, translation) pair, batched."""
-    tokenizer, model = translator.tokenizer, translator.model
-    result = {}
-    for first in range(0, len(pairs), ALIGN_BATCH):
-        chunk = pairs[first : first + ALIGN_BATCH]
-        sources = [model_view(source) for source, _ in chunk]
-        targets = [model_view(target) for _, target in chunk]
-        src_ids, tgt_ids = tokenizer.encode(sources), tokenizer.encode_target(targets)
-        limit = translator.model.config.max_pieces
-        src_ids, tgt_ids = [ids[:limit] for ids in src_ids], [ids[:limit] or [translator.model.config.eos_id] for ids in tgt_ids]
-        for pair, attention, s, t in zip(chunk, source_attention(model, src_ids, tgt_ids), src_ids, tgt_ids):
-            result[pair] = word_alignment(attention, piece_words(tokenizer.pieces(s)), piece_words(tokenizer.pieces(t)))
-    return result
+def align_pairs(pairs: dict[tuple[str, str], PieceAttention | None], translator: Translator) -> dict[tuple[str, str], Tensor]:
+    """Word-to-word attention of each (sentence, translation) pair: the search's own (`pairs`
+    gives what it recorded) where its pieces make as many words as the sentence and the
+    translation have (number placeholders and another segmentation of a word change pieces, not
+    words), else read in a teacher-forced pass, batched."""
+    tokenizer, config = translator.tokenizer, translator.model.config
+    aligned, forced = {}, []
+    for pair, searched in pairs.items():
+        words = searched_words(pair, searched, translator)
+        if words is None:
+            forced.append(pair)
+            continue
+        steps = searched.attention.tensor()[:, : len(searched.source)]  # (T + 1, S) without the source's EOS
+        aligned[pair] = word_alignment(piece_rows(steps), *words)
+    forced.sort(key=lambda pair: len(pair[0]))
+    for first in range(0, len(forced), ALIGN_BATCH):
+        chunk = forced[first : first + ALIGN_BATCH]
+        src_ids = [ids[: config.max_pieces] for ids in tokenizer.encode([model_view(source) for source, _ in chunk])]
+        tgt_ids = tokenizer.encode_target([model_view(target) for _, target in chunk])
+        tgt_ids = [ids[: config.max_pieces] or [config.eos_id] for ids in tgt_ids]
+        for pair, steps, s, t in zip(chunk, teacher_forced(translator.model, src_ids, tgt_ids), src_ids, tgt_ids):
+            aligned[pair] = word_alignment(
+                piece_rows(steps[:, : len(s)]), piece_words(tokenizer.pieces(s)), piece_words(tokenizer.pieces(t))
+            )
+    return aligned
+
+
+def searched_words(pair: tuple[str, str], searched: PieceAttention | None, translator: Translator) -> tuple[list[int], list[int]] | None:
+    """The word of each source and target piece the search saw and chose, where they make as
+    many words as the sentence and its translation (`pair`); else None."""
+    if searched is None:
+        return None
+    source, target = (piece_words(translator.tokenizer.pieces(list(ids))) for ids in (searched.source, searched.target))
+    if source[-1:] != [len(model_view(pair[0]).split()) - 1] or target[-1:] != [len(pair[1].split()) - 1]:
+        return None
+    return source, target
 
 
 def model_view(text: str) -> str:
