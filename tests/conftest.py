@@ -260,7 +260,7 @@ def shouting(trained_bundle_dir):
     return translator
 
 
-def word_for_word(pairs, translator):
+def word_for_word(pairs, translator, heads=()):
     """An alignment for Shouting's translations: target word i is source word i."""
     result = {}
     for source, target in pairs:

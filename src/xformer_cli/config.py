@@ -45,6 +45,9 @@ class DecodeConfig:
     banned_ids: tuple[int, ...] = ()  # more ids never chosen (a model's bad_words_ids); padding and BOS always are
     renormalize: bool = False  # log-softmax again after banning ids (transformers' renormalize_logits), so scores sum to 1
     source_attention: bool = False  # hand out each translation's attention over the source (documents move inline tags by it)
+    # The (decoder layer, head) pairs whose source attention is averaged into that alignment
+    # (layers from 0, or -1 for the last); empty: every head of the last two layers.
+    alignment_heads: tuple[tuple[int, int], ...] = ()
     # Sampling (one random translation per sentence, as for back-translation) instead of search;
     # needs beam_size = n_best = 1. The draws of a sentence come from (seed, its source pieces).
     sample: bool = False

@@ -7,9 +7,11 @@ from dataclasses import replace
 
 import pytest
 import torch
+from conftest import make_bundle
 
-from xformer_cli.decoding.source_attention import Matrix, teacher_forced
+from xformer_cli.decoding.source_attention import Matrix, default_heads, teacher_forced
 from xformer_cli.decoding.translator import Translator
+from xformer_cli.errors import ConfigError
 
 SENTENCES = ["Guter Schuss!", "Ich bin im Netz.", "Wir sind verärgert.", "Gehe Tom suchen!", "Tom ist hier, wo ist der Bahnhof?"]
 
@@ -77,3 +79,32 @@ def test_a_matrix_pickles_as_plain_values_with_its_shape():
     assert b"torch" not in data  # no tensor inside: nothing through shared memory between processes
     assert torch.equal(pickle.loads(data).tensor(), weights)
     assert pickle.loads(pickle.dumps(Matrix(torch.zeros(0, 4)))).tensor().shape == (0, 4)
+
+
+def test_the_named_heads_are_the_ones_averaged(translator):
+    ids = translator.tokenizer.encode(SENTENCES[:2])
+    one_head = ((-1, 1),)
+    config = translator.config(beam_size=2, split_sentences=False, source_attention=True, alignment_heads=one_head)
+    hyps = translator.search_ids(ids, config)
+    everywhere = translator.search_ids(ids, replace(config, alignment_heads=()))
+    model, last = translator.model, len(translator.model.decoder.layers) - 1
+    for src, (hyp,), (same,) in zip(ids, hyps, everywhere):
+        forced = teacher_forced(model, [src], [list(hyp.tokens)], ((last, 1),))[0]  # the same head, counted from 0
+        assert torch.allclose(hyp.attention.tensor(), forced, atol=1e-5)
+        assert not torch.allclose(hyp.attention.tensor(), same.attention.tensor(), atol=1e-3)  # not every head's mean
+
+
+def test_a_head_the_model_lacks_is_a_config_error(translator):
+    heads = translator.model.config.h
+    with pytest.raises(ConfigError, match=rf"alignment head \(0, {heads}\) is not in this model"):
+        translator.search_ids(
+            translator.tokenizer.encode(["Guter Schuss!"]), translator.config(source_attention=True, alignment_heads=((0, heads),))
+        )
+
+
+def test_a_one_layer_decoder_aligns_by_its_only_layer(tokenizer):
+    bundle = make_bundle(tokenizer, n_decoder_layers=1)
+    assert default_heads(bundle.model) == [(0, head) for head in range(bundle.model.config.h)]
+    one = Translator(bundle)
+    (hyp,), *_ = one.search_ids(one.tokenizer.encode(["Guter Schuss!"]), one.config(beam_size=1, source_attention=True, max_len_b=3))
+    assert hyp.attention.rows == len(hyp.tokens) + 1

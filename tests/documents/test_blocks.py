@@ -31,12 +31,23 @@ def test_pieces_map_to_whitespace_words():
 
 
 def test_a_tag_covers_the_target_words_aligned_into_it():
-    # target words 0..3; word 1 and 3 attend most to source word 2, word 2 to source word 0
-    attention = torch.tensor([[0.9, 0.05, 0.05], [0.1, 0.1, 0.8], [0.7, 0.2, 0.1], [0.0, 0.3, 0.7]])
+    # target words 0..3; words 1 and 3 attend most to source word 2, words 0 and 2 to source word 0;
+    # source word 0 is attended most from target word 0, word 1 from target word 2
+    attention = torch.tensor([[0.9, 0.05, 0.05], [0.1, 0.1, 0.8], [0.5, 0.4, 0.1], [0.0, 0.1, 0.9]])
     words = word_alignment(attention, [0, 1, 2], [0, 1, 2, 3])
     assert project_words({2}, words) == (1, 4)  # from the first to the last aligned word
-    assert project_words({1}, words) == (3, 4)  # none aligned: the word attending to it most
+    assert project_words({1}, words) == (2, 3)  # none aligned: the word attending to it most
     assert project_words(set(), words) is None
+
+
+def test_a_word_that_translates_a_word_outside_the_tag_stays_outside():
+    # "heute <b>blau</b>" -> "blue today": "today" attends most to "blau", yet it is the word
+    # "heute" is attended from most, and "blau" has "blue": the tag holds "blue" alone
+    attention = torch.tensor([[0.1, 0.9], [0.45, 0.55]])
+    words = word_alignment(attention, [0, 1], [0, 1])
+    assert project_words({1}, words) == (0, 1)
+    assert project_words({1}, words, weak={0}) == (0, 2)  # an article's best match claims nothing
+    assert project_words({0, 1}, words) == (0, 2)  # both tagged: both words
 
 
 def test_pieces_are_summed_into_words():
@@ -113,9 +124,9 @@ def test_tags_follow_the_attention_the_search_recorded_and_a_second_pass_only_wh
     forced_pairs = []
     teacher_forced = blocks_module.teacher_forced
 
-    def counting(model, src_ids, tgt_ids):
+    def counting(model, src_ids, tgt_ids, heads):
         forced_pairs.extend(zip(src_ids, tgt_ids))
-        return teacher_forced(model, src_ids, tgt_ids)
+        return teacher_forced(model, src_ids, tgt_ids, heads)
 
     monkeypatch.setattr(blocks_module, "teacher_forced", counting)
     config = translator.config(beam_size=2)

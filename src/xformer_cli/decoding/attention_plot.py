@@ -18,7 +18,8 @@ def cross_attention(model: Transformer, src_ids: list[int], tgt_ids: list[int], 
     Shape: (len(tgt_ids) + 1, len(src_ids) + 1): rows are target positions predicting each piece
     and EOS, columns are source pieces and EOS.
     """
-    return teacher_forced(model, [src_ids], [tgt_ids], (layer,))[0]  # on the CPU for drawing
+    heads = [(layer, head) for head in range(model.config.h)]
+    return teacher_forced(model, [src_ids], [tgt_ids], heads)[0]  # on the CPU for drawing
 
 
 def plot_attention(weights: Tensor, src_pieces: list[str], tgt_pieces: list[str], path: Path) -> None:

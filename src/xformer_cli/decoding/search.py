@@ -175,7 +175,7 @@ def _one_per_sentence(
     log_probs = [0.0] * batch
     results: list[list[Hypothesis]] = [[] for _ in range(batch)]
     step = 0
-    with History(model, src, 1, config.source_attention) as history:
+    with History(model, src, 1, config.source_attention, config.alignment_heads) as history:
         while alive.numel():
             lp = _step_log_probs(model, project, tokens, state).index_fill_(1, banned, float("-inf"))  # (B_alive, V)
             history.record()
@@ -277,7 +277,7 @@ def beam_search(model: Transformer, src: Tensor, config: DecodeConfig, project: 
     finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
     cand_pos = torch.arange(2 * k, device=device)
     step = 0
-    with History(model, src, k, config.source_attention) as history:
+    with History(model, src, k, config.source_attention, config.alignment_heads) as history:
         while alive.numel():
             n_alive = alive.numel()
             lp = _step_log_probs(model, project, prefixes[:, :, -1].reshape(-1, 1), state).index_fill_(1, banned, float("-inf"))

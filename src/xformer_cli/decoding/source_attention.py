@@ -1,8 +1,9 @@
 """The decoder's attention over the source, recorded while a model translates or reads a translation.
 
 Inline markup follows the model's attention from English pieces to German ones (`documents/`).
-The attention of the encoder–decoder sublayer of `ALIGNMENT_LAYERS`, averaged over heads and over
-those layers, is what a tag follows. It can be had two ways that give the same numbers: during
+The attention of the encoder–decoder sublayer, averaged over the heads a model's decoding config
+names (`DecodeConfig.alignment_heads`; by default every head of the last two decoder layers), is
+what a tag follows. It can be had two ways that give the same numbers: during
 the search itself (`History`, kept for each running hypothesis and handed out with the finished
 ones: no extra pass of the model), or by reading a given translation teacher-forced (`teacher_forced`: one
 more pass), for a translation whose pieces are not the search's own.
@@ -22,10 +23,9 @@ import torch
 from torch import Tensor
 
 from xformer_cli.batching import collate
+from xformer_cli.errors import ConfigError
 from xformer_cli.model.multi_head import MultiHeadAttention
 from xformer_cli.model.transformer import Transformer
-
-ALIGNMENT_LAYERS = (-2, -1)  # the decoder layers whose source attention is averaged (measured in bench/documents/inline_tags.py)
 
 
 class Matrix:
@@ -69,35 +69,50 @@ class PieceAttention:
     attention: Matrix
 
 
-class Recorder:
-    """While entered, the encoder–decoder attention of the decoder layers `layers` (default
-    `ALIGNMENT_LAYERS`) keeps its last weights (those layers run the written-out attention, not
-    the fused kernel); `read()` averages them."""
+def default_heads(model: Transformer) -> list[tuple[int, int]]:
+    """Every head of the last two decoder layers (of the only one, for a one-layer decoder)."""
+    n = len(model.decoder.layers)
+    return [(layer, head) for layer in range(max(0, n - 2), n) for head in range(model.config.h)]
 
-    def __init__(self, model: Transformer, layers: Sequence[int] | None = None) -> None:
-        chosen = ALIGNMENT_LAYERS if layers is None else layers
-        self.layers: list[MultiHeadAttention] = [model.decoder.layers[i].encoder_attn for i in chosen]
+
+class Recorder:
+    """While entered, the encoder–decoder attention of the decoder layers named in `heads`
+    ((layer, head) pairs, layers counted from 0 or from the end as -1; empty: `default_heads`)
+    keeps its last weights (those layers run the written-out attention, not the fused kernel);
+    `read()` averages the named heads."""
+
+    def __init__(self, model: Transformer, heads: Sequence[tuple[int, int]] = ()) -> None:
+        n, h = len(model.decoder.layers), model.config.h
+        by_layer: dict[int, list[int]] = {}
+        for layer, head in heads or default_heads(model):
+            if not (-n <= layer < n and 0 <= head < h):
+                raise ConfigError(f"alignment head ({layer}, {head}) is not in this model ({n} decoder layers of {h} heads)")
+            by_layer.setdefault(layer % n, []).append(head)
+        self.layers: list[tuple[MultiHeadAttention, list[int]]] = [(model.decoder.layers[i].encoder_attn, hs) for i, hs in by_layer.items()]
+        self.count = sum(len(hs) for _, hs in self.layers)
 
     def __enter__(self) -> "Recorder":
-        for attention in self.layers:
+        for attention, _ in self.layers:
             attention.record_weights = True
         return self
 
     def __exit__(self, *exc_info) -> None:
-        for attention in self.layers:
+        for attention, _ in self.layers:
             attention.record_weights = False
             attention.last_weights = None
 
     def read(self) -> Tensor:
-        """The last call's weights averaged over heads and layers: (B, h, Q, S) -> (B, Q, S),
-        where the Q queries of row b are its target positions, or its beams at one step."""
-        total = sum(a.last_weights.float().sum(dim=1) for a in self.layers)  # (B, Q, S), summed over heads and layers
-        return total / (len(self.layers) * self.layers[0].h)
+        """The last call's weights averaged over the named heads: (B, h, Q, S) -> (B, Q, S), where
+        the Q queries of row b are its target positions, or its beams at one step."""
+        total = sum(
+            (a.last_weights if len(hs) == a.h else a.last_weights[:, hs]).float().sum(dim=1) for a, hs in self.layers
+        )  # (B, Q, S), summed over the heads
+        return total / self.count
 
 
 @torch.inference_mode()
 def teacher_forced(
-    model: Transformer, src_ids: Sequence[list[int]], tgt_ids: Sequence[list[int]], layers: Sequence[int] | None = None
+    model: Transformer, src_ids: Sequence[list[int]], tgt_ids: Sequence[list[int]], heads: Sequence[tuple[int, int]] = ()
 ) -> list[Tensor]:
     """For each (source, translation) pair, the attention of each step over the source, read in
     one teacher-forced batch (the numbers the search's incremental steps produce): shape
@@ -106,7 +121,7 @@ def teacher_forced(
     c = model.config
     device = next(model.parameters()).device
     batch = collate(src_ids, tgt_ids, c.pad_id, c.bos_id, c.eos_id)
-    with Recorder(model, layers) as recorder:
+    with Recorder(model, heads) as recorder:
         memory, src_mask = model.encode(batch.src.to(device))  # (B, S, d_model)
         model.decode(batch.tgt_in.to(device), model.init_state(memory, src_mask))
         weights = recorder.read().cpu()  # (B, T, S)
@@ -121,8 +136,8 @@ class History:
     attention of each of their T pieces (of the step that chose it) over the S source positions;
     `now` (B_alive, k, S) that of the step just run (`record()` after each step of the model)."""
 
-    def __init__(self, model: Transformer, src: Tensor, k: int, enabled: bool) -> None:
-        self.recorder = Recorder(model) if enabled else None
+    def __init__(self, model: Transformer, src: Tensor, k: int, enabled: bool, heads: Sequence[tuple[int, int]] = ()) -> None:
+        self.recorder = Recorder(model, heads) if enabled else None
         self.src_lens = (src != model.config.pad_id).sum(dim=1).tolist() if enabled else []  # by original sentence
         self.past = torch.zeros(src.size(0), k, 0, src.size(1))
         self.now = torch.zeros(src.size(0), k, src.size(1))

@@ -3,7 +3,7 @@
 Inline markup is not sent to the model (it was trained on plain sentences). A tag around German
 words must come back around their English translation, so each English word is aligned to the
 German word its translation attended to most (the encoder–decoder attention of the decoder,
-averaged over heads and over `ALIGNMENT_LAYERS`, as Firefox's offline translation moves markup by
+averaged over the heads the model's `DecodeConfig.alignment_heads` names, as Firefox's offline translation moves markup by
 its model's alignments): as the search recorded it where the translation's pieces are the
 search's own, else read teacher-forced on the translation (`source_attention.teacher_forced`). A tag then
 covers, in the translation, the English words aligned into it, from the first to the last.
@@ -47,14 +47,22 @@ def word_alignment(attention: Tensor, src_words: list[int], tgt_words: list[int]
     return torch.zeros(n_tgt, n_src).index_add_(0, torch.tensor(tgt_words, dtype=torch.long), pieces)  # (T_words, S_words)
 
 
-def project_words(source_words: set[int], words: Tensor) -> tuple[int, int] | None:
+def project_words(source_words: set[int], words: Tensor, weak: set[int] = frozenset()) -> tuple[int, int] | None:
     """The target words (first, last + 1) a tag over `source_words` covers: from the first to
-    the last target word whose strongest attention is on one of them; where there is none, the
-    one target word that attends to them most. None without source words or target words."""
+    the last target word whose strongest attention is on one of them, leaving out those that
+    are the best match of a source word outside the tag (not one of the `weak` ones: articles and
+    prepositions, whose best match is often the noun they belong to) and of none inside (an
+    adverb or an auxiliary that attends to the tagged word but translates its own); where there
+    is no such word, the one target word that attends to them most. None without source or
+    target words."""
     if not source_words or words.numel() == 0:
         return None
     inside = [t for t, s in enumerate(words.argmax(dim=1).tolist()) if s in source_words]
     if not inside:
         best = int(words[:, sorted(source_words)].sum(dim=1).argmax())
         return best, best + 1
-    return inside[0], inside[-1] + 1
+    best_of = words.argmax(dim=0).tolist()  # (S_words,): the target word each source word attends from most
+    mine = {best_of[s] for s in source_words if s < len(best_of)}
+    theirs = {t for s, t in enumerate(best_of) if s not in source_words and s not in weak} - mine
+    kept = [t for t in inside if t not in theirs] or inside
+    return kept[0], kept[-1] + 1

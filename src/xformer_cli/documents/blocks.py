@@ -90,7 +90,7 @@ def translate_blocks(blocks: Sequence[Marked], translator: Translator, config: D
     by_block: list[list[Sentence]] = [[] for _ in blocks]
     for sentence in sentences:
         by_block[sentence.block].append(sentence)
-    ranges = tag_ranges(blocks, by_block, translator)
+    ranges = tag_ranges(blocks, by_block, translator, config.alignment_heads)
     return [assemble(block, found, ranges.get(i, {})) for i, (block, found) in enumerate(zip(blocks, by_block))]
 
 
@@ -113,7 +113,7 @@ def tidy(source: str, translation: str) -> str:
 
 
 def tag_ranges(
-    blocks: Sequence[Marked], by_block: list[list[Sentence]], translator: Translator
+    blocks: Sequence[Marked], by_block: list[list[Sentence]], translator: Translator, heads: Sequence[tuple[int, int]] = ()
 ) -> dict[int, dict[tuple[int, int], tuple[int, int]]]:
     """For each block, each (sentence number, tag number) that needs the alignment -> its target
     character range in that sentence's translation."""
@@ -126,7 +126,7 @@ def tag_ranges(
     ]
     copied = {job: copy_in(tag_content(blocks[job[0]].tags[job[2]], job[3]), job[3].translation) for job in jobs}
     # The alignment only for sentences with a tag not placed by a copy.
-    aligned = align_pairs({(job[3].text, job[3].translation): job[3].pieces for job in jobs if copied[job] is None}, translator)
+    aligned = align_pairs({(job[3].text, job[3].translation): job[3].pieces for job in jobs if copied[job] is None}, translator, heads)
     ranges: dict[int, dict[tuple[int, int], tuple[int, int]]] = {}
     for job in jobs:
         b, n, t, sentence = job
@@ -147,11 +147,14 @@ def inside_partly(tag: Tag, sentence: Sentence) -> bool:
     return meets and not covers_all
 
 
-def align_pairs(pairs: dict[tuple[str, str], PieceAttention | None], translator: Translator) -> dict[tuple[str, str], Tensor]:
-    """Word-to-word attention of each (sentence, translation) pair: the search's own (`pairs`
-    gives what it recorded) where its pieces make as many words as the sentence and the
-    translation have (number placeholders and another segmentation of a word change pieces, not
-    words), else read in a teacher-forced pass, batched."""
+def align_pairs(
+    pairs: dict[tuple[str, str], PieceAttention | None], translator: Translator, heads: Sequence[tuple[int, int]] = ()
+) -> dict[tuple[str, str], Tensor]:
+    """Word-to-word attention of each (sentence, translation) pair, averaged over `heads` (see
+    `DecodeConfig.alignment_heads`): the search's own (`pairs` gives what it recorded) where its
+    pieces make as many words as the sentence and the translation have (number placeholders and
+    another segmentation of a word change pieces, not words), else read in a teacher-forced pass,
+    batched."""
     tokenizer, config = translator.tokenizer, translator.model.config
     aligned, forced = {}, []
     for pair, searched in pairs.items():
@@ -167,7 +170,7 @@ def align_pairs(pairs: dict[tuple[str, str], PieceAttention | None], translator:
         src_ids = [ids[: config.max_pieces] for ids in tokenizer.encode([model_view(source) for source, _ in chunk])]
         tgt_ids = tokenizer.encode_target([model_view(target) for _, target in chunk])
         tgt_ids = [ids[: config.max_pieces] or [config.eos_id] for ids in tgt_ids]
-        for pair, steps, s, t in zip(chunk, teacher_forced(translator.model, src_ids, tgt_ids), src_ids, tgt_ids):
+        for pair, steps, s, t in zip(chunk, teacher_forced(translator.model, src_ids, tgt_ids, heads), src_ids, tgt_ids):
             aligned[pair] = word_alignment(
                 piece_rows(steps[:, : len(s)]), piece_words(tokenizer.pieces(s)), piece_words(tokenizer.pieces(t))
             )
@@ -202,7 +205,8 @@ def target_range(tag: Tag, sentence: Sentence, words) -> tuple[int, int]:
         covered = {min(covered)} if covered else {n_src - 1}
     else:
         covered = {min(i, n_src - 1) for i, m in enumerate(source_words) if m.start() < end and m.end() > start}
-    span = project_words(covered, words) if n_src and n_tgt else None
+    articles = {i for i, m in enumerate(source_words) if m.group().lower().strip(LEADING_PUNCTUATION) in GERMAN_FUNCTION_WORDS}
+    span = project_words(covered, words, articles) if n_src and n_tgt else None
     if span is None or not target_words:
         return (0, 0) if start == end else (0, len(sentence.translation))
     first, last = target_words[min(span[0], len(target_words) - 1)], target_words[min(span[1], len(target_words)) - 1]
