@@ -1,7 +1,7 @@
 """Back-translate English text into synthetic German sources, in shards that survive a stop.
 
     python scripts/backtranslate.py --model EN_DE_BUNDLE --mono english.txt [more.en.gz ...] --out runs/bt \\
-        [--limit 300000] [--shard-lines 10000] [--search sample|greedy|beam] [--seed 1] [--workers 2]
+        [--limit 300000] [--shard-lines 10000] [--search sample|greedy|beam] [--seed 1] [--workers 2] [--device cpu|cuda]
     python scripts/backtranslate.py --out runs/bt --collect
 
 The other direction, forward translation (German text through a German→English model, whose
@@ -118,6 +118,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1, help="seeds the order of the sentences and the sampling")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="threads per worker")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (on a GPU use --workers 1)")
+    parser.add_argument("--batch-tokens", type=int, default=0, help="source pieces per batch (0: the bundle's)")
     parser.add_argument("--collect", action="store_true", help="only write bt.{src,tgt}.gz from the finished shards")
     args = parser.parse_args()
     if args.src_lang == args.tgt_lang:
@@ -145,8 +147,8 @@ def main() -> None:
     }[args.search]
     n_shards = (len(sentences) + args.shard_lines - 1) // args.shard_lines
     print(f"{len(sentences):,} sentences in {n_shards} shards of {args.shard_lines:,}; search: {args.search}", flush=True)
-    with Translator.load(args.model, device="cpu", workers=args.workers) as translator:
-        config = translator.config(split_sentences=False, **options)
+    with Translator.load(args.model, device=args.device, workers=args.workers) as translator:
+        config = translator.config(split_sentences=False, batch_tokens=args.batch_tokens or None, **options)
         for shard in range(n_shards):
             tgt_path = args.out / f"shard-{shard:05d}.{args.tgt_lang}"
             if tgt_path.exists():
