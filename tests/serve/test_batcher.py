@@ -131,7 +131,7 @@ def test_with_several_workers_a_call_is_cut_for_every_worker(trained_bundle_dir)
     assert batcher.call_config(config, 64).batch_size == 16  # 64 texts, 2 workers, 2 batches each
     assert batcher.call_config(config, 3).batch_size == 8  # not below MIN_BATCH
     assert batcher.call_config(replace(config, batch_size=5), 64).batch_size == 5  # a size given is kept
-    assert batcher.call_config(config, 64, alone=False) == config  # beside another call: one batch, for one worker
+    assert batcher.call_config(config, 64, alone=False).batch_size == 32  # beside another call: one batch per worker
 
 
 def test_with_several_workers_two_calls_run_at_once_each_with_its_own_results(trained_bundle_dir, reference, monkeypatch):

@@ -13,9 +13,12 @@ to each job's future in the job's order. While a lane's call runs, the other lan
 translate the jobs that come meanwhile, so every worker has a batch of its own to search and
 none waits for the slowest batch of another's call (as one call at a time would make them).
 
-A call made while another lane's call runs is one batch (as `batch_tokens` allows) for one
-worker: the larger the batch, the less each sentence costs. A call made while no other runs is
-cut into batches for every worker (BATCHES_PER_WORKER each), so that a lone request uses them all.
+A call is cut into batches for every worker, so that no worker waits while another searches a
+call alone: one batch per worker for a call made while another lane's call runs (the batches of
+the two calls share the workers), BATCHES_PER_WORKER per worker for a call made while no other
+runs (so that a lone request uses them all). Cutting a call made beside another into one batch
+for one worker instead left a worker idle whenever the other lane was gathering: 0.71 of the CLI
+path's speed against 0.83 (medians of 7 and 9 runs of `bench/serve_load.py --requests 1000`).
 
 A job whose future was cancelled before its call starts (its client hung up, or waited past the
 request timeout) is dropped without being translated. An exception of the call (a worker that
@@ -172,14 +175,15 @@ class Batcher:
         return len(live)
 
     def call_config(self, config: DecodeConfig, texts: int, alone: bool = True) -> DecodeConfig:
-        """The config of one call: with several workers, no batch size set and no other call
-        running (`alone`), at most ceil(texts / (workers * BATCHES_PER_WORKER)) sentences per
-        batch (but not under MIN_BATCH), so that the call's batches keep every worker busy (texts
-        that make one batch run on one); beside another call, the batches `batch_tokens` allows."""
+        """The config of one call: with several workers and no batch size set, at most
+        ceil(texts / (workers * BATCHES_PER_WORKER)) sentences per batch when no other call runs
+        (`alone`), ceil(texts / workers) beside another call, but not under MIN_BATCH, so that the
+        call's batches go to every worker (texts that make one batch run on one)."""
         workers = self.translator.workers
-        if workers == 1 or config.batch_size or not alone:
+        if workers == 1 or config.batch_size:
             return config
-        return replace(config, batch_size=max(MIN_BATCH, math.ceil(texts / (workers * BATCHES_PER_WORKER))))
+        per_worker = BATCHES_PER_WORKER if alone else 1
+        return replace(config, batch_size=max(MIN_BATCH, math.ceil(texts / (workers * per_worker))))
 
 
 def group_by_config(jobs: list[Job]) -> dict[DecodeConfig, list[Job]]:
