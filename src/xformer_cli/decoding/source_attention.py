@@ -129,8 +129,8 @@ def teacher_forced(
 
 
 class History:
-    """Each running hypothesis's attention over the source so far, during a search (nothing,
-    at no cost, when not `enabled`). Enter it around the search loop.
+    """Each running hypothesis's attention over the source so far, during a search (when not
+    `enabled`, every method returns at once). Enter it around the search loop.
 
     `past` has shape (B_alive, k, T, S): for the k hypotheses of each alive sentence, the
     attention of each of their T pieces (of the step that chose it) over the S source positions;
@@ -139,8 +139,9 @@ class History:
     def __init__(self, model: Transformer, src: Tensor, k: int, enabled: bool, heads: Sequence[tuple[int, int]] = ()) -> None:
         self.recorder = Recorder(model, heads) if enabled else None
         self.src_lens = (src != model.config.pad_id).sum(dim=1).tolist() if enabled else []  # by original sentence
-        self.past = torch.zeros(src.size(0), k, 0, src.size(1))
-        self.now = torch.zeros(src.size(0), k, src.size(1))
+        shape = (src.size(0), k, src.size(1)) if enabled else (0, 0, 0)
+        self.past = torch.zeros(shape[0], shape[1], 0, shape[2])
+        self.now = torch.zeros(shape)
 
     def __enter__(self) -> "History":
         if self.recorder is not None:
