@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from difflib import SequenceMatcher
 
 from torch import Tensor
 
@@ -151,19 +152,17 @@ def align_pairs(
     pairs: dict[tuple[str, str], PieceAttention | None], translator: Translator, heads: Sequence[tuple[int, int]] = ()
 ) -> dict[tuple[str, str], Tensor]:
     """Word-to-word attention of each (sentence, translation) pair, averaged over `heads` (see
-    `DecodeConfig.alignment_heads`): the search's own (`pairs` gives what it recorded) where its
-    pieces make as many words as the sentence and the translation have (number placeholders and
-    another segmentation of a word change pieces, not words), else read in a teacher-forced pass,
-    batched."""
+    `DecodeConfig.alignment_heads`): the search's own where it recorded it (`pairs`), mapped onto
+    the words of the sentence and its translation (`searched_alignment`), else read in a
+    teacher-forced pass, batched."""
     tokenizer, config = translator.tokenizer, translator.model.config
     aligned, forced = {}, []
     for pair, searched in pairs.items():
-        words = searched_words(pair, searched, translator)
+        words = searched_alignment(pair, searched, translator)
         if words is None:
             forced.append(pair)
-            continue
-        steps = searched.attention.tensor()[:, : len(searched.source)]  # (T + 1, S) without the source's EOS
-        aligned[pair] = word_alignment(piece_rows(steps), *words)
+        else:
+            aligned[pair] = words
     forced.sort(key=lambda pair: len(pair[0]))
     for first in range(0, len(forced), ALIGN_BATCH):
         chunk = forced[first : first + ALIGN_BATCH]
@@ -177,15 +176,41 @@ def align_pairs(
     return aligned
 
 
-def searched_words(pair: tuple[str, str], searched: PieceAttention | None, translator: Translator) -> tuple[list[int], list[int]] | None:
-    """The word of each source and target piece the search saw and chose, where they make as
-    many words as the sentence and its translation (`pair`); else None."""
-    if searched is None:
+def searched_alignment(pair: tuple[str, str], searched: PieceAttention | None, translator: Translator) -> Tensor | None:
+    """The attention the search recorded, between the words of the sentence and of its
+    translation (`pair`): shape (translation words, sentence words). The search's words (what
+    its pieces spell) and these differ where spans were held back and put back ("43" for
+    "12 000") or the translation was tidied; each word takes the attention of the search's word
+    it corresponds to (`word_map`). None where nothing was recorded or the pieces and their text
+    disagree on the words."""
+    if searched is None or not searched.source or not searched.target:
         return None
-    source, target = (piece_words(translator.tokenizer.pieces(list(ids))) for ids in (searched.source, searched.target))
-    if source[-1:] != [len(model_view(pair[0]).split()) - 1] or target[-1:] != [len(pair[1].split()) - 1]:
+    tokenizer = translator.tokenizer
+    source, target = (piece_words(tokenizer.pieces(list(ids))) for ids in (searched.source, searched.target))
+    spelled = [text.split() for text in tokenizer.decode([list(searched.source), list(searched.target)])]
+    if [len(words) for words in spelled] != [source[-1] + 1, target[-1] + 1]:
         return None
-    return source, target
+    steps = searched.attention.tensor()[:, : len(searched.source)]  # (T + 1, S) without the source's EOS
+    words = word_alignment(piece_rows(steps), source, target)  # (search's target words, search's source words)
+    rows, columns = word_map(spelled[1], pair[1].split()), word_map(spelled[0], model_view(pair[0]).split())
+    return words[rows][:, columns]
+
+
+def word_map(searched: list[str], final: list[str]) -> list[int]:
+    """For each word of `final`, the word of `searched` it stands for: the same word where the two
+    agree (difflib's matching), spread evenly over the searched words a changed stretch replaced
+    ("43" -> "12", "000": both from "43"), and the searched word before it for a word added (the
+    first one for a word added at the start)."""
+    mapping: list[int] = []
+    for op, i1, i2, j1, j2 in SequenceMatcher(a=searched, b=final, autojunk=False).get_opcodes():
+        for j in range(j1, j2):
+            if op == "equal":
+                mapping.append(i1 + j - j1)
+            elif i2 > i1:  # replaced
+                mapping.append(i1 + (j - j1) * (i2 - i1) // (j2 - j1))
+            else:  # inserted
+                mapping.append(max(i1 - 1, 0))
+    return mapping
 
 
 def model_view(text: str) -> str:
