@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 
 from xformer_cli.decoding.translator import Translator
-from xformer_cli.documents import alignment, translate_document
+from xformer_cli.documents import translate_document
 from xformer_cli.documents.blocks import hold_atoms
 from xformer_cli.documents.inline import atom_char
 from xformer_cli.evaluation.metrics import corpus_bleu
@@ -142,9 +142,6 @@ def main() -> None:
         help="the heads averaged for the alignment, each choice a comma list of layer:head or of layers (all their heads); "
         "model: the bundle's own alignment_heads",
     )
-    parser.add_argument(
-        "--shifts", nargs="+", type=int, default=[alignment.SHIFT], help="the step aligning a piece: 0 the one choosing it, 1 the next"
-    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     translator = Translator.load(args.model, device="cpu")
@@ -155,13 +152,11 @@ def main() -> None:
     baseline = [nbest[0].text for nbest in translator.translate_nbest([plain(s) for s, _ in names], translator.config())]
     plain_bleu = corpus_bleu(baseline, [references]).score
     own = translator.decode_config
-    methods = [(f"attention heads {heads} shift {shift}", by_attention, (heads, shift)) for heads in args.heads for shift in args.shifts]
-    for method, run, choice in methods + [("placeholders", by_placeholders, None)]:
-        if choice:
-            translator.decode_config = replace(
-                own, alignment_heads=own.alignment_heads if choice[0] == "model" else heads_of(choice[0], translator)
-            )
-            alignment.SHIFT = choice[1]
+    methods = [(f"attention heads {heads}", by_attention, heads) for heads in args.heads]
+    for method, run, heads in methods + [("placeholders", by_placeholders, None)]:
+        if heads:
+            chosen = own.alignment_heads if heads == "model" else heads_of(heads, translator)
+            translator.decode_config = replace(own, alignment_heads=chosen)
         started = time.perf_counter()
         hand = run(translator, hand_set())
         held = run(translator, held_out)

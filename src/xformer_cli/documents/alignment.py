@@ -19,8 +19,6 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-SHIFT = 0  # the step whose attention aligns a piece: 0 the one that chose it, 1 the next (measured in bench/documents/inline_tags.py)
-
 
 def piece_words(pieces: Sequence[str]) -> list[int]:
     """The whitespace word of each piece (0, 0, 1, 2, 2, ...): a piece starting with "▁" starts a word."""
@@ -30,13 +28,6 @@ def piece_words(pieces: Sequence[str]) -> list[int]:
             word += 1
         words.append(word)
     return words
-
-
-def piece_rows(steps: Tensor) -> Tensor:
-    """The attention a tag follows for each target piece, from that of every step (T + 1, S):
-    row j + SHIFT, i.e. (SHIFT 0) the step that chose piece j, or (SHIFT 1) the step that read it
-    (Chen et al. 2020's "shift-att"). Shape (T, S)."""
-    return steps[SHIFT : steps.size(0) - 1 + SHIFT]
 
 
 def word_alignment(attention: Tensor, src_words: list[int], tgt_words: list[int]) -> Tensor:

@@ -22,7 +22,7 @@ from torch import Tensor
 from xformer_cli.config import DecodeConfig
 from xformer_cli.decoding.source_attention import PieceAttention, teacher_forced
 from xformer_cli.decoding.translator import Translator
-from xformer_cli.documents.alignment import piece_rows, piece_words, project_words, word_alignment
+from xformer_cli.documents.alignment import piece_words, project_words, word_alignment
 from xformer_cli.documents.inline import Marked, Tag, atom_index
 from xformer_cli.text.sentences import split_sentences
 from xformer_cli.text.spans import FIRST_PLACEHOLDER, Masked, protect
@@ -170,9 +170,7 @@ def align_pairs(
         tgt_ids = tokenizer.encode_target([model_view(target) for _, target in chunk])
         tgt_ids = [ids[: config.max_pieces] or [config.eos_id] for ids in tgt_ids]
         for pair, steps, s, t in zip(chunk, teacher_forced(translator.model, src_ids, tgt_ids, heads), src_ids, tgt_ids):
-            aligned[pair] = word_alignment(
-                piece_rows(steps[:, : len(s)]), piece_words(tokenizer.pieces(s)), piece_words(tokenizer.pieces(t))
-            )
+            aligned[pair] = word_alignment(steps[:-1, : len(s)], piece_words(tokenizer.pieces(s)), piece_words(tokenizer.pieces(t)))
     return aligned
 
 
@@ -191,7 +189,8 @@ def searched_alignment(pair: tuple[str, str], searched: PieceAttention | None, t
     if [len(words) for words in spelled] != [source[-1] + 1, target[-1] + 1]:
         return None
     steps = searched.attention.tensor()[:, : len(searched.source)]  # (T + 1, S) without the source's EOS
-    words = word_alignment(piece_rows(steps), source, target)  # (search's target words, search's source words)
+    # A tag follows the steps that chose the pieces (all but the last, which chose EOS).
+    words = word_alignment(steps[:-1], source, target)  # (search's target words, search's source words)
     rows, columns = word_map(spelled[1], pair[1].split()), word_map(spelled[0], model_view(pair[0]).split())
     return words[rows][:, columns]
 
