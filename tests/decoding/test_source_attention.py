@@ -91,7 +91,8 @@ def test_the_named_heads_are_the_ones_averaged(translator):
     for src, (hyp,), (same,) in zip(ids, hyps, everywhere):
         forced = teacher_forced(model, [src], [list(hyp.tokens)], ((last, 1),))[0]  # the same head, counted from 0
         assert torch.allclose(hyp.attention.tensor(), forced, atol=1e-5)
-        assert not torch.allclose(hyp.attention.tensor(), same.attention.tensor(), atol=1e-3)  # not every head's mean
+        # not every head's mean: they differ by 0.044 and 0.063 at most here (measured), far above 1e-3
+        assert not torch.allclose(hyp.attention.tensor(), same.attention.tensor(), atol=1e-3)
 
 
 def test_a_head_the_model_lacks_is_a_config_error(translator):
