@@ -10,7 +10,8 @@ WebVTT every sentence cut at its middle word into two cues; in gettext each sent
 Prints, per format, BLEU and its difference to plain lines, the seconds of each round, and the
 median over rounds of its time over that of the plain lines translated just before it (each
 format is paired with a plain run, so that the machine's drift touches both alike), all in one
-process on the same sentences.
+process on the same sentences. `--formats recorded` times plain lines with the search recording
+its attention (what a tagged format costs in the search itself) against plain lines without.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import re
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -139,7 +141,12 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=500, help="the first N sentences of newstest2014")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3, help="times each format runs, each after plain lines")
-    parser.add_argument("--formats", nargs="+", default=["srt", "vtt", "markdown", "html", "docx", "po"], help="those to time")
+    parser.add_argument(
+        "--formats",
+        nargs="+",
+        default=["srt", "vtt", "markdown", "html", "docx", "po"],
+        help="those to time; `recorded`: plain lines with the search recording its attention",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     translator = Translator.load(args.model, device="cpu")
@@ -156,6 +163,8 @@ def main() -> None:
         "html": (lambda: to_html(src), from_html),
         "docx": (lambda: to_docx(src), from_docx),
         "po": (lambda: to_po(src), lambda out: from_po(out, src)),
+        # not a format: plain lines with the search recording its attention, as tagged formats have it
+        "recorded": (lambda: None, lambda out: out),
     }
     formats = {name: formats[name] for name in args.formats}
     seconds: dict[str, list[float]] = {name: [] for name in formats}
@@ -169,7 +178,10 @@ def main() -> None:
             bleu["plain lines"] = corpus_bleu(plain, [ref]).score
             data = write()
             started = time.perf_counter()
-            out = translate_document(data, name, translator, config, f"newstest2014.{name}")
+            if name == "recorded":
+                out = [nbest[0].text for nbest in translator.translate_nbest(src, replace(config, source_attention=True))]
+            else:
+                out = translate_document(data, name, translator, config, f"newstest2014.{name}")
             seconds[name].append(time.perf_counter() - started)
             hyp = read(out)
             assert len(hyp) == len(src), (name, len(hyp))
