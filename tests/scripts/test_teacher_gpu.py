@@ -4,16 +4,15 @@ sources in shards, and the distilled pairs come out line by line beside the logs
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from test_backtranslate import load_script
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "teacher_gpu.sh"
-spec = importlib.util.spec_from_file_location("backtranslate", SCRIPT.with_name("backtranslate.py"))
-backtranslate = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(backtranslate)
+backtranslate = load_script()  # scripts/backtranslate.py, for its looks_english
 
 
 def test_the_rehearsal_writes_distilled_pairs_of_real_sources(tiny_corpus, tmp_path):
