@@ -1,4 +1,5 @@
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,7 @@ def translator(trained_bundle_dir):
     return Translator.load(str(trained_bundle_dir), device="cpu")
 
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "documents"
 PAGE = """<!DOCTYPE html>
 <html lang="de">
 <head><meta charset="utf-8"><title>Willkommen</title>
@@ -33,6 +35,9 @@ PAGE = """<!DOCTYPE html>
 """
 
 
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}  # no end tags
+
+
 class Tags(HTMLParser):
     """Every tag of a page with its attributes, in order, and whether they nest properly."""
 
@@ -43,8 +48,11 @@ class Tags(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         self.found.append(("start", tag, [(k, v) for k, v in attrs if k not in ("alt", "title", "lang")]))
-        if tag not in ("meta", "br", "img"):
+        if tag not in VOID:
             self.stack.append(tag)
+
+    def handle_startendtag(self, tag, attrs):  # <br/>, <input ... />: no end tag follows
+        self.found.append(("start", tag, [(k, v) for k, v in attrs if k not in ("alt", "title", "lang")]))
 
     def handle_endtag(self, tag):
         self.found.append(("end", tag))
@@ -80,3 +88,21 @@ def test_binary_and_bad_utf8_are_one_line_errors(translator):
         translate_html(b"<p>a</p>\n\xff", translator, translator.config(), "page.html")
     with pytest.raises(DocumentError, match="NUL byte"):
         translate_html(b"<p>a\x00</p>", translator, translator.config(), "page.html")
+
+
+def test_a_real_german_web_page_keeps_its_structure(translator):
+    """A page of the Ada & Zangemann book's site (tests/fixtures/documents/SOURCES.md): menus, a
+    select, inline links with nested strong, a bare `&`, meta tags and a script."""
+    source = (FIXTURES / "ada-zangemann-fsfe.de.html").read_text(encoding="utf-8")
+    out = translate_html(source.encode(), translator, translator.config(), "fsfe.html").decode()
+    assert sorted(map(str, Tags(out).found)) == sorted(map(str, Tags(source).found)) and Tags(out).nested
+    inline = ("a", "strong", "span", "label", "input")
+    assert [t for t in Tags(out).found if t[1] not in inline] == [t for t in Tags(source).found if t[1] not in inline]
+
+    def head(page: str) -> str:  # the head without its title, the one text of it that is translated
+        start, end = page.index("<title>"), page.index("</title>")
+        return page[:start] + page[end : page.index("</head>")]
+
+    assert head(out) == head(source).replace('<html lang="de">', '<html lang="en">')
+    assert out[out.index("<script") :] == source[source.index("<script") :]
+    assert "gemeinnütziger Verein" not in out and "Schreiben Sie uns" not in out
