@@ -11,7 +11,8 @@ Prints, per format, BLEU and its difference to plain lines, the seconds of each 
 median over rounds of its time over that of the plain lines translated just before it (each
 format is paired with a plain run, so that the machine's drift touches both alike), all in one
 process on the same sentences. `--formats recorded` times plain lines with the search recording
-its attention (what a tagged format costs in the search itself) against plain lines without.
+its attention (what a tagged format costs in the search itself) against plain lines without;
+`--check-tags` translates the formats as `xformer translate --check-tags` does.
 """
 
 from __future__ import annotations
@@ -147,14 +148,17 @@ def main() -> None:
         default=["srt", "vtt", "markdown", "html", "docx", "po"],
         help="those to time; `recorded`: plain lines with the search recording its attention",
     )
+    parser.add_argument("--check-tags", action="store_true", help="the formats translated as `--check-tags` does")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     translator = Translator.load(args.model, device="cpu")
     config = translator.config()
+    checked = replace(config, check_tags=args.check_tags)
     source, reference = find_testset("wmt14/full", args.data_dir)
     src = source.read_text(encoding="utf-8").splitlines()[: args.lines]
     ref = reference.read_text(encoding="utf-8").splitlines()[: args.lines]
-    print(json.dumps({"cpu": cpu_name(), "model": str(translator.bundle.path), "lines": len(src), "search": f"beam {config.beam_size}"}))
+    header = {"cpu": cpu_name(), "model": str(translator.bundle.path), "lines": len(src), "search": f"beam {config.beam_size}"}
+    print(json.dumps(header | {"check_tags": args.check_tags}))
     translator.translate_nbest(src[:20], config)  # warm-up: the first search pays for lazy set-up
     formats = {
         "srt": (lambda: to_subtitles(src, False), lambda out: from_subtitles(out, src)),
@@ -181,7 +185,7 @@ def main() -> None:
             if name == "recorded":
                 out = [nbest[0].text for nbest in translator.translate_nbest(src, replace(config, source_attention=True))]
             else:
-                out = translate_document(data, name, translator, config, f"newstest2014.{name}")
+                out = translate_document(data, name, translator, checked, f"newstest2014.{name}")
             seconds[name].append(time.perf_counter() - started)
             hyp = read(out)
             assert len(hyp) == len(src), (name, len(hyp))

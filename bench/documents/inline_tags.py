@@ -16,8 +16,9 @@ Two sets, each German sentence with one `<b>` tag around some words:
 A case counts only where the model's translation holds one of the expected words at all (another
 word choice is the model's, not the tag's); the rate is over those cases.
 
-The two methods: attention (`documents/blocks.py`: the model translates the plain sentence, the tag
-goes to the English words aligned by the decoder's source attention) and placeholders (the tag's
+The methods: attention (`documents/blocks.py`: the model translates the plain sentence, the tag
+goes to the English words aligned by the decoder's source attention), the same with `--check-tags`
+(a tag over several English words narrowed by occlusion, `documents/occlusion.py`) and placeholders (the tag's
 edges sent to the model as two placeholder numbers, as the spans are, and put back where the model
 copied them; a case fails where it dropped one). BLEU of both on the newstest sentences, markup
 stripped, against plain translation of the same sentences.
@@ -79,10 +80,11 @@ def plain(tagged: str) -> str:
     return tagged.replace("<b>", "").replace("</b>", "")
 
 
-def by_attention(translator: Translator, cases: list[tuple[str, list[str]]]) -> list[str]:
-    """Each sentence as an HTML paragraph through xformer's HTML path; the translated paragraphs."""
+def by_attention(translator: Translator, cases: list[tuple[str, list[str]]], check: bool = False) -> list[str]:
+    """Each sentence as an HTML paragraph through xformer's HTML path (with `check`, as
+    `--check-tags` does); the translated paragraphs."""
     page = "\n".join(f"<p>{source}</p>" for source, _ in cases)
-    out = translate_document(page.encode(), "html", translator, translator.config()).decode()
+    out = translate_document(page.encode(), "html", translator, translator.config(check_tags=check)).decode()
     return [html.unescape(p) for p in re.findall(r"<p>(.*?)</p>", out, re.S)]
 
 
@@ -153,7 +155,8 @@ def main() -> None:
     plain_bleu = corpus_bleu(baseline, [references]).score
     own = translator.decode_config
     methods = [(f"attention heads {heads}", by_attention, heads) for heads in args.heads]
-    for method, run, heads in methods + [("placeholders", by_placeholders, None)]:
+    checked = lambda translator, cases: by_attention(translator, cases, check=True)  # noqa: E731
+    for method, run, heads in methods + [("attention, --check-tags", checked, "model"), ("placeholders", by_placeholders, None)]:
         if heads:
             chosen = own.alignment_heads if heads == "model" else heads_of(heads, translator)
             translator.decode_config = replace(own, alignment_heads=chosen)

@@ -48,6 +48,9 @@ class DecodeConfig:
     # The (decoder layer, head) pairs whose source attention is averaged into that alignment
     # (layers from 0, or -1 for the last); empty: every head of the last two layers.
     alignment_heads: tuple[tuple[int, int], ...] = ()
+    # Documents: narrow a tag the attention spread over several English words to those the model
+    # needs its German words for (`documents/occlusion.py`: one more teacher-forced pass per such tag).
+    check_tags: bool = False
     # Sampling (one random translation per sentence, as for back-translation) instead of search;
     # needs beam_size = n_best = 1. The draws of a sentence come from (seed, its source pieces).
     sample: bool = False

@@ -58,3 +58,12 @@ def test_text_only_flags_are_refused_for_a_document(trained_bundle_dir, tmp_path
     (tmp_path / "a.srt").write_text(SRT, encoding="utf-8")
     result = run("translate", "-m", trained_bundle_dir, "-i", tmp_path / "a.srt", "--n-best", "2")
     assert_one_line_error(result, "--n-best is for text lines, not a srt file")
+
+
+def test_check_tags_narrows_tags_in_a_page_and_is_refused_for_text(trained_bundle_dir, tmp_path):
+    (tmp_path / "page.html").write_text("<p>Ich <b>habe Hunger</b> und <i>Durst</i>.</p>", encoding="utf-8")
+    result = run("translate", "-m", trained_bundle_dir, "-i", tmp_path / "page.html", "--check-tags")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("<b>") == result.stdout.count("</b>") == result.stdout.count("<i>") == 1
+    result = run("translate", "-m", trained_bundle_dir, "--check-tags", input="Ich habe Hunger.\n")
+    assert_one_line_error(result, "--check-tags is for files with inline tags (html, markdown, docx), not text lines")

@@ -107,6 +107,15 @@ def translate(
             "For a model with one target language only that language is accepted.",
         ),
     ] = None,
+    check_tags: Annotated[
+        bool,
+        typer.Option(
+            "--check-tags",
+            help="Files with inline tags (HTML, Markdown, Word): narrow a tag the attention spread over several English words to "
+            "those the model needs the tagged German words for, by reading each such sentence again with those words hidden. "
+            "More tags land right (89% against 84% of unseen hand-tagged sentences), at about 1.35x the time of a tag-dense file.",
+        ),
+    ] = False,
     format: Annotated[
         Optional[str],
         typer.Option(
@@ -129,8 +138,10 @@ def translate(
         beam_size=1 if greedy else beam_size, length_penalty=length_penalty, max_len_a=max_len_a, max_len_b=max_len_b,
         n_best=n_best, no_repeat_ngram=no_repeat_ngram, batch_tokens=batch_tokens, batch_size=batch_size,
         split_sentences=split_sentences, protect_spans=protect_spans, sample=sample or None, sample_topk=sample_topk,
-        temperature=temperature, seed=seed,
+        temperature=temperature, seed=seed, check_tags=check_tags or None,
     )  # fmt: skip
+    if fmt == "text" and check_tags:
+        raise ConfigError("--check-tags is for files with inline tags (html, markdown, docx), not text lines")
     if fmt != "text":
         for flag, given in (
             ("--n-best", n_best and n_best > 1),

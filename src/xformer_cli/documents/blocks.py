@@ -23,24 +23,16 @@ from xformer_cli.config import DecodeConfig
 from xformer_cli.decoding.source_attention import PieceAttention, teacher_forced
 from xformer_cli.decoding.translator import Translator
 from xformer_cli.documents.alignment import piece_words, project_words, word_alignment
+from xformer_cli.documents.edges import GERMAN_FUNCTION_WORDS, LEADING_PUNCTUATION, trim, without_function_words
 from xformer_cli.documents.inline import Marked, Tag, atom_index
+from xformer_cli.documents.occlusion import characters, narrowed, question
 from xformer_cli.text.sentences import split_sentences
 from xformer_cli.text.spans import FIRST_PLACEHOLDER, Masked, protect
 
 WORD = re.compile(r"\S+")
-LEADING_PUNCTUATION = "(\"'„“«‚‘¿¡["
-TRAILING_PUNCTUATION = ".,;:!?…)\"'“”»’]"
 SENTENCE_END = re.compile(r"[.!?…:;][\"'”’»)\]]*$")
 ATOM_BEFORE_PUNCTUATION = re.compile("([\U000f0000-\U000ffffd]) +([,.;:!?)])")
 ALIGN_BATCH = 32  # sentence pairs per teacher-forced alignment batch
-ENGLISH_FUNCTION_WORDS = frozenset(
-    "the a an no his her its my your our their this that these those by for at to of in on with from".split()
-)
-GERMAN_FUNCTION_WORDS = frozenset(
-    """der die das dem den des ein eine einer einem einen eines kein keine keinen keinem keiner mein meine
-    dein deine sein seine ihr ihre unser unsere euer eure mit für bei zu zum zur von vom an am auf aus in im
-    um nach über unter vor durch gegen""".split()
-)
 
 
 @dataclass(frozen=True)
@@ -91,7 +83,7 @@ def translate_blocks(blocks: Sequence[Marked], translator: Translator, config: D
     by_block: list[list[Sentence]] = [[] for _ in blocks]
     for sentence in sentences:
         by_block[sentence.block].append(sentence)
-    ranges = tag_ranges(blocks, by_block, translator, config.alignment_heads)
+    ranges = tag_ranges(blocks, by_block, translator, config.alignment_heads, config.check_tags)
     return [assemble(block, found, ranges.get(i, {})) for i, (block, found) in enumerate(zip(blocks, by_block))]
 
 
@@ -114,10 +106,15 @@ def tidy(source: str, translation: str) -> str:
 
 
 def tag_ranges(
-    blocks: Sequence[Marked], by_block: list[list[Sentence]], translator: Translator, heads: Sequence[tuple[int, int]] = ()
+    blocks: Sequence[Marked],
+    by_block: list[list[Sentence]],
+    translator: Translator,
+    heads: Sequence[tuple[int, int]] = (),
+    check: bool = False,
 ) -> dict[int, dict[tuple[int, int], tuple[int, int]]]:
     """For each block, each (sentence number, tag number) that needs the alignment -> its target
-    character range in that sentence's translation."""
+    character range in that sentence's translation; with `check`, a range of several words
+    narrowed by occlusion (`occlusion.py`)."""
     jobs = [  # (block, sentence number, tag number, sentence)
         (b, n, t, sentence)
         for b, block in enumerate(blocks)
@@ -129,10 +126,20 @@ def tag_ranges(
     # The alignment only for sentences with a tag not placed by a copy.
     aligned = align_pairs({(job[3].text, job[3].translation): job[3].pieces for job in jobs if copied[job] is None}, translator, heads)
     ranges: dict[int, dict[tuple[int, int], tuple[int, int]]] = {}
+    asked = {}  # job -> the occlusion question of a tag the attention spread over several words
     for job in jobs:
         b, n, t, sentence = job
-        found = copied[job] or target_range(blocks[b].tags[t], sentence, aligned[sentence.text, sentence.translation])
+        tag = blocks[b].tags[t]
+        found = copied[job] or target_range(tag, sentence, aligned[sentence.text, sentence.translation])
         ranges.setdefault(b, {})[n, t] = found
+        if check and copied[job] is None and tag.end > tag.start:
+            within = (tag.start - sentence.start, tag.end - sentence.start)
+            asked[job] = question(sentence.text, sentence.translation, within, found, model_view)
+    asked = {job: q for job, q in asked.items() if q is not None}
+    for (b, n, t, sentence), words in zip(asked, narrowed(list(asked.values()), translator.model, translator.tokenizer)):
+        content = tag_content(blocks[b].tags[t], sentence)
+        begin, finish = without_function_words(sentence.translation, *characters(sentence.translation, words), content)
+        ranges[b][n, t] = trim(sentence.translation, begin, finish, content)
     return ranges
 
 
@@ -251,29 +258,6 @@ def copy_in(content: str, translation: str) -> tuple[int, int] | None:
         return None
     found = [m for m in re.finditer(rf"(?<!\w){re.escape(words)}(?!\w)", translation)]
     return (found[0].start(), found[0].end()) if len(found) == 1 else None
-
-
-def without_function_words(text: str, begin: int, finish: int, content: str) -> tuple[int, int]:
-    """A target range without the English articles, possessives and prepositions at its start
-    that the German words of the tag did not start with ("no milk" for "keine <b>Milch</b>"): the
-    attention of such a word goes to the noun it belongs to."""
-    first = content.split()[0].lower().strip(LEADING_PUNCTUATION) if content.split() else ""
-    if first in GERMAN_FUNCTION_WORDS:
-        return begin, finish
-    while True:
-        word = re.match(r"(\S+)\s+", text[begin:finish])
-        if word is None or word.group(1).lower() not in ENGLISH_FUNCTION_WORDS:
-            return begin, finish
-        begin += word.end()
-
-
-def trim(text: str, begin: int, finish: int, content: str) -> tuple[int, int]:
-    """A target range without the punctuation at its edges that the source tag did not hold."""
-    while begin < finish - 1 and text[begin] in LEADING_PUNCTUATION and not content.lstrip().startswith(text[begin]):
-        begin += 1
-    while finish > begin + 1 and text[finish - 1] in TRAILING_PUNCTUATION and not content.rstrip().endswith(text[finish - 1]):
-        finish -= 1
-    return begin, finish
 
 
 def assemble(block: Marked, sentences: list[Sentence], ranges: dict[tuple[int, int], tuple[int, int]]) -> Marked:
