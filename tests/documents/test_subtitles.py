@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from xformer_cli.decoding.translator import Translator
@@ -5,6 +7,8 @@ from xformer_cli.documents.blocks import translate_blocks
 from xformer_cli.documents.inline import Marked
 from xformer_cli.documents.subtitles import translate_subtitles
 from xformer_cli.errors import DocumentError
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "documents"
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +82,46 @@ def test_a_sentence_is_translated_as_one_text_by_the_model(translator):
         )
         assert [first, lines[1][0]] == [m.text for m in alone]
     assert all(line.strip() for cue in lines for line in cue)
+
+
+def test_a_real_subtitle_file_keeps_its_cues_and_its_words(shouting_aligned, translator):
+    """The German subtitles of the Tor Project's animation (tests/fixtures/documents/SOURCES.md):
+    35 cues, one or two lines each, most sentences running over two to four cues."""
+    source = (FIXTURES / "tor-animation.de.srt").read_text(encoding="utf-8")
+    before = cues(source)
+    for model in (shouting_aligned, translator):
+        out = translate_subtitles(source.encode(), model, model.config(), "tor.srt").decode()
+        after = cues(out)
+        assert [c[:2] for c in after] == [c[:2] for c in before] and out.endswith("\n\n")
+        assert all(line.strip() for c in after for line in c[2:])
+        # As many lines as the cue had, unless its share of the translation has fewer words
+        # (the tiny model's often has one): an empty line would end the cue.
+        for b, a in zip(before, after):
+            assert len(a) == len(b) if model is shouting_aligned else 3 <= len(a) <= len(b)
+            assert len(a) == len(b) or len(" ".join(a[2:]).split()) < len(b) - 2
+    # Shouting upper-cases each sentence whole: every word comes back once, in order, each cue
+    # holding a share of its sentence.
+    words = [w for c in before for line in c[2:] for w in line.split()]
+    out = translate_subtitles(source.encode(), shouting_aligned, shouting_aligned.config(), "tor.srt").decode()
+    assert [w for c in cues(out) for line in c[2:] for w in line.split()] == [w.upper() for w in words]
+
+
+def test_a_sentence_over_several_real_cues_reaches_the_model_whole(translator, monkeypatch):
+    read: list[str] = []
+    translate = Translator._translate_sentences
+
+    def recording(self, sentences, lines, config, warn):
+        read.extend(masked.text for _, masked in sentences)
+        return translate(self, sentences, lines, config, warn)
+
+    monkeypatch.setattr(Translator, "_translate_sentences", recording)
+    source = (FIXTURES / "tor-animation.de.srt").read_bytes()
+    translate_subtitles(source, translator, translator.config(), "tor.srt")
+    assert (
+        "Wir teilen ständig Dinge über uns und unser Privatleben: was wir essen, Leute, die wir treffen, "
+        "Orte, die wir besuchen, und was wir lesen."
+    ) in read
+    assert "Tor schützt auch unsere Daten vor Massenüberwachung durch Firmen oder Regierungen." in read
 
 
 def test_webvtt_headers_notes_styles_and_settings_stay(shouting_aligned):
