@@ -1,7 +1,8 @@
 """Make a bundle, with its model card, from one checkpoint of a run (e.g. to score a model at an
-earlier budget), the way `xformer train` makes its final bundle.
+earlier budget), the way `xformer train` makes its final bundle; with `--average N`, from the mean
+of that checkpoint and the N - 1 kept before it (a run stopped short of its last step).
 
-    python scripts/checkpoint_to_bundle.py runs/de-en-small runs/de-en-small/checkpoints/step-0001000.safetensors OUT
+    python scripts/checkpoint_to_bundle.py runs/de-en-small runs/de-en-small/checkpoints/step-0001000.safetensors OUT [--average 5]
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from xformer_cli.training.checkpoint import load_checkpoint, model_state
+from xformer_cli.training.checkpoint import average_states, load_checkpoint, model_state
 from xformer_cli.training.final_bundle import run_info, write_run_bundle
 from xformer_cli.training.run_folder import RunFolder
 
@@ -19,20 +20,28 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("out", type=Path)
+    parser.add_argument("--average", type=int, default=1, help="the mean of this many checkpoints, ending with CHECKPOINT")
     args = parser.parse_args()
     info = run_info(RunFolder(args.run, main=False))  # reads only: no lock, nothing written
     model = info.build_model()
     tensors, meta = load_checkpoint(args.checkpoint)
-    model.load_state_dict(model_state(tensors))
+    paths = [args.checkpoint]
+    if args.average > 1:
+        kept = sorted(args.checkpoint.parent.glob("step-*.safetensors"))
+        paths = [p for p in kept if p.name <= args.checkpoint.name][-args.average :]
+        model.load_state_dict(average_states([model_state(load_checkpoint(p)[0]) for p in paths]))
+    else:
+        model.load_state_dict(model_state(tensors))
+    weights = paths[0].name if len(paths) == 1 else f"the mean of {', '.join(p.name for p in paths)}"
     write_run_bundle(
         args.out,
         args.out.name,
         model,
         info,
-        training=f"{meta['step']} steps, {meta['elapsed'] / 60:.1f} minutes; weights: checkpoint {args.checkpoint.name} of {args.run}.",
+        training=f"{meta['step']} steps, {meta['elapsed'] / 60:.1f} minutes; weights: {weights} of {args.run}.",
         recipe="",
         scores=[],
-        extra={"steps": meta["step"], "seconds": round(meta["elapsed"]), "weights": args.checkpoint.name},
+        extra={"steps": meta["step"], "seconds": round(meta["elapsed"]), "weights": weights},
     )
     print(f"{args.out}: step {meta['step']}, {meta['elapsed']:.0f} s of training")
 
