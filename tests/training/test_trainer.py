@@ -600,6 +600,21 @@ def test_checkpoint_to_bundle_makes_the_bundle_and_card_the_run_would(tiny_corpu
     assert bundle.extra["training"]["seconds"] == seconds[2]
     final = load_bundle(out / "bundle").extra["training"]
     assert final["steps"] == 4 and final["seconds"] == seconds[4]
+    # --average 2 ending at step 4: the mean of the checkpoints of steps 2 and 4, named on the card.
+    done = subprocess.run(
+        [sys.executable, str(script), str(out), str(out / "checkpoints" / "step-0000004.safetensors"), str(tmp_path / "mean")]
+        + ["--average", "2"],
+        env=ENV(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    mean = load_bundle(tmp_path / "mean")
+    two, four = (model_state(load_checkpoint(out / "checkpoints" / f"step-000000{n}.safetensors")[0]) for n in (2, 4))
+    for name, tensor in mean.model.state_dict().items():
+        assert torch.allclose(tensor, (two[name].float() + four[name].float()) / 2, atol=1e-6), name
+    assert "the mean of step-0000002.safetensors, step-0000004.safetensors" in (tmp_path / "mean" / "README.md").read_text()
 
 
 def test_cpu_autocast_is_bfloat16_only_where_the_cpu_computes_in_it(monkeypatch):
