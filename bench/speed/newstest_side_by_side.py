@@ -2,9 +2,9 @@
 
     python bench/speed/newstest_side_by_side.py --against runs/de-en-general-v1 [--model models/de-en-general] [--rounds 1]
 
-The previous default model, de-en-general v1 (git tag `de-en-general-v1`), unpacks into
+The previous default model, de-en-general v1 (commit f4d7a88), unpacks into
 runs/de-en-general-v1 with
-`mkdir -p runs/de-en-general-v1 && git archive de-en-general-v1 models/de-en-general |
+`mkdir -p runs/de-en-general-v1 && git archive f4d7a88 models/de-en-general |
 tar -x --strip-components=2 -C runs/de-en-general-v1`.
 
 Each round runs `xformer translate -m MODEL -i newstest2014.de -o FILE` with the defaults for
