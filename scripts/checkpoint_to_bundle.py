@@ -22,16 +22,16 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--average", type=int, default=1, help="the mean of this many checkpoints, ending with CHECKPOINT")
     args = parser.parse_args()
-    info = run_info(RunFolder(args.run, main=False))  # reads only: no lock, nothing written
+    run = RunFolder(args.run, main=False)  # reads only: no lock, nothing written
+    info = run_info(run)
     model = info.build_model()
-    tensors, meta = load_checkpoint(args.checkpoint)
     paths = [args.checkpoint]
-    if args.average > 1:
-        kept = sorted(args.checkpoint.parent.glob("step-*.safetensors"))
-        paths = [p for p in kept if p.name <= args.checkpoint.name][-args.average :]
-        model.load_state_dict(average_states([model_state(load_checkpoint(p)[0]) for p in paths]))
-    else:
-        model.load_state_dict(model_state(tensors))
+    if args.average > 1:  # the checkpoint and those kept before it
+        paths = [p for p in run.checkpoint_paths() if p.name <= args.checkpoint.name][-args.average :]
+    loaded = [load_checkpoint(p) for p in paths]
+    meta = loaded[-1][1]
+    states = [model_state(tensors) for tensors, _ in loaded]
+    model.load_state_dict(states[0] if len(states) == 1 else average_states(states))
     weights = paths[0].name if len(paths) == 1 else f"the mean of {', '.join(p.name for p in paths)}"
     write_run_bundle(
         args.out,

@@ -579,14 +579,14 @@ def test_checkpoint_to_bundle_makes_the_bundle_and_card_the_run_would(tiny_corpu
     out = tmp_path / "run"
     assert run(*tiny_args(src, tgt, out, "--max-steps", 4, "--save-every", 2, "--license", "cc-by-2.0")).exit_code == 0
     script = Path(__file__).parents[2] / "scripts" / "checkpoint_to_bundle.py"
-    done = subprocess.run(
-        [sys.executable, str(script), str(out), str(out / "checkpoints" / "step-0000002.safetensors"), str(tmp_path / "at-2")],
-        env=ENV(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
+
+    def to_bundle(step: int, folder: str, *options: str) -> None:
+        checkpoint = out / "checkpoints" / f"step-000000{step}.safetensors"
+        command = [sys.executable, str(script), str(out), str(checkpoint), str(tmp_path / folder), *options]
+        done = subprocess.run(command, env=ENV(), capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+
+    to_bundle(2, "at-2")
     bundle = load_bundle(tmp_path / "at-2")
     assert bundle.extra["training"]["steps"] == 2 and bundle.tokenizer.model_proto == (out / "spm.model").read_bytes()
     card = (tmp_path / "at-2" / "README.md").read_text()
@@ -601,15 +601,7 @@ def test_checkpoint_to_bundle_makes_the_bundle_and_card_the_run_would(tiny_corpu
     final = load_bundle(out / "bundle").extra["training"]
     assert final["steps"] == 4 and final["seconds"] == seconds[4]
     # --average 2 ending at step 4: the mean of the checkpoints of steps 2 and 4, named on the card.
-    done = subprocess.run(
-        [sys.executable, str(script), str(out), str(out / "checkpoints" / "step-0000004.safetensors"), str(tmp_path / "mean")]
-        + ["--average", "2"],
-        env=ENV(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
+    to_bundle(4, "mean", "--average", "2")
     mean = load_bundle(tmp_path / "mean")
     two, four = (model_state(load_checkpoint(out / "checkpoints" / f"step-000000{n}.safetensors")[0]) for n in (2, 4))
     for name, tensor in mean.model.state_dict().items():
