@@ -70,7 +70,8 @@ CORPORA = {
 LIMITS = """
 ## Limits and terms
 
-- Trained on about 267,000 real sentence pairs and 295,000 back-translated news pairs, a
+- Trained on about 267,000 real sentence pairs, 473,000 English news sentences with machine-made
+  German (back-translation) and 273,000 German news sentences with a model's own English, a
   low-resource setting: short everyday sentences, image descriptions and short news come out
   well; long or specialised text (news, law, medicine) often loses words or meaning. Check what
   matters.
@@ -80,8 +81,9 @@ LIMITS = """
   out in English (1. Januar 2027 -> 1 January 2027) (`--no-split-sentences` and
   `--no-protect-spans` turn this off).
 - **Terms**: the training data includes TED (CC BY-NC-ND 4.0), OpenSubtitles (CC BY-NC-SA 4.0)
-  and Multi30k (research and education use), so use these weights for non-commercial research
-  and education. Attribution for Tatoeba: tatoeba.org and manythings.org/anki (CC BY 2.0).
+  and Multi30k (research and education use), and news text that remains its publishers'
+  copyright, so use these weights for non-commercial research and education. Attribution for
+  Tatoeba: tatoeba.org and manythings.org/anki (CC BY 2.0).
 """
 
 
