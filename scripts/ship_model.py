@@ -111,6 +111,19 @@ def translate_lines(model_dir: Path, lines: list[str]) -> list[str]:
     return done.stdout.splitlines()
 
 
+def heads_text(heads: list) -> str:
+    """The card's sentence on the attention heads that place inline tags ("" where the config
+    names none: every head of the last two layers is used)."""
+    if not heads:
+        return ""
+    named = ", ".join(f"layer {layer} head {head}" for layer, head in heads)
+    return (
+        f"Inline tags of documents (HTML, Markdown, Word) follow the source attention of {len(heads)} decoder heads, "
+        f"averaged ({named}, counted from 0; `alignment_heads` in config.json; how they were chosen and what they "
+        'place: docs/benchmarks.md, "Files with structure"). '
+    )
+
+
 def data_text(info, stats: dict, history: str) -> str:
     """The card's data section: the eight real corpora (through the recipe's one real corpus,
     `runs/general-data/train.*.gz`, at its weight) and any back-translated one."""
@@ -239,7 +252,7 @@ def main() -> None:
             decoding=(
                 f"Beam search with beam size {decode['beam_size']}, length penalty {decode['length_penalty']} "
                 f"(score = log P / length^alpha), output cap {decode['max_len_a']}·source pieces + {decode['max_len_b']}; "
-                f"lines split into sentences and spans kept. Scores below use these defaults. "
+                f"lines split into sentences and spans kept. Scores below use these defaults. {heads_text(decode['alignment_heads'])}"
                 f"`xformer translate -i newstest2014.de` (3,003 sentences) took {seconds:.0f} s on 2 CPU cores, loading included."
             ),
             recipe=recipe or json.dumps({"model": to_dict(info.model), "train": to_dict(info.train)}, indent=2),
