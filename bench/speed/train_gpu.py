@@ -75,7 +75,9 @@ def main() -> None:
                 flops, tokens = 0.0, 0
             batch, rows, length = gpu_batches[step % len(gpu_batches)]
             optimizer.zero_grad(set_to_none=True)
-            _, n = backward_accumulated(runner, [batch], c.pad_id, 0.1, Distributed(), lambda: torch.autocast("cuda", dtype=torch.bfloat16))
+            n = backward_accumulated(
+                runner, [batch], c.pad_id, 0.1, Distributed(), lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+            ).tokens
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             flops += step_flops(c, rows, length)

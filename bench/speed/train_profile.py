@@ -68,7 +68,7 @@ def make_step(variant: str):
     def step(batch: Batch) -> int:
         model.train()
         optimizer.zero_grad(set_to_none=True)
-        _, tokens = backward_accumulated(runner, [batch], 0, 0.1, Distributed(), autocast)
+        tokens = backward_accumulated(runner, [batch], 0, 0.1, Distributed(), autocast).tokens
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         return tokens

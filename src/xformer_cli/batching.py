@@ -73,12 +73,14 @@ def pad(seqs: Sequence[Sequence[int]], pad_id: int, bos: int | None = None, eos:
 @dataclass
 class Batch:
     """src (B, S) ending in EOS; tgt_in (B, T) starting with BOS; tgt_out (B, T) ending in EOS;
-    all right-padded with `pad_id`."""
+    all right-padded with `pad_id`. For guided alignment, `alignment` (B, T, S): the attention
+    each decoder position should have over the source (`training/guided_alignment.py`)."""
 
     src: Tensor
     tgt_in: Tensor
     tgt_out: Tensor
     pad_id: int = PAD_ID
+    alignment: Tensor | None = None
 
     @property
     def n_tokens(self) -> int:
@@ -87,8 +89,11 @@ class Batch:
     def to(self, device: torch.device) -> "Batch":
         """The batch on `device`; to a GPU through pinned memory, so the copy does not wait."""
         if device.type != "cuda":
-            return Batch(self.src.to(device), self.tgt_in.to(device), self.tgt_out.to(device), self.pad_id)
-        return Batch(*(t.pin_memory().to(device, non_blocking=True) for t in (self.src, self.tgt_in, self.tgt_out)), self.pad_id)
+            move = lambda t: t.to(device)  # noqa: E731
+        else:
+            move = lambda t: t.pin_memory().to(device, non_blocking=True)  # noqa: E731
+        alignment = None if self.alignment is None else move(self.alignment)
+        return Batch(move(self.src), move(self.tgt_in), move(self.tgt_out), self.pad_id, alignment)
 
 
 def pad_with_eos(seqs: Sequence[Sequence[int]], eos_id: int, pad_id: int) -> Tensor:

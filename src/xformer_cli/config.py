@@ -105,6 +105,7 @@ class CorpusConfig:
     name: str = ""  # for logs and the model card; default: the source file's name without suffixes
     weight: float = 1.0  # pairs per epoch = round(weight × the corpus's pairs)
     tag: bool = False  # synthetic: the reserved tag piece goes in front of every source sentence
+    alignment: str = ""  # word links of every pair (Pharaoh format, scripts/align_corpus.py), for guided alignment
 
     def __post_init__(self) -> None:
         if not self.src or not self.tgt:
@@ -165,6 +166,11 @@ class TrainConfig:
     adam_eps: float = 1e-9
     weight_decay: float = 0.0
     label_smoothing: float = 0.1
+    # Guided alignment (Garg et al. 2019; Marian's --guided-alignment-weight): the weight of the
+    # loss that trains the decoding config's alignment_heads (the heads that place inline tags)
+    # to follow the word links of the corpora that have them (`alignment` of [[train.corpora]]);
+    # 0: off. training/guided_alignment.py.
+    guided_alignment: float = 0.0
     clip_norm: float = 1.0  # 0: no clipping
     max_tokens_per_sentence: int = 128  # longer pairs are dropped from training
     max_length_ratio: float = 3.0  # pairs whose piece counts differ more are dropped
@@ -236,6 +242,10 @@ class TrainConfig:
             raise ConfigError("give the training data either as src/tgt or as [[train.corpora]], not both")
         if self.corpora and not any(c.weight > 0 for c in self.corpora):
             raise ConfigError("every training corpus has weight 0: nothing to train on")
+        if self.guided_alignment < 0:
+            raise ConfigError(f"guided_alignment is a loss weight: 0 (off) or more (got {self.guided_alignment})")
+        if self.guided_alignment > 0 and not any(c.alignment for c in self.training_corpora()):
+            raise ConfigError("guided_alignment needs word links: give a training corpus its alignment file (scripts/align_corpus.py)")
         labels = [c.label for c in self.corpora]
         if len(set(labels)) < len(labels):
             raise ConfigError(

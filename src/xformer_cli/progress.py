@@ -61,7 +61,9 @@ class TrainProgress(Bar):
             )
         else:
             self.console.print(
-                f"step {record['step']} epoch {record['epoch']} loss {record['loss']:.3f} lr {record['lr']:.2e} "
+                f"step {record['step']} epoch {record['epoch']} loss {record['loss']:.3f} "
+                + (f"alignment {record['alignment_loss']:.3f} " if "alignment_loss" in record else "")
+                + f"lr {record['lr']:.2e} "
                 f"{record['tokens_per_s']:.0f} tok/s {record['elapsed']:.0f} s",
                 highlight=False,
             )

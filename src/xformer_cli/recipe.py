@@ -62,7 +62,7 @@ def load_recipe(path: str | Path) -> Recipe:
             train_values[key] = str((path.parent / value).resolve())
     if isinstance(train_values.get("corpora"), list):
         train_values["corpora"] = [
-            {**c, **{k: str((path.parent / c[k]).resolve()) for k in ("src", "tgt") if isinstance(c.get(k), str) and c[k]}}
+            {**c, **{k: str((path.parent / c[k]).resolve()) for k in ("src", "tgt", "alignment") if isinstance(c.get(k), str) and c[k]}}
             if isinstance(c, dict)
             else c
             for c in train_values["corpora"]

@@ -407,8 +407,8 @@ def test_one_update_of_2b_equals_two_accumulated_micro_batches_of_b(tokenizer, t
     batch = lambda rows: collate([s_ids[i] for i in rows], [t_ids[i] for i in rows], c.pad_id, c.bos_id, c.eos_id)
     halves = [batch(range(0, 6)), batch(range(6, 12))]
     assert halves[0].n_tokens != halves[1].n_tokens  # otherwise per-micro-batch normalization would pass too
-    loss_one, tokens_one = backward_accumulated(one, [batch(range(12))], c.pad_id, 0.1, Distributed())
-    loss_two, tokens_two = backward_accumulated(two, halves, c.pad_id, 0.1, Distributed())
+    loss_one, tokens_one, _ = backward_accumulated(one, [batch(range(12))], c.pad_id, 0.1, Distributed())
+    loss_two, tokens_two, _ = backward_accumulated(two, halves, c.pad_id, 0.1, Distributed())
     assert tokens_one == tokens_two and loss_one == pytest.approx(loss_two, rel=1e-5)
     # Float32 sums in other batch shapes differ by ~1e-8 here (measured: at most 4e-8 against
     # gradients up to 0.16); 1e-6 is far above that and far below a normalization error.

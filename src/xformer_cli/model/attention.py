@@ -24,15 +24,14 @@ def scaled_dot_product_attention(
     Shape:
         q: (B, h, T_q, d_k); k: (B, h, T_k, d_k); v: (B, h, T_k, d_v)
         mask: bool, broadcastable to (B, h, T_q, T_k), True = may not attend
-        returns (B, h, T_q, d_v) and weights (B, h, T_q, T_k)
+        returns (B, h, T_q, d_v) and weights (B, h, T_q, T_k), the softmax before dropout
     """
     scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))  # (B, h, T_q, T_k)
     if mask is not None:
         scores = scores.masked_fill(mask, float("-inf"))
     weights = scores.softmax(dim=-1)
-    if dropout_p > 0.0:
-        weights = F.dropout(weights, p=dropout_p)
-    return weights @ v, weights  # (B, h, T_q, d_v)
+    dropped = F.dropout(weights, p=dropout_p) if dropout_p > 0.0 else weights
+    return dropped @ v, weights  # (B, h, T_q, d_v)
 
 
 def fused_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None, dropout_p: float = 0.0) -> Tensor:

@@ -4,7 +4,8 @@ datasets' ~/.cache/huggingface/datasets).
 
 The cache is keyed by content, never by file name: the sha256 of the corpus files' bytes and of
 the SentencePiece model, the filter settings, the tag (for a synthetic corpus), the sampling (for
-a sampled segmentation: its alpha, seed, chunk size and sampler) and the format version. A repeated or resumed run
+a sampled segmentation: its alpha, seed, chunk size and sampler), the file of word links (for
+guided alignment) and the format version. A repeated or resumed run
 on the same data finds its corpus there; a changed file, tokenizer or filter makes a new entry.
 
 A sampled segmentation (subword regularization: `Sampling`, BPE-dropout) is encoded chunk by
@@ -21,6 +22,9 @@ runs in Python, so a corpus of several chunks is sampled by `threads` worker pro
                                     sources start with the tag id
         src.offsets, tgt.offsets    int64, pairs + 1: sentence i is tokens[offsets[i]:offsets[i + 1]]
         src.lengths, tgt.lengths    pieces per sentence (uint16, or int32), for batching
+        links, links.offsets        with a file of word links (guided alignment): (target piece,
+                                    source piece) pairs end to end (uint16), and int64, pairs + 1:
+                                    pair i's links are links[2 * offsets[i]:2 * offsets[i + 1]]
       tokenizers/<key>.model        SentencePiece models trained on a corpus, keyed by the corpus
                                     files, vocabulary size, sample size and seed
 
@@ -48,7 +52,7 @@ from xformer_cli.text.bpe_dropout import SAMPLER
 from xformer_cli.text.tokenizer import TAG_PIECE
 from xformer_cli.training import corpus_encoding  # CHUNK_PAIRS read when a key is made
 from xformer_cli.training.checkpoint import fsync_folder
-from xformer_cli.training.corpus_encoding import ARRAYS, FORMAT, CorpusEncoding, encode_corpus
+from xformer_cli.training.corpus_encoding import ARRAYS, FORMAT, LINK_ARRAYS, CorpusEncoding, encode_corpus
 from xformer_cli.training.filtering import FilterReport
 
 
@@ -101,12 +105,14 @@ def tokenizer_cache_path(root: Path, corpus_digests: list[tuple[str, str]], voca
 
 def corpus_key(digests: tuple[str, str], encoding: CorpusEncoding) -> str:
     """The content key of the corpus with these sha256 `digests` (source, target) in this
-    `encoding`: untagged and plain keys are those of earlier versions."""
+    `encoding`: untagged, plain keys without links are those of earlier versions."""
     e = encoding
     extra: dict[str, object] = {"tag": e.tag} if e.tag is not None else {}
     if e.sampling is not None:
         chunks = corpus_encoding.CHUNK_PAIRS
         extra["sampling"] = {"alpha": e.sampling.alpha, "seed": e.sampling.seed, "chunk_pairs": chunks, "sampler": SAMPLER}
+    if e.links:
+        extra["links"] = file_digest(e.links)
     filtered = {"max_tokens": e.max_tokens, "max_ratio": e.max_ratio}
     return content_key(kind="corpus", src=digests[0], tgt=digests[1], tokenizer=e.tokenizer.digest(), **filtered, **extra)
 
@@ -149,9 +155,17 @@ class EncodedCorpus:
     src_lengths: np.ndarray  # (pairs,)
     tgt_lengths: np.ndarray  # (pairs,)
     report: FilterReport
+    links: np.ndarray | None = None  # (2 × links,) (target piece, source piece) pairs, where the corpus has word links
+    links_offsets: np.ndarray | None = None  # (pairs + 1,)
 
     def __len__(self) -> int:
         return len(self.src_lengths)
+
+    def pair_links(self, i: int) -> np.ndarray:
+        """The (target piece, source piece) links of pair `i`, none without links. Shape (links, 2)."""
+        if self.links is None:
+            return np.zeros((0, 2), dtype=np.int64)
+        return np.asarray(self.links[2 * self.links_offsets[i] : 2 * self.links_offsets[i + 1]], dtype=np.int64).reshape(-1, 2)
 
     def pair(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """The source and target piece ids of pair `i` (views into the mapped files)."""
@@ -180,7 +194,7 @@ def open_encoded(folder: Path, key: str) -> EncodedCorpus:
         raise StaleCache("made for other files, tokenizer or filter settings")
     try:
         arrays = {}
-        for name in ARRAYS:
+        for name in ARRAYS + (LINK_ARRAYS if "links" in meta else ()):
             dtype, count = np.dtype(meta["dtypes"][name]), int(meta["counts"][name])
             size = (folder / name).stat().st_size
             if size != count * dtype.itemsize:
@@ -191,6 +205,11 @@ def open_encoded(folder: Path, key: str) -> EncodedCorpus:
         raise StaleCache(f"incomplete ({err})") from None
     corpus = EncodedCorpus(folder, key, *(arrays[name] for name in ARRAYS), report=report)
     pairs = len(corpus)
+    if "links" in meta:
+        corpus.links, corpus.links_offsets = arrays["links"], arrays["links.offsets"]
+        offsets = corpus.links_offsets
+        if len(offsets) != pairs + 1 or offsets[0] != 0 or 2 * offsets[-1] != len(corpus.links):
+            raise StaleCache("links and their offsets do not add up")
     for side in ("src", "tgt"):
         offsets, lengths, tokens = arrays[f"{side}.offsets"], arrays[f"{side}.lengths"], arrays[f"{side}.tokens"]
         if len(offsets) != pairs + 1 or offsets[0] != 0 or offsets[-1] != len(tokens) or int(lengths.sum(dtype=np.int64)) != len(tokens):

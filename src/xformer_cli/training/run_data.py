@@ -53,6 +53,7 @@ from xformer_cli.training.corpus_cache import (
 )
 from xformer_cli.training.corpus_encoding import CorpusEncoding, Sampling
 from xformer_cli.training.distributed import Distributed
+from xformer_cli.training.guided_alignment import alignment_targets
 from xformer_cli.training.run_folder import RunFolder
 from xformer_cli.training.run_tokenizer import check_sampling, check_tags, corpus_sentences, prepare_tokenizer
 
@@ -164,7 +165,7 @@ class Encoding:
     def of(self, spec: CorpusConfig, tokenizer: AnyTokenizer, epoch: int | None, corpus: int) -> CorpusEncoding:
         """How corpus number `corpus` (`spec`) is encoded for `epoch` (None: the plain segmentation)."""
         tag = tokenizer.tag_id if spec.tag else None
-        return CorpusEncoding(tokenizer, self.max_tokens, self.max_ratio, tag, self.sampling(epoch, corpus))
+        return CorpusEncoding(tokenizer, self.max_tokens, self.max_ratio, tag, self.sampling(epoch, corpus), spec.alignment)
 
 
 def encode_corpora(
@@ -236,12 +237,18 @@ class TrainingData:
         batches = make_batches(self.src_lens + 1, self.tgt_lens + 1, batch_tokens, seed, epoch, pairs)  # + EOS / BOS
         return batches.shard(dist.rank, dist.world)
 
-    def batch(self, pair_ids: np.ndarray, config: ModelConfig) -> Batch:
-        """The padded tensors of these pairs."""
+    def batch(self, pair_ids: np.ndarray, config: ModelConfig, links: bool = False) -> Batch:
+        """The padded tensors of these pairs; with `links`, their alignment targets (pairs without
+        word links get rows of zeros: `guided_alignment.alignment_targets`)."""
         ids = np.asarray(pair_ids, dtype=np.int64)
         which = np.searchsorted(self.first_ids, ids, side="right") - 1
-        pairs = [self.corpora[c].pair(i) for c, i in zip(which.tolist(), (ids - self.first_ids[which]).tolist())]
-        return collate([s for s, _ in pairs], [t for _, t in pairs], config.pad_id, config.bos_id, config.eos_id)
+        where = list(zip(which.tolist(), (ids - self.first_ids[which]).tolist()))
+        pairs = [self.corpora[c].pair(i) for c, i in where]
+        batch = collate([s for s, _ in pairs], [t for _, t in pairs], config.pad_id, config.bos_id, config.eos_id)
+        if links:
+            found = [self.corpora[c].pair_links(i) for c, i in where]
+            batch.alignment = alignment_targets(found, len(pairs), batch.tgt_out.size(1), batch.src.size(1))
+        return batch
 
     @property
     def mean_pieces(self) -> float:

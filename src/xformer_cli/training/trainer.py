@@ -34,7 +34,7 @@ from xformer_cli.training.checkpoint import TrainState, load_checkpoint, model_s
 from xformer_cli.training.distributed import autocast, half_precision, training_device
 from xformer_cli.training.final_bundle import RunInfo, corpus_summary, final_weights, write_run_bundle
 from xformer_cli.training.grow import describe, grown_config, grown_state
-from xformer_cli.training.loss import backward_accumulated
+from xformer_cli.training.loss import GuidedAlignment, backward_accumulated
 from xformer_cli.training.run_data import EpochBatches, TrainingData, prepare_training_data
 from xformer_cli.training.run_folder import RunFolder
 from xformer_cli.training.validation import Validator
@@ -71,11 +71,13 @@ class LogWindow:
 
     tokens: int = 0
     loss: float = 0.0
+    alignment: float = 0.0  # the guided-alignment loss, summed
     start: float = field(default_factory=time.perf_counter)
 
-    def add(self, mean_loss: float, tokens: int) -> None:
+    def add(self, mean_loss: float, tokens: int, alignment: float = 0.0) -> None:
         self.tokens += tokens
         self.loss += mean_loss * tokens
+        self.alignment += alignment
 
 
 @dataclass(frozen=True)
@@ -239,10 +241,10 @@ class Trainer:
                     continue
                 group = [batches[k] for k in range(s.batch_index, min(s.batch_index + cfg.accumulate, len(batches)))]
                 started = time.perf_counter()
-                loss, tokens = self.train_step(group)
+                loss, tokens, alignment = self.train_step(group)
                 s.batch_index += len(group)
                 s.elapsed += time.perf_counter() - started
-                window.add(loss, tokens)
+                window.add(loss, tokens, alignment)
                 if s.step % cfg.log_every == 0:
                     progress.update(self.log_metrics(window))
                     window = LogWindow()
@@ -267,14 +269,15 @@ class Trainer:
             self._epoch = EpochState(self.state.epoch, data, batches)
         return self._epoch.batches
 
-    def train_step(self, batches: list[np.ndarray]) -> tuple[float, int]:
+    def train_step(self, batches: list[np.ndarray]) -> tuple[float, int, float]:
         """One optimizer update over `batches` (each an array of pair ids; gradient accumulation).
-        Returns the mean loss and the target tokens."""
+        Returns the mean loss, the target tokens and the summed guided-alignment loss."""
         self.ddp_model.train()
         self.optimizer.zero_grad(set_to_none=True)
         data = self._epoch.data if self._epoch is not None else self.data
-        micro = [data.batch(ids, self.model_config).to(self.device) for ids in batches]
-        total_loss, total_tokens = backward_accumulated(
+        guided = self.guided_alignment
+        micro = [data.batch(ids, self.model_config, links=guided is not None).to(self.device) for ids in batches]
+        total_loss, total_tokens, alignment = backward_accumulated(
             self.ddp_model,
             micro,
             self.model_config.pad_id,
@@ -282,6 +285,7 @@ class Trainer:
             self.dist,
             lambda: autocast(self.device, self.cfg.bf16),
             self.grad_scaler,
+            guided,
         )
         self.grad_scaler.unscale_(self.optimizer)  # true gradients before clipping (a no-op unless float16)
         if self.cfg.clip_norm > 0:
@@ -291,7 +295,14 @@ class Trainer:
         self.grad_scaler.step(self.optimizer)  # skips the update if float16 gradients overflowed
         self.grad_scaler.update()
         self.state.step += 1
-        return total_loss / max(total_tokens, 1), total_tokens
+        return total_loss / max(total_tokens, 1), total_tokens, alignment
+
+    @property
+    def guided_alignment(self) -> GuidedAlignment | None:
+        """The run's guided-alignment loss: the recipe's weight on its decoding alignment heads; None when off."""
+        if self.cfg.guided_alignment <= 0:
+            return None
+        return GuidedAlignment(self.cfg.guided_alignment, tuple(tuple(h) for h in self.decode_config.alignment_heads))
 
     def log_metrics(self, window: LogWindow) -> dict[str, Any]:
         s = self.state
@@ -299,6 +310,7 @@ class Trainer:
             "step": s.step,
             "epoch": s.epoch + 1,
             "loss": round(window.loss / max(window.tokens, 1), 5),
+            **({"alignment_loss": round(window.alignment / max(window.tokens, 1), 5)} if self.guided_alignment else {}),
             "lr": inverse_sqrt_lr(s.step, self.cfg.lr, self.cfg.warmup),
             "tokens_per_s": round(window.tokens * self.dist.world / (time.perf_counter() - window.start), 1),
             "elapsed": round(s.elapsed, 1),
