@@ -5,9 +5,10 @@ import torch
 
 import xformer_cli.documents.blocks as blocks_module
 from xformer_cli.decoding.translator import Translator
-from xformer_cli.documents.alignment import piece_words, project_words, word_alignment
+from xformer_cli.documents.alignment import project_words, word_alignment
 from xformer_cli.documents.blocks import hold_atoms, nest, tidy, translate_blocks, word_map
 from xformer_cli.documents.inline import Marked, MarkedBuilder, Tag, atom_char
+from xformer_cli.text.pieces import piece_words
 from xformer_cli.text.spans import Masked, protect, restore
 
 

@@ -9,25 +9,13 @@ search's own, else read teacher-forced on the translation (`source_attention.tea
 covers, in the translation, the English words aligned into it, from the first to the last.
 
 Words are whitespace-separated: a piece that starts with SentencePiece's "▁" starts the next
-word, so pieces map to words without character offsets.
+word, so pieces map to words without character offsets (`text.pieces`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import Tensor
-
-
-def piece_words(pieces: Sequence[str]) -> list[int]:
-    """The whitespace word of each piece (0, 0, 1, 2, 2, ...): a piece starting with "▁" starts a word."""
-    words, word = [], -1
-    for piece in pieces:
-        if piece.startswith("▁") or word < 0:
-            word += 1
-        words.append(word)
-    return words
 
 
 def word_alignment(attention: Tensor, src_words: list[int], tgt_words: list[int]) -> Tensor:

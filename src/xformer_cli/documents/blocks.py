@@ -22,10 +22,11 @@ from torch import Tensor
 from xformer_cli.config import DecodeConfig
 from xformer_cli.decoding.source_attention import PieceAttention, teacher_forced
 from xformer_cli.decoding.translator import Translator
-from xformer_cli.documents.alignment import piece_words, project_words, word_alignment
+from xformer_cli.documents.alignment import project_words, word_alignment
 from xformer_cli.documents.edges import GERMAN_FUNCTION_WORDS, LEADING_PUNCTUATION, trim, without_function_words
 from xformer_cli.documents.inline import Marked, Tag, atom_index
 from xformer_cli.documents.occlusion import characters, narrowed, question
+from xformer_cli.text.pieces import piece_words
 from xformer_cli.text.sentences import split_sentences
 from xformer_cli.text.spans import FIRST_PLACEHOLDER, Masked, protect
 

@@ -22,8 +22,8 @@ import torch
 from torch import Tensor
 
 from xformer_cli.batching import collate
-from xformer_cli.documents.alignment import piece_words
 from xformer_cli.model.transformer import Transformer
+from xformer_cli.text.pieces import piece_words
 from xformer_cli.text.tokenizer import SourceTargetTokenizer, Tokenizer
 
 KEEP_SHARE = 0.1  # an English word stays in the tag if its fall is this share of the sentence's largest, or more

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from xformer_cli.documents.alignment import piece_words
 from xformer_cli.errors import DataError
+from xformer_cli.text.pieces import piece_words
 
 EPSILON = 1e-6  # keeps log(attention) finite where a head gives a linked piece no weight at all
 

@@ -3,7 +3,7 @@ backward over the micro-batches of one update."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -24,6 +24,11 @@ class GuidedAlignment:
 
     weight: float
     heads: tuple[tuple[int, int], ...] = ()
+
+    @classmethod
+    def of(cls, weight: float, heads: Sequence[Sequence[int]]) -> "GuidedAlignment | None":
+        """A run's guided alignment (`TrainConfig.guided_alignment`, `DecodeConfig.alignment_heads`); None when off."""
+        return cls(weight, tuple((int(layer), int(head)) for layer, head in heads)) if weight > 0 else None
 
 
 class Losses(NamedTuple):

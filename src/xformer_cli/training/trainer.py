@@ -275,7 +275,7 @@ class Trainer:
         self.ddp_model.train()
         self.optimizer.zero_grad(set_to_none=True)
         data = self._epoch.data if self._epoch is not None else self.data
-        guided = self.guided_alignment
+        guided = GuidedAlignment.of(self.cfg.guided_alignment, self.decode_config.alignment_heads)
         micro = [data.batch(ids, self.model_config, links=guided is not None).to(self.device) for ids in batches]
         total_loss, total_tokens, alignment = backward_accumulated(
             self.ddp_model,
@@ -297,20 +297,13 @@ class Trainer:
         self.state.step += 1
         return total_loss / max(total_tokens, 1), total_tokens, alignment
 
-    @property
-    def guided_alignment(self) -> GuidedAlignment | None:
-        """The run's guided-alignment loss: the recipe's weight on its decoding alignment heads; None when off."""
-        if self.cfg.guided_alignment <= 0:
-            return None
-        return GuidedAlignment(self.cfg.guided_alignment, tuple(tuple(h) for h in self.decode_config.alignment_heads))
-
     def log_metrics(self, window: LogWindow) -> dict[str, Any]:
         s = self.state
         record = {
             "step": s.step,
             "epoch": s.epoch + 1,
             "loss": round(window.loss / max(window.tokens, 1), 5),
-            **({"alignment_loss": round(window.alignment / max(window.tokens, 1), 5)} if self.guided_alignment else {}),
+            **({"alignment_loss": round(window.alignment / max(window.tokens, 1), 5)} if self.cfg.guided_alignment > 0 else {}),
             "lr": inverse_sqrt_lr(s.step, self.cfg.lr, self.cfg.warmup),
             "tokens_per_s": round(window.tokens * self.dist.world / (time.perf_counter() - window.start), 1),
             "elapsed": round(s.elapsed, 1),
