@@ -24,7 +24,7 @@ from xformer_cli.training.guided_alignment import parse_links, piece_links
 FORMAT = 1  # of a cache entry; part of every key
 CHUNK_PAIRS = 20_000  # pairs encoded at a time: big enough for SentencePiece's threads, small in memory
 ARRAYS = ("src.tokens", "tgt.tokens", "src.offsets", "tgt.offsets", "src.lengths", "tgt.lengths")
-LINK_ARRAYS = ("links", "links.offsets")  # (target piece, source piece) pairs end to end, and where each pair's begin
+LINK_ARRAYS = ("links", "links.offsets")  # (target piece, source piece) pairs end to end, and where each pair's links begin
 
 
 @dataclass(frozen=True)
