@@ -13,6 +13,7 @@ be emulated on one machine:
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import math
 import os
 import shutil
@@ -309,3 +310,24 @@ def live_url(trained_bundle_dir):
         yield url
     finally:
         stop_server(process)
+
+
+@pytest.fixture
+def corpus_cache(tmp_path, monkeypatch) -> Path:
+    """The test encodes into a corpus cache of its own (subprocesses inherit it through the environment)."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XFORMER_CACHE", str(cache))
+    return cache
+
+
+@pytest.fixture(scope="session")
+def script():
+    """A loader: script("backtranslate") is scripts/backtranslate.py imported as a module."""
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

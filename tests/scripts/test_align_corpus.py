@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -14,30 +13,23 @@ from xformer_cli.training.guided_alignment import parse_links
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "align_corpus.py"
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("align_corpus", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def test_words_split_into_tokens_that_remember_their_word(script):
+    align = script("align_corpus")
+    assert align.tokens("Am Flughafen, heute.") == (["am", "flughafen", ",", "heute", "."], [0, 1, 1, 2, 2])
+    assert align.word_links({(1, 0), (2, 1), (4, 1)}, [0, 1, 1, 2, 2], [0, 1]) == "1-0 1-1 2-1"
 
 
-def test_words_split_into_tokens_that_remember_their_word():
-    script = load_script()
-    assert script.tokens("Am Flughafen, heute.") == (["am", "flughafen", ",", "heute", "."], [0, 1, 1, 2, 2])
-    assert script.word_links({(1, 0), (2, 1), (4, 1)}, [0, 1, 1, 2, 2], [0, 1]) == "1-0 1-1 2-1"
-
-
-def test_grow_diag_final_and_joins_the_two_directions():
-    script = load_script()
+def test_grow_diag_final_and_joins_the_two_directions(script):
+    align = script("align_corpus")
     forward = {(0, 0), (1, 1), (2, 3), (3, 2)}
     reverse = {(0, 0), (1, 1), (1, 2), (3, 3), (4, 4)}
     # The intersection 0-0, 1-1 grows by union links beside it that align a word not yet aligned:
     # 1-2 (beside 1-1: target 2 new), 2-3 (a corner of 1-2: source 2 new), 3-3 (beside 2-3), 4-4 (a
     # corner of 3-3); 3-2 stays out, both its words being aligned by then, so final-and adds nothing.
-    assert script.grow_diag_final_and(forward, reverse) == {(0, 0), (1, 1), (1, 2), (2, 3), (3, 3), (4, 4)}
+    assert align.grow_diag_final_and(forward, reverse) == {(0, 0), (1, 1), (1, 2), (2, 3), (3, 3), (4, 4)}
     # final-and: a link of one direction whose two words nothing else aligns.
-    assert script.grow_diag_final_and({(0, 0), (5, 7)}, {(0, 0)}) == {(0, 0), (5, 7)}
-    assert script.grow_diag_final_and({(0, 0), (0, 7)}, {(0, 0)}) == {(0, 0)}
+    assert align.grow_diag_final_and({(0, 0), (5, 7)}, {(0, 0)}) == {(0, 0), (5, 7)}
+    assert align.grow_diag_final_and({(0, 0), (0, 7)}, {(0, 0)}) == {(0, 0)}
 
 
 def test_the_script_aligns_a_corpus_line_by_line(tiny_corpus, tmp_path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -11,13 +10,6 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "backtranslate.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("backtranslate", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -61,23 +53,25 @@ def test_a_rerun_translates_only_the_shards_without_a_translation(forward):
     assert kept.stat().st_mtime_ns == kept_mtime
 
 
-def test_collect_writes_the_pairs_whose_english_looks_english(forward):
+def test_collect_writes_the_pairs_whose_english_looks_english(forward, script):
     _, out, _ = forward
     result = run("--out", str(out), "--collect", "--src-lang", "de", "--tgt-lang", "en")
     assert result.returncode == 0, result.stderr
     read = {lang: gzip.open(out / f"bt.{lang}.gz", "rt", encoding="utf-8").read().splitlines() for lang in ("de", "en")}
     shards = sorted(out.glob("shard-*.de"))
-    expected = load_script().finished_pairs(shards, ("de", "en"))
+    expected = script("backtranslate").finished_pairs(shards, ("de", "en"))
     assert read == {"de": [p["de"] for p in expected], "en": [p["en"] for p in expected]}
     assert expected, "the tiny model's English passes the check"
 
 
-def test_the_english_check_reads_the_english_side_whichever_it_is(tmp_path):
+def test_the_english_check_reads_the_english_side_whichever_it_is(tmp_path, script):
     (tmp_path / "shard-00000.en").write_text("A fine day.\nDzień dobry, świecie.\n", encoding="utf-8")
     (tmp_path / "shard-00000.de").write_text("Ein schöner Tag.\nGuten Tag, Welt.\n", encoding="utf-8")
-    script = load_script()
+    backtranslate = script("backtranslate")
     for langs in (("en", "de"), ("de", "en")):
-        assert script.finished_pairs([tmp_path / f"shard-00000.{langs[1]}"], langs) == [{"en": "A fine day.", "de": "Ein schöner Tag."}]
+        assert backtranslate.finished_pairs([tmp_path / f"shard-00000.{langs[1]}"], langs) == [
+            {"en": "A fine day.", "de": "Ein schöner Tag."}
+        ]
 
 
 def test_the_same_language_on_both_sides_is_a_usage_error(tmp_path):

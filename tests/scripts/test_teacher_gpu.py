@@ -9,13 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_backtranslate import load_script
-
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "teacher_gpu.sh"
-backtranslate = load_script()  # scripts/backtranslate.py, for its looks_english
 
 
-def test_the_rehearsal_writes_distilled_pairs_of_real_sources(tiny_corpus, tmp_path):
+def test_the_rehearsal_writes_distilled_pairs_of_real_sources(tiny_corpus, tmp_path, script):
     src, tgt = tiny_corpus
     out = tmp_path / "out"
     env = os.environ | {
@@ -40,7 +37,8 @@ def test_the_rehearsal_writes_distilled_pairs_of_real_sources(tiny_corpus, tmp_p
     shards = sorted((tmp_path / "runs" / "distill").glob("shard-*.en"))
     pairs = [p for shard in shards for p in zip(*(shard.with_suffix(f".{lang}").read_text().splitlines() for lang in ("de", "en")))]
     assert len(pairs) == 200
-    assert list(zip(german, english)) == [(de, en) for de, en in pairs if backtranslate.looks_english(en)]
+    looks_english = script("backtranslate").looks_english
+    assert list(zip(german, english)) == [(de, en) for de, en in pairs if looks_english(en)]
     assert set(german) <= set(src.read_text(encoding="utf-8").splitlines())  # real sources, not the teacher's
     assert "bundle written to" in (out / "train.log").read_text() and "shard 2/2" in (out / "distill.log").read_text()
 

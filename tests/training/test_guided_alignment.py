@@ -25,11 +25,7 @@ from xformer_cli.training.guided_alignment import alignment_loss, alignment_targ
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def corpus_cache(tmp_path, monkeypatch) -> Path:
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("XFORMER_CACHE", str(cache))
-    return cache
+pytestmark = pytest.mark.usefixtures("corpus_cache")  # a cache of each test's own (tests/conftest.py)
 
 
 def diagonal_links(src: Path, tgt: Path, out: Path) -> Path:

@@ -28,12 +28,7 @@ from xformer_cli.training.trainer import inverse_sqrt_lr
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def corpus_cache(tmp_path, monkeypatch) -> Path:
-    """Every test encodes into a cache of its own (and subprocesses inherit it through ENV())."""
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("XFORMER_CACHE", str(cache))
-    return cache
+pytestmark = pytest.mark.usefixtures("corpus_cache")  # every test encodes into a cache of its own (tests/conftest.py)
 
 
 def ENV() -> dict[str, str]:
