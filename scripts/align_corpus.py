@@ -22,8 +22,11 @@ import re
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
+
+from xformer_cli.errors import DataError
+from xformer_cli.text.files import read_lines
 
 TOKEN = re.compile(r"\w+|[^\w\s]+")
 NEIGHBOURS = ((-1, 0), (0, -1), (1, 0), (0, 1), (-1, -1), (-1, 1), (1, -1), (1, 1))  # grow-diag's: sides, then corners
@@ -78,12 +81,6 @@ def word_links(token_links: Iterable[tuple[int, int]], src_words: list[int], tgt
     return " ".join(f"{i}-{j}" for i, j in words)
 
 
-def read_lines(path: Path) -> Iterator[str]:
-    with gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8") as f:
-        for line in f:
-            yield line.strip()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--src", type=Path, required=True, help="source sentences, one a line (plain or .gz)")
@@ -95,8 +92,11 @@ def main() -> None:
     except ImportError:
         sys.exit("align_corpus.py needs eflomal: pip install eflomal")
     started = time.perf_counter()
-    src = [tokens(line) for line in read_lines(args.src)]
-    tgt = [tokens(line) for line in read_lines(args.tgt)]
+    try:
+        src = [tokens(line) for line in read_lines(args.src)]
+        tgt = [tokens(line) for line in read_lines(args.tgt)]
+    except DataError as err:
+        sys.exit(f"error: {err}")
     if len(src) != len(tgt):
         sys.exit(f"line counts differ: {len(src)} in {args.src}, {len(tgt)} in {args.tgt}")
     with tempfile.TemporaryDirectory() as tmp:

@@ -73,16 +73,16 @@ def test_a_corpus_with_links_keeps_each_kept_pairs_piece_links_in_an_entry_of_it
     corpus = cached_corpus(corpus_cache, "tiny", str(src), str(tgt), digests, linked, 1, lambda _: None)
     assert cached_corpus(corpus_cache, "tiny", str(src), str(tgt), digests, plain, 1, lambda _: None).links is None
     kept = [(s, t, line) for s, t, line in zip(read_lines(src), read_lines(tgt), read_lines(links))]
-    by_ids = {tuple(tokenizer.encode([s])[0]) + (-1,) + tuple(tokenizer.encode_target([t])[0]): parse_links(line) for s, t, line in kept}
-    counts = {
-        tuple(tokenizer.encode([s])[0]) + (-1,) + tuple(tokenizer.encode_target([t])[0]): (len(s.split()), len(t.split()))
-        for s, t, _ in kept
+    expected_by_ids = {  # (source ids, -1, target ids) -> (word links, source words, target words)
+        (*tokenizer.encode([s])[0], -1, *tokenizer.encode_target([t])[0]): (parse_links(line), len(s.split()), len(t.split()))
+        for s, t, line in kept
     }
     linked_pairs = 0
     for i in range(len(corpus)):
         s_ids, t_ids = (list(map(int, a)) for a in corpus.pair(i))
         key = tuple(s_ids) + (-1,) + tuple(t_ids)
-        expected = piece_links(by_ids[key], tokenizer.pieces(s_ids), tokenizer.pieces(t_ids), *counts[key])
+        word_links, src_words, tgt_words = expected_by_ids[key]
+        expected = piece_links(word_links, tokenizer.pieces(s_ids), tokenizer.pieces(t_ids), src_words, tgt_words)
         assert corpus.pair_links(i).tolist() == expected.tolist()
         linked_pairs += bool(len(expected))
     assert linked_pairs > 0.9 * len(corpus)  # the fixture's words are spelled by their pieces
