@@ -51,6 +51,10 @@ class DecodeConfig:
     # Documents: narrow a tag the attention spread over several English words to those the model
     # needs its German words for (`documents/occlusion.py`: one more teacher-forced pass per such tag).
     check_tags: bool = False
+    # Greedy and beam search score only each sentence's shortlist of target pieces, from the
+    # bundle's shortlist.safetensors (`decoding/shortlist.py`, Marian's lexical shortlist): faster,
+    # its scores renormalized over the shortlist. Off by default: it measured a little worse.
+    shortlist: bool = False
     # Sampling (one random translation per sentence, as for back-translation) instead of search;
     # needs beam_size = n_best = 1. The draws of a sentence come from (seed, its source pieces).
     sample: bool = False

@@ -108,7 +108,7 @@ def test_an_error_in_a_worker_process_is_the_same_one_line_error_as_with_one_wor
     from xformer_cli.decoding import translator
     from xformer_cli.errors import DataError
 
-    def failing_search(model, src, config, project):
+    def failing_search(model, src, config, project, shortlist):
         raise DataError("the search failed here")
 
     monkeypatch.setattr(translator, "search", failing_search)  # inherited by the forked workers

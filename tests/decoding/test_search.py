@@ -193,7 +193,7 @@ def test_an_error_in_a_worker_process_is_raised_as_it_was_and_the_next_call_work
     poison = translator.tokenizer.encode(["Danke!"])[0]
     real_search = translator_module.search
 
-    def failing_search(model, src, config, project):
+    def failing_search(model, src, config, project, shortlist):
         if any(row[: len(poison)] == poison for row in src.tolist()):
             raise DataError(f"no search for {os.getpid()}")
         return real_search(model, src, config, project)

@@ -5,6 +5,7 @@
     spm.model          the joint SentencePiece model, or for an imported Marian model
                        source.spm, target.spm and vocab.json (tokenizer.py)
     README.md          the model card (Hub metadata + text)
+    shortlist.safetensors  optional: the lexical shortlist of decoding (`decoding/shortlist.py`)
 
 Format versions: 1 knew only the joint tokenizer and the paper's model; 2 adds the model options
 an imported model needs (activation, positions layout, output bias) and Marian's tokenizer
@@ -23,6 +24,7 @@ from typing import Any
 
 import torch
 
+from xformer_cli.bundles.shortlist import SHORTLIST_FILE, Shortlist, load_shortlist, save_shortlist
 from xformer_cli.config import DecodeConfig, from_dict, to_dict
 from xformer_cli.errors import ModelLoadError
 from xformer_cli.model.config import ModelConfig
@@ -45,6 +47,7 @@ class Bundle:
     tgt_lang: str = "en"
     path: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # other config.json entries (e.g. training info)
+    shortlist: Shortlist | None = None  # the target pieces each sentence may choose, where the bundle has them
 
 
 def save_bundle(bundle: Bundle, directory: str | Path, dtype: torch.dtype = torch.float32, card: str | None = None) -> Path:
@@ -69,6 +72,8 @@ def save_bundle(bundle: Bundle, directory: str | Path, dtype: torch.dtype = torc
     (directory / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     if card is not None:
         (directory / CARD_FILE).write_text(card, encoding="utf-8")
+    if bundle.shortlist is not None:
+        save_shortlist(bundle.shortlist, directory / SHORTLIST_FILE)
     return directory
 
 
@@ -163,6 +168,8 @@ def load_bundle(ref: str | Path, revision: str | None = None) -> Bundle:
     model = build_model(model_config, initialize=False)  # every weight is loaded below
     load_weights(model, directory / WEIGHTS_FILE)
     model.eval()
+    shortlist_file = directory / SHORTLIST_FILE
+    shortlist = load_shortlist(shortlist_file, model_config.vocab_size, model_config.vocab_size) if shortlist_file.exists() else None
     known = {"format_version", "library_name", "src_lang", "tgt_lang", "model", "decode"}
     return Bundle(
         model=model,
@@ -172,6 +179,7 @@ def load_bundle(ref: str | Path, revision: str | None = None) -> Bundle:
         tgt_lang=config.get("tgt_lang", "en"),
         path=directory,
         extra={k: v for k, v in config.items() if k not in known},
+        shortlist=shortlist,
     )
 
 
@@ -194,7 +202,7 @@ def with_tag_piece(bundle: Bundle, seed: int = 0) -> Bundle:
             state[name] = torch.cat([tensor, tensor.new_zeros(1)])
     model = build_model(config, initialize=False)
     model.load_state_dict(state, strict=True)
-    return replace(bundle, model=model.eval(), tokenizer=tokenizer)
+    return replace(bundle, model=model.eval(), tokenizer=tokenizer, shortlist=None)  # a shortlist's table is by the old ids
 
 
 def push_bundle(directory: str | Path, repo_id: str, private: bool = False, revision: str | None = None) -> str:

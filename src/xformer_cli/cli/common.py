@@ -47,6 +47,16 @@ NoRepeatNgramOption = Annotated[
     ),
 ]
 
+ShortlistOption = Annotated[
+    Optional[bool],
+    typer.Option(
+        "--shortlist/--no-shortlist",
+        help="Greedy and beam search score only the target pieces each sentence's source makes likely, from the model's lexical "
+        "shortlist (Marian's; shortlist.safetensors, made by scripts/build_shortlist.py): faster, its scores renormalized over "
+        "the shortlist, which costs some BLEU [default: the model's, off].",
+    ),
+]
+
 
 def model_ref(model: str | None) -> str:
     from xformer_cli.shipped import default_model

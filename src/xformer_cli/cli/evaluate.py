@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from xformer_cli.cli.common import NoRepeatNgramOption, RevisionOption, model_ref, stderr, user_errors
+from xformer_cli.cli.common import NoRepeatNgramOption, RevisionOption, ShortlistOption, model_ref, stderr, user_errors
 from xformer_cli.errors import ConfigError
 from xformer_cli.evaluation.evaluate import Report, score
 from xformer_cli.evaluation.test_sets import TestSet, available_testsets, find_testset, load_testset, read_nonempty
@@ -42,6 +42,7 @@ def evaluate(
     greedy: Annotated[bool, typer.Option("--greedy", help="Greedy search.")] = False,
     length_penalty: Annotated[Optional[float], typer.Option(help="Length penalty alpha.")] = None,
     no_repeat_ngram: NoRepeatNgramOption = None,
+    shortlist: ShortlistOption = None,
     batch_tokens: Annotated[Optional[int], typer.Option(help="Source pieces per batch.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
@@ -59,7 +60,11 @@ def evaluate(
         save_hyp=save_hyp,
         json_output=json_output,
         options=dict(
-            beam_size=1 if greedy else beam_size, length_penalty=length_penalty, no_repeat_ngram=no_repeat_ngram, batch_tokens=batch_tokens
+            beam_size=1 if greedy else beam_size,
+            length_penalty=length_penalty,
+            no_repeat_ngram=no_repeat_ngram,
+            batch_tokens=batch_tokens,
+            shortlist=shortlist,
         ),
         device=device,
         console=stderr(),

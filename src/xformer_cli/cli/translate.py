@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from xformer_cli.cli.common import ModelOption, NoRepeatNgramOption, RevisionOption, model_ref, stderr, user_errors
+from xformer_cli.cli.common import ModelOption, NoRepeatNgramOption, RevisionOption, ShortlistOption, model_ref, stderr, user_errors
 from xformer_cli.errors import ConfigError
 
 
@@ -24,6 +24,7 @@ def translate(
     max_len_b: Annotated[Optional[int], typer.Option(help="See --max-len-a.")] = None,
     n_best: Annotated[Optional[int], typer.Option("--n-best", help="Print the K best translations per line, best first.")] = None,
     no_repeat_ngram: NoRepeatNgramOption = None,
+    shortlist: ShortlistOption = None,
     sample: Annotated[
         bool,
         typer.Option(
@@ -138,7 +139,7 @@ def translate(
         beam_size=1 if greedy else beam_size, length_penalty=length_penalty, max_len_a=max_len_a, max_len_b=max_len_b,
         n_best=n_best, no_repeat_ngram=no_repeat_ngram, batch_tokens=batch_tokens, batch_size=batch_size,
         split_sentences=split_sentences, protect_spans=protect_spans, sample=sample or None, sample_topk=sample_topk,
-        temperature=temperature, seed=seed, check_tags=check_tags or None,
+        temperature=temperature, seed=seed, check_tags=check_tags or None, shortlist=shortlist,
     )  # fmt: skip
     if fmt == "text" and check_tags:
         raise ConfigError("--check-tags is for files with inline tags (html, markdown, docx), not text lines")

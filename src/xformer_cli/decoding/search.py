@@ -29,6 +29,7 @@ from torch import Tensor
 
 from xformer_cli.config import DecodeConfig
 from xformer_cli.decoding.penalties import length_normalized, max_output_length
+from xformer_cli.decoding.shortlist import Restriction
 from xformer_cli.decoding.source_attention import History, Matrix
 from xformer_cli.model.decoder import DecoderState
 from xformer_cli.model.transformer import Transformer
@@ -65,9 +66,15 @@ def _eos_only(model: Transformer, device: torch.device) -> Tensor:
     return eos_only
 
 
-def _step_log_probs(model: Transformer, project: Projection, tokens: Tensor, state: DecoderState) -> Tensor:
-    """Log-probabilities of the next token after `tokens` (B, 1). Shape -> (B, V)."""
+def _step_log_probs(
+    model: Transformer, project: Projection, tokens: Tensor, state: DecoderState, shortlist: Restriction | None, sentences: Tensor
+) -> Tensor:
+    """Log-probabilities of the next token after `tokens` (B, 1), over the whole vocabulary or
+    over the `shortlist` of each row's sentence (`sentences` (B,): rows of the original batch).
+    Shape -> (B, V)."""
     hidden = model.decode(tokens, state, incremental=True)[:, -1]  # (B, d_model)
+    if shortlist is not None:
+        return shortlist.log_probs(hidden, sentences)
     return project(hidden).float().log_softmax(dim=-1)  # (B, V)
 
 
@@ -98,10 +105,13 @@ def _max_lengths(model: Transformer, src: Tensor, config: DecodeConfig) -> list[
 
 
 @torch.inference_mode()
-def greedy_search(model: Transformer, src: Tensor, config: DecodeConfig, project: Projection | None = None) -> list[list[Hypothesis]]:
+def greedy_search(
+    model: Transformer, src: Tensor, config: DecodeConfig, project: Projection | None = None, shortlist: Restriction | None = None
+) -> list[list[Hypothesis]]:
     """The most probable next token at every step. src: (B, S) ids ending in EOS, padded.
-    `project` maps decoder states to logits (default `model.project`)."""
-    return _one_per_sentence(model, src, config, project, lambda lp, alive, step: lp.max(dim=-1).indices)
+    `project` maps decoder states to logits (default `model.project`); with a `shortlist`, each
+    sentence chooses among its own candidates (`shortlist.py`)."""
+    return _one_per_sentence(model, src, config, project, lambda lp, alive, step: lp.max(dim=-1).indices, shortlist)
 
 
 @torch.inference_mode()
@@ -120,7 +130,7 @@ def sample_search(model: Transformer, src: Tensor, config: DecodeConfig, project
         weights = sampling_weights(lp, config.temperature, config.sample_topk)  # (B_alive, V)
         return inverse_cdf(weights, uniforms[alive, step - 1])
 
-    return _one_per_sentence(model, src, config, project, pick)
+    return _one_per_sentence(model, src, config, project, pick, None)
 
 
 def sentence_uniforms(seed: int, source: Sequence[int], n: int) -> Tensor:
@@ -158,7 +168,7 @@ def inverse_cdf(weights: Tensor, u: Tensor) -> Tensor:
 
 
 def _one_per_sentence(
-    model: Transformer, src: Tensor, config: DecodeConfig, project: Projection | None, pick: Picker
+    model: Transformer, src: Tensor, config: DecodeConfig, project: Projection | None, pick: Picker, shortlist: Restriction | None
 ) -> list[list[Hypothesis]]:
     """Greedy search's loop, one hypothesis per sentence, with `pick` choosing each next token."""
     project = project or model.project
@@ -177,7 +187,7 @@ def _one_per_sentence(
     step = 0
     with History(model, src, 1, config.source_attention, config.alignment_heads) as history:
         while alive.numel():
-            lp = _step_log_probs(model, project, tokens, state).index_fill_(1, banned, float("-inf"))  # (B_alive, V)
+            lp = _step_log_probs(model, project, tokens, state, shortlist, alive).index_fill_(1, banned, float("-inf"))  # (B_alive, V)
             history.record()
             ban_repeats(lp, generated, config.no_repeat_ngram)
             step += 1
@@ -259,9 +269,12 @@ def _cannot_improve(finished: list[list[Hypothesis]], alive: Tensor, scores: Ten
 
 
 @torch.inference_mode()
-def beam_search(model: Transformer, src: Tensor, config: DecodeConfig, project: Projection | None = None) -> list[list[Hypothesis]]:
+def beam_search(
+    model: Transformer, src: Tensor, config: DecodeConfig, project: Projection | None = None, shortlist: Restriction | None = None
+) -> list[list[Hypothesis]]:
     """The `n_best` best hypotheses of each sentence, best first. src: (B, S) ids ending in EOS, padded.
-    `project` maps decoder states to logits (default `model.project`)."""
+    `project` maps decoder states to logits (default `model.project`); with a `shortlist`, each
+    sentence chooses among its own candidates (`shortlist.py`)."""
     project = project or model.project
     c = model.config
     k = config.beam_size
@@ -280,7 +293,8 @@ def beam_search(model: Transformer, src: Tensor, config: DecodeConfig, project: 
     with History(model, src, k, config.source_attention, config.alignment_heads) as history:
         while alive.numel():
             n_alive = alive.numel()
-            lp = _step_log_probs(model, project, prefixes[:, :, -1].reshape(-1, 1), state).index_fill_(1, banned, float("-inf"))
+            last = prefixes[:, :, -1].reshape(-1, 1)  # (B_alive * k, 1)
+            lp = _step_log_probs(model, project, last, state, shortlist, alive.repeat_interleave(k)).index_fill_(1, banned, float("-inf"))
             history.record()
             if config.no_repeat_ngram:
                 ban_repeats(lp, prefixes[:, :, 1:].reshape(n_alive * k, -1), config.no_repeat_ngram)
@@ -323,7 +337,12 @@ def beam_search(model: Transformer, src: Tensor, config: DecodeConfig, project: 
     return [sorted(hyps, key=lambda h: -h.score)[: config.n_best] for hyps in finished]
 
 
-def search(model: Transformer, src: Tensor, config: DecodeConfig, project: Projection | None = None) -> list[list[Hypothesis]]:
-    """Sampling when the config says so; else greedy search for beam size 1, beam search otherwise."""
-    decoder = sample_search if config.sample else greedy_search if config.beam_size == 1 else beam_search
-    return decoder(model, src, config, project)
+def search(
+    model: Transformer, src: Tensor, config: DecodeConfig, project: Projection | None = None, shortlist: Restriction | None = None
+) -> list[list[Hypothesis]]:
+    """Sampling when the config says so (over every piece: a `shortlist` is not used); else
+    greedy search for beam size 1, beam search otherwise."""
+    if config.sample:
+        return sample_search(model, src, config, project)
+    decoder = greedy_search if config.beam_size == 1 else beam_search
+    return decoder(model, src, config, project, shortlist)

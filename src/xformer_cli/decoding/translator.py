@@ -13,9 +13,11 @@ import torch
 from xformer_cli.batching import cut_batches, pad_with_eos
 from xformer_cli.bundles.bundle import Bundle, load_bundle
 from xformer_cli.bundles.language_codes import THREE_LETTER, same_language, two_letter
+from xformer_cli.bundles.shortlist import SHORTLIST_FILE
 from xformer_cli.config import DecodeConfig
 from xformer_cli.decoding.ctranslate2_engine import ENGINES, CTranslate2Engine
 from xformer_cli.decoding.search import Hypothesis, search
+from xformer_cli.decoding.shortlist import restrict
 from xformer_cli.decoding.source_attention import PieceAttention
 from xformer_cli.decoding.workers import WorkerPool, processes_available
 from xformer_cli.devices import resolve_device
@@ -92,6 +94,7 @@ class Translator:
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.model = bundle.model.to(self.device).eval()
         self.project = output_projection(self.model.output_weight, self.model.output_bias)  # packed for oneDNN on CPU
+        self.output = (self.model.output_weight, self.model.output_bias)  # float, kept for the shortlist if the model is quantized
         self.tokenizer = bundle.tokenizer
         self.decode_config = bundle.decode
         self.workers = workers  # batches searched at once, each in a process (CPU, Linux) or thread of its own
@@ -154,7 +157,16 @@ class Translator:
         given = {k: v for k, v in options.items() if v is not None}
         if given.get("sample"):
             given = {"beam_size": 1, "n_best": 1, **given}
-        return replace(self.decode_config, **given)
+        return self.check_shortlist(replace(self.decode_config, **given))
+
+    def check_shortlist(self, config: DecodeConfig) -> DecodeConfig:
+        """`config`, unless it asks for a lexical shortlist the bundle does not have (a ConfigError)."""
+        if config.shortlist and self.bundle.shortlist is None:
+            where = f" {self.bundle.path}" if self.bundle.path else ""
+            raise ConfigError(
+                f"--shortlist: model{where} has no lexical shortlist ({SHORTLIST_FILE}; scripts/build_shortlist.py makes one)"
+            )
+        return config
 
     def translate_nbest(
         self, texts: Sequence[str], config: DecodeConfig, warn: Callable[[LineWarning], None] | None = None
@@ -248,6 +260,7 @@ class Translator:
 
     def search_ids(self, segments: Sequence[list[int]], config: DecodeConfig) -> list[list[Hypothesis]]:
         """Search every segment, in token-budget batches of similar length; results in input order."""
+        self.check_shortlist(config)
         if self.engine == "ctranslate2":
             if self.device.type != "cpu":
                 raise ConfigError("--engine ctranslate2 runs on the CPU here (use --device cpu)")
@@ -265,8 +278,11 @@ class Translator:
 
     def search_batch(self, segments: list[list[int]], config: DecodeConfig) -> list[list[Hypothesis]]:
         """One batch: the segments padded with EOS into one tensor and searched together."""
-        src = pad_with_eos(segments, self.model.config.eos_id, self.model.config.pad_id).to(self.device)
-        return search(self.model, src, config, self.project)
+        c = self.model.config
+        src = pad_with_eos(segments, c.eos_id, c.pad_id).to(self.device)
+        shortlist = self.bundle.shortlist if config.shortlist and not config.sample else None
+        restriction = restrict(shortlist, src, *self.output, c.pad_id, c.eos_id) if shortlist is not None else None
+        return search(self.model, src, config, self.project, restriction)
 
     @property
     def worker_kind(self) -> str:
