@@ -19,7 +19,7 @@ from xformer_cli.cli.app import app
 from xformer_cli.decoding.search import search
 from xformer_cli.decoding.shortlist import restrict
 from xformer_cli.decoding.translator import Translator
-from xformer_cli.errors import ModelLoadError
+from xformer_cli.errors import ConfigError, ModelLoadError
 
 SENTENCES = ["Ich habe Hunger.", "Tom ist hier.", "Wo ist der Bahnhof?", "Das ist gut.", "Ich bin müde.", "Danke!"]
 
@@ -166,9 +166,14 @@ def test_a_bundle_carries_its_shortlist_and_translation_uses_it_when_asked(train
     assert runner.invoke(app, [*args, "--no-shortlist"], input="\n".join(SENTENCES) + "\n").stdout.splitlines() == plain
 
 
-def test_asking_for_a_shortlist_the_model_lacks_is_a_one_line_error(trained_bundle_dir):
+def test_asking_for_a_shortlist_the_model_lacks_is_a_one_line_error(trained_bundle_dir, narrow, tmp_path):
     result = CliRunner().invoke(app, ["translate", "-m", str(trained_bundle_dir), "--shortlist"], input="Danke!\n")
     assert_one_line_error(result, "no lexical shortlist", SHORTLIST_FILE)
+    folder = tmp_path / "with-shortlist"
+    shutil.copytree(trained_bundle_dir, folder)
+    save_shortlist(narrow, folder / SHORTLIST_FILE)
+    with pytest.raises(ConfigError, match="engine ctranslate2 scores every piece"):
+        Translator.load(str(folder), device="cpu", engine="ctranslate2").config(shortlist=True)
 
 
 def test_a_corrupt_or_unfitting_shortlist_is_a_one_line_error(trained_bundle_dir, tmp_path):

@@ -160,7 +160,10 @@ class Translator:
         return self.check_shortlist(replace(self.decode_config, **given))
 
     def check_shortlist(self, config: DecodeConfig) -> DecodeConfig:
-        """`config`, unless it asks for a lexical shortlist the bundle does not have (a ConfigError)."""
+        """`config`, unless it asks for a lexical shortlist the bundle does not have, or the
+        CTranslate2 engine is to use one (a ConfigError)."""
+        if config.shortlist and self.engine == "ctranslate2":
+            raise ConfigError("--shortlist is xformer's own search; --engine ctranslate2 scores every piece")
         if config.shortlist and self.bundle.shortlist is None:
             where = f" {self.bundle.path}" if self.bundle.path else ""
             raise ConfigError(
