@@ -6,7 +6,8 @@ the maximum length; beam search keeps 2×beam candidates so finished hypotheses 
 beam; the cache is reordered with the beam; finished sentences leave the batch. Three options
 give transformers' rules instead, for imported models (`DecodeConfig`): UNK allowed, the
 log-probabilities renormalized after banning, and a sentence that goes on until no running
-hypothesis can beat its finished ones (`early_stopping` False).
+hypothesis can beat its finished ones (`early_stopping` False). Given a lexical shortlist
+(`shortlist.py`), greedy and beam search score only each sentence's candidate pieces.
 
 Sampling draws each next piece from the model's distribution, sharpened or flattened by a
 temperature and cut to the top k pieces. Its randomness belongs to the sentence, not the batch:
