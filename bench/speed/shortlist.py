@@ -20,7 +20,7 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -37,8 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/, for colu
 from columns import DATA_DIR, cpu_name, test2016  # noqa: E402
 
 
+@dataclass(frozen=True)
 class NotRenormalized(Restriction):
-    """The model's log-probabilities over every piece, those outside the candidates set to -inf."""
+    """The model's log-probabilities over every piece (`full`: the whole projection's weight and
+    bias), those outside the candidates set to -inf."""
 
     full: tuple[torch.Tensor, torch.Tensor | None] = (torch.empty(0), None)
 
@@ -54,10 +56,7 @@ def translate(translator: Translator, sources: list[str], shortlist, renormalize
     if shortlist is not None and not renormalized:
 
         def plain(*args):
-            found = restrict(*args)
-            out = NotRenormalized(found.columns, found.allowed, found.weight, found.bias, found.vocab)
-            object.__setattr__(out, "full", translator.output)
-            return out
+            return NotRenormalized(**vars(restrict(*args)), full=translator.output)
 
         translation.restrict = plain  # what the translator's search_batch calls
         try:
