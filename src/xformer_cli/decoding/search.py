@@ -68,14 +68,20 @@ def _eos_only(model: Transformer, device: torch.device) -> Tensor:
 
 
 def _step_log_probs(
-    model: Transformer, project: Projection, tokens: Tensor, state: DecoderState, shortlist: Restriction | None, sentences: Tensor
+    model: Transformer,
+    project: Projection,
+    tokens: Tensor,
+    state: DecoderState,
+    shortlist: Restriction | None,
+    alive: Tensor,
+    k: int = 1,
 ) -> Tensor:
     """Log-probabilities of the next token after `tokens` (B, 1), over the whole vocabulary or
-    over the `shortlist` of each row's sentence (`sentences` (B,): rows of the original batch).
-    Shape -> (B, V)."""
+    over the `shortlist` of each row's sentence (the rows: `k` for each of the `alive` sentences,
+    numbered as in the original batch). Shape -> (B, V)."""
     hidden = model.decode(tokens, state, incremental=True)[:, -1]  # (B, d_model)
     if shortlist is not None:
-        return shortlist.log_probs(hidden, sentences)
+        return shortlist.log_probs(hidden, alive.repeat_interleave(k) if k > 1 else alive)
     return project(hidden).float().log_softmax(dim=-1)  # (B, V)
 
 
@@ -295,7 +301,7 @@ def beam_search(
         while alive.numel():
             n_alive = alive.numel()
             last = prefixes[:, :, -1].reshape(-1, 1)  # (B_alive * k, 1)
-            lp = _step_log_probs(model, project, last, state, shortlist, alive.repeat_interleave(k)).index_fill_(1, banned, float("-inf"))
+            lp = _step_log_probs(model, project, last, state, shortlist, alive, k).index_fill_(1, banned, float("-inf"))
             history.record()
             if config.no_repeat_ngram:
                 ban_repeats(lp, prefixes[:, :, 1:].reshape(n_alive * k, -1), config.no_repeat_ngram)
