@@ -157,6 +157,13 @@ class TrainConfig:
         ),
     )
     init_decoder_layers: int = field(default=0, metadata=flag("With --init-from: the same for the decoder; 0 keeps it."))
+    init_new_layers: str = field(
+        default="copy",
+        metadata=flag(
+            "Layers added by --init-encoder-layers/--init-decoder-layers: copy (the trained stack repeated) or identity (the same "
+            "copies with their output projections zeroed, so a pre-norm model starts unchanged)."
+        ),
+    )  # copy | identity
     max_steps: int = field(default=100_000, metadata=flag("Stop after this many updates."))  # optimizer updates
     max_epochs: int = field(default=0, metadata=flag("Stop after this many epochs."))  # 0: no limit
     max_time: float = field(default=0.0, metadata=flag("Stop after this many seconds of training."))  # seconds of training; 0: no limit
@@ -242,6 +249,8 @@ class TrainConfig:
             raise ConfigError("init_encoder_layers and init_decoder_layers must be 0 (as the bundle has them) or positive")
         if (self.init_encoder_layers or self.init_decoder_layers) and not self.init_from:
             raise ConfigError("init_encoder_layers and init_decoder_layers grow a bundle: they need init_from")
+        if self.init_new_layers not in ("copy", "identity"):
+            raise ConfigError(f"init_new_layers must be copy or identity (got {self.init_new_layers!r})")
         if self.corpora and (self.src or self.tgt):
             raise ConfigError("give the training data either as src/tgt or as [[train.corpora]], not both")
         if self.corpora and not any(c.weight > 0 for c in self.corpora):

@@ -4,6 +4,7 @@ into a deeper encoder and a shallower decoder (progressive stacking), then fine-
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import torch
 from conftest import assert_one_line_error
@@ -77,3 +78,45 @@ def test_growing_without_a_bundle_is_a_one_line_error(tiny_corpus, tmp_path):
     src, tgt = tiny_corpus
     result = run("train", "--src", src, "--tgt", tgt, "--out", tmp_path / "run", "--init-decoder-layers", 1)
     assert_one_line_error(result, "init_encoder_layers and init_decoder_layers grow a bundle: they need init_from")
+
+
+def test_identity_growth_of_a_pre_norm_model_computes_exactly_what_it_did_and_can_still_learn(trained_bundle_dir):
+    trained = load_bundle(trained_bundle_dir).model
+    config = replace(trained.config, norm_position="pre")
+    torch.manual_seed(0)
+    small = build_model(config).eval()
+    with torch.no_grad():  # every bias nonzero, so a zeroed projection is not zero by chance
+        for name, tensor in small.named_parameters():
+            if name.endswith("bias"):
+                tensor.uniform_(-0.5, 0.5)
+    bigger = grown_config(config, 4, 3)
+    state = grown_state(small.state_dict(), config, bigger, identity=True)
+    grown = build_model(bigger).eval()
+    grown.load_state_dict(state, strict=True)
+    src, tgt = torch.tensor([[5, 6, 7, 3], [9, 8, 3, 0]]), torch.tensor([[2, 8, 9], [2, 4, 5]])
+    with torch.inference_mode():
+        assert torch.allclose(grown(src, tgt), small(src, tgt), atol=1e-5)
+    added = [name for name, t in state.items() if not t.any()]
+    encoder_parts, decoder_parts = ("self_attn.out_proj", "ffn.fc2"), ("self_attn.out_proj", "encoder_attn.out_proj", "ffn.fc2")
+    assert sorted(added) == sorted(
+        f"{stack}.layers.{i}.{part}.{kind}"
+        for stack, layers, parts in (("encoder", (2, 3), encoder_parts), ("decoder", (2,), decoder_parts))
+        for i in layers
+        for part in parts
+        for kind in ("weight", "bias")
+    )
+    copied = state["encoder.layers.2.ffn.fc1.weight"]  # the weights below the zeroed projections are copies
+    assert torch.equal(copied, small.state_dict()["encoder.layers.0.ffn.fc1.weight"])
+    grown.train()
+    loss = grown(src, tgt).logsumexp(-1).sum()
+    loss.backward()
+    assert grown.encoder.layers[3].ffn.fc2.weight.grad.abs().sum() > 0  # the zeroed projections are not stuck
+    assert "added layers start as identities" in describe(config, bigger, identity=True)
+
+
+def test_identity_growth_of_a_post_norm_model_is_a_one_line_error(trained_bundle_dir, tiny_corpus, tmp_path):
+    src, tgt = tiny_corpus
+    args = ["train", "--init-from", trained_bundle_dir, "--src", src, "--tgt", tgt, "--out", tmp_path / "run", "--max-steps", 1]
+    result = run(*args, "--init-encoder-layers", 3, "--init-new-layers", "identity")
+    assert_one_line_error(result, "init_new_layers = identity needs a pre-norm model")
+    assert_one_line_error(run(*args, "--init-new-layers", "zeros"), "init_new_layers must be copy or identity (got 'zeros')")

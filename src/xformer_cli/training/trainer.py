@@ -122,7 +122,8 @@ class Trainer:
         start_state = None
         if start is not None:  # fine-tuning: the bundle's architecture, tokenizer and weights, maybe grown
             model_config = grown_config(start.model.config, cfg.init_encoder_layers, cfg.init_decoder_layers)
-            start_state = grown_state(start.model.state_dict(), start.model.config, model_config)
+            identity = cfg.init_new_layers == "identity"
+            start_state = grown_state(start.model.state_dict(), start.model.config, model_config, identity)
         self.run_folder.check_start(to_dict(model_config), resume)
         torch.manual_seed(cfg.seed)
         self.data = prepare_training_data(
@@ -144,7 +145,7 @@ class Trainer:
                 "warmup steps)"
             )
             if model_config != start.model.config:
-                self.log(f"grew {cfg.init_from}: {describe(start.model.config, model_config)}")
+                self.log(f"grew {cfg.init_from}: {describe(start.model.config, model_config, cfg.init_new_layers == 'identity')}")
         self.ddp_model = self.model
         if self.dist.world > 1:
             from torch.nn.parallel import DistributedDataParallel
