@@ -23,7 +23,7 @@ from xformer_cli.batching import collate
 from xformer_cli.bundles.bundle import load_bundle
 from xformer_cli.model.transformer import build_model
 from xformer_cli.shipped import default_model
-from xformer_cli.training.grow import layers_from
+from xformer_cli.training.grow import is_added_projection, layers_from
 
 # name -> (encoder layers from, decoder layers from, whether the repeated encoder layers start as identities)
 SHAPES = {
@@ -61,11 +61,9 @@ def main() -> None:
     trained = bundle.model.state_dict()
     for name, (encoder, decoder, identity) in SHAPES.items():
         state = layers_from(trained, {"encoder": encoder, "decoder": decoder})
-        if identity:  # the repeated layers add nothing at first: their output projections zeroed
-            for key, tensor in state.items():
-                index = int(key.split(".")[2]) if key.startswith("encoder.layers.") else -1
-                if index >= c.n_encoder_layers and key.split(".", 3)[3].startswith(("self_attn.out_proj.", "ffn.fc2.")):
-                    tensor.zero_()
+        if identity:  # the repeated layers add nothing at first: their output projections zeroed (--init-new-layers identity)
+            first_added = {"encoder": c.n_encoder_layers, "decoder": c.n_decoder_layers}
+            state = {key: torch.zeros_like(t) if is_added_projection(key, first_added) else t for key, t in state.items()}
         model = build_model(replace(c, n_encoder_layers=len(encoder), n_decoder_layers=len(decoder)))
         model.load_state_dict(state)
         print(json.dumps({"shape": name, "loss": round(loss(model), 3)}), flush=True)
