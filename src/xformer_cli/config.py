@@ -251,6 +251,8 @@ class TrainConfig:
             raise ConfigError("init_encoder_layers and init_decoder_layers grow a bundle: they need init_from")
         if self.init_new_layers not in ("copy", "identity"):
             raise ConfigError(f"init_new_layers must be copy or identity (got {self.init_new_layers!r})")
+        if self.init_new_layers == "identity" and not (self.init_encoder_layers or self.init_decoder_layers):
+            raise ConfigError("init_new_layers = identity says how grown layers start: it needs init_encoder_layers or init_decoder_layers")
         if self.corpora and (self.src or self.tgt):
             raise ConfigError("give the training data either as src/tgt or as [[train.corpora]], not both")
         if self.corpora and not any(c.weight > 0 for c in self.corpora):

@@ -120,3 +120,4 @@ def test_identity_growth_of_a_post_norm_model_is_a_one_line_error(trained_bundle
     result = run(*args, "--init-encoder-layers", 3, "--init-new-layers", "identity")
     assert_one_line_error(result, "init_new_layers = identity needs a pre-norm model")
     assert_one_line_error(run(*args, "--init-new-layers", "zeros"), "init_new_layers must be copy or identity (got 'zeros')")
+    assert_one_line_error(run(*args, "--init-new-layers", "identity"), "init_new_layers = identity says how grown layers start")

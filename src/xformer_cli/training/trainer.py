@@ -120,9 +120,9 @@ class Trainer:
         cfg = self.cfg
         start = self.starting_bundle()
         start_state = None
+        identity = cfg.init_new_layers == "identity"
         if start is not None:  # fine-tuning: the bundle's architecture, tokenizer and weights, maybe grown
             model_config = grown_config(start.model.config, cfg.init_encoder_layers, cfg.init_decoder_layers)
-            identity = cfg.init_new_layers == "identity"
             start_state = grown_state(start.model.state_dict(), start.model.config, model_config, identity)
         self.run_folder.check_start(to_dict(model_config), resume)
         torch.manual_seed(cfg.seed)
@@ -145,7 +145,7 @@ class Trainer:
                 "warmup steps)"
             )
             if model_config != start.model.config:
-                self.log(f"grew {cfg.init_from}: {describe(start.model.config, model_config, cfg.init_new_layers == 'identity')}")
+                self.log(f"grew {cfg.init_from}: {describe(start.model.config, model_config, identity)}")
         self.ddp_model = self.model
         if self.dist.world > 1:
             from torch.nn.parallel import DistributedDataParallel
