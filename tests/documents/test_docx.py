@@ -10,6 +10,7 @@ import io
 import re
 import sys
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -35,6 +36,7 @@ NOTES = (
     '<w:footnote w:id="1"><w:p><w:r><w:footnoteRef/></w:r><w:r><w:t xml:space="preserve"> Das ist unser Haus.</w:t></w:r></w:p>'
     "</w:footnote></w:footnotes>"
 )
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "documents"
 FOOTNOTES_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.footnotes+xml"
 
 
@@ -305,3 +307,44 @@ def test_without_python_docx_the_error_says_what_to_install(monkeypatch, transla
     monkeypatch.setitem(sys.modules, "docx", None)
     with pytest.raises(DocumentError, match=re.escape("brief.docx: Word documents need python-docx: pip install 'xformer-cli[documents]'")):
         translate_docx(b"", translator, translator.config(), "brief.docx")
+
+
+def content_type(package: zipfile.ZipFile, name: str) -> str | None:
+    """The content type `[Content_Types].xml` gives the part `name`: its override, else its extension's default."""
+    types = {(t.tag.split("}")[1], t.get("PartName") or t.get("Extension")): t.get("ContentType") for t in etree.fromstring(package.read("[Content_Types].xml"))}
+    return types.get(("Override", "/" + name), types.get(("Default", name.rsplit(".", 1)[-1])))
+
+
+def test_a_real_german_word_document_keeps_its_structure(translator):
+    """A course plan of the white_dune project, as LibreOffice saves it as .docx
+    (tests/fixtures/documents/SOURCES.md): three tables, bold headings, runs that change font in
+    the middle of a word ("Einf" "ü" "hrung"), empty paragraphs. Every paragraph with words comes
+    back as the engine's translation of what it reads; nothing else of the package changes."""
+    source = (FIXTURES / "white-dune-kinematik-workshop.de.docx").read_bytes()
+    out = translate_docx(source, translator, translator.config(), "kinematik.docx")
+    before, after = zipfile.ZipFile(io.BytesIO(source)), zipfile.ZipFile(io.BytesIO(out))
+    assert sorted(after.namelist()) == sorted(before.namelist())  # [Content_Types].xml first, as OPC advises
+    for name in before.namelist():  # python-docx writes the package's own parts again, to the same effect
+        if name.endswith(".rels"):
+            relationships = lambda package: {tuple(sorted(r.attrib.items())) for r in etree.fromstring(package.read(name))}
+            assert relationships(after) == relationships(before)
+        elif name not in ("word/document.xml", "[Content_Types].xml"):
+            assert canonical(etree.fromstring(after.read(name))) == canonical(etree.fromstring(before.read(name))), name
+    assert [content_type(after, name) for name in before.namelist()] == [content_type(before, name) for name in before.namelist()]
+    old = list(etree.fromstring(before.read("word/document.xml")).iter(qn("w:p")))
+    new = list(etree.fromstring(after.read("word/document.xml")).iter(qn("w:p")))
+    assert len(new) == len(old) == 69
+    shape = lambda body: [[len(row.findall(qn("w:tc"))) for row in table.iter(qn("w:tr"))] for table in body.iter(qn("w:tbl"))]
+    assert shape(etree.fromstring(after.read("word/document.xml"))) == shape(etree.fromstring(before.read("word/document.xml")))
+    assert [canonical(p.find(qn("w:pPr"))) for p in new] == [canonical(p.find(qn("w:pPr"))) for p in old]
+    read = [read_paragraph(p) for p in old]
+    assert any("Einführung in ein vereinfachtes 3D-Computergraphik-Programm" in r.block.plain for r in read if r)
+    expected = iter(translate_blocks([r.block for r in read if r], translator, translator.config()))
+    for german, english, paragraph in zip(old, new, read):
+        if paragraph is None:  # no words (an empty cell): left exactly as it was
+            assert canonical(english) == canonical(german)
+            continue
+        assert words(english) == next(expected).plain
+        kinds = lambda p: {canonical(r.find(qn("w:rPr"))) for r in p.iter(qn("w:r"))}
+        assert kinds(english) <= kinds(german)  # formatting moved with the words, none made up
+    assert sum(1 for r in read if r) == 58  # the paragraphs with words
