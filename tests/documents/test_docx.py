@@ -311,7 +311,8 @@ def test_without_python_docx_the_error_says_what_to_install(monkeypatch, transla
 
 def content_type(package: zipfile.ZipFile, name: str) -> str | None:
     """The content type `[Content_Types].xml` gives the part `name`: its override, else its extension's default."""
-    types = {(t.tag.split("}")[1], t.get("PartName") or t.get("Extension")): t.get("ContentType") for t in etree.fromstring(package.read("[Content_Types].xml"))}
+    listed = etree.fromstring(package.read("[Content_Types].xml"))
+    types = {(t.tag.split("}")[1], t.get("PartName") or t.get("Extension")): t.get("ContentType") for t in listed}
     return types.get(("Override", "/" + name), types.get(("Default", name.rsplit(".", 1)[-1])))
 
 
@@ -326,8 +327,8 @@ def test_a_real_german_word_document_keeps_its_structure(translator):
     assert sorted(after.namelist()) == sorted(before.namelist())  # [Content_Types].xml first, as OPC advises
     for name in before.namelist():  # python-docx writes the package's own parts again, to the same effect
         if name.endswith(".rels"):
-            relationships = lambda package: {tuple(sorted(r.attrib.items())) for r in etree.fromstring(package.read(name))}
-            assert relationships(after) == relationships(before)
+            relationships = [{tuple(sorted(r.attrib.items())) for r in etree.fromstring(p.read(name))} for p in (after, before)]
+            assert relationships[0] == relationships[1]
         elif name not in ("word/document.xml", "[Content_Types].xml"):
             assert canonical(etree.fromstring(after.read(name))) == canonical(etree.fromstring(before.read(name))), name
     assert [content_type(after, name) for name in before.namelist()] == [content_type(before, name) for name in before.namelist()]

@@ -26,6 +26,13 @@ def test_a_doubled_placeholder_leaves_no_gap():
     assert restore(translation, masked) == "Up to 31 December 2025, all applications must be submitted until."
 
 
+def test_arrows_and_mathematical_signs_are_spans():
+    masked = protect("Veraendern → Griffe ⇒ Größe, wenn x ≤ 3 ist ■")
+    assert masked.spans == ("→", "⇒", "≤", "3", "■")
+    assert masked.text == "Veraendern 42 Griffe 43 Größe, wenn x 44 45 ist 46"
+    assert protect("<3D-Modellierung> - 5 + 3 = 8").spans == ("5", "3", "8")  # ASCII signs are the model's to copy
+
+
 def test_a_number_in_a_span_is_not_taken_for_a_placeholder():
     masked = protect("Zimmer 43 kostet 42 Euro.")
     assert masked.spans == ("43", "42")
@@ -60,6 +67,7 @@ def test_every_span_survives_translation(translator):
         "https://example.com",
         "Tom hat 3 Äpfel und 12 Birnen.",
         "Am 3. Oktober 2027 kommen 12 Leute.",
+        "Klicke auf Datei → Speichern, wenn x ≤ 3 ist.",
     ]
     for line, out in zip(lines, translator.translate(lines, beam_size=2)):
         for span in protect(line).spans + tuple(filter(None, (protect(line).suffix,))):

@@ -72,10 +72,10 @@ def translate(
         Optional[bool],
         typer.Option(
             "--protect-spans/--no-protect-spans",
-            help="Hold numbers, dates, URLs, e-mail addresses and emoji back from the model and put them back as written, except what "
-            "an English reader would misread: a decimal comma becomes a point (2,3 -> 2.3), thousands points commas (1.500 -> "
-            "1,500), a date with a German month name English (1. Januar 2027 -> 1 January 2027); dates in digits, times, "
-            "versions and anything ambiguous stay [default: on].",
+            help="Hold numbers, dates, URLs, e-mail addresses, emoji and symbols (arrows, mathematical signs) back from the model "
+            "and put them back as written, except what an English reader would misread: a decimal comma becomes a point "
+            "(2,3 -> 2.3), thousands points commas (1.500 -> 1,500), a date with a German month name English "
+            "(1. Januar 2027 -> 1 January 2027); dates in digits, times, versions and anything ambiguous stay [default: on].",
         ),
     ] = None,
     stream: Annotated[bool, typer.Option("--stream", help="Translate and flush each line as it arrives.")] = False,

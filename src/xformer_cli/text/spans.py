@@ -1,7 +1,8 @@
 """The spans the model must not translate, held back before translation and put back after.
 
-Numbers, URLs, e-mail addresses and emoji are not text to translate, and a small model garbles
-them ("3,50 €" -> "350"). Each such span is replaced by a placeholder number before translation
+Numbers, URLs, e-mail addresses, emoji and symbols (arrows, mathematical signs, bullets) are not
+text to translate, and a small model garbles them ("3,50 €" -> "350"; "A → B", whose arrow the
+vocabulary spells as three bytes, -> "A utmost BBA"). Each such span is replaced by a placeholder number before translation
 and put back afterwards; numbers are what a model copies most reliably. A span whose placeholder
 the model dropped is appended to the translation, so no span is ever lost (only, at worst,
 moved). Emoji at the very start or end of a sentence are set aside and put back at the same edge.
@@ -27,6 +28,7 @@ NUMBER = rf"[$€£¥]?{DIGITS}(?: {DIGITS})*(?: ?[€$£¥%‰])?"
 EMOJI_CHAR = r"[\U0001F000-\U0001FAFF\u2600-\u27BF\u2B00-\u2BFF\u2300-\u23FF]"
 EMOJI_MODIFIERS = r"[\uFE0F\U0001F3FB-\U0001F3FF]*"
 EMOJI = rf"{EMOJI_CHAR}{EMOJI_MODIFIERS}(?:\u200D{EMOJI_CHAR}{EMOJI_MODIFIERS})*"
+SYMBOL = r"[\u2190-\u21FF\u2200-\u22FF\u25A0-\u25FF]+"  # arrows, mathematical operators, geometric shapes: → ⇒ ≤ ∞ ■ ▶
 MONTHS = {
     "Januar": "January",
     "Jänner": "January",
@@ -43,7 +45,7 @@ MONTHS = {
     "Dezember": "December",
 }
 DATE = re.compile(rf"(0?[1-9]|[12]\d|3[01])\. ?({'|'.join(MONTHS)})(?: (\d{{4}}))?")  # 1. Januar 2027  3. Oktober  01.März
-SPAN = re.compile(rf"{URL}|{EMAIL}|{EMOJI}|(?<![\w.,])(?:{DATE.pattern}|{NUMBER})(?![\w])")
+SPAN = re.compile(rf"{URL}|{EMAIL}|{EMOJI}|{SYMBOL}|(?<![\w.,])(?:{DATE.pattern}|{NUMBER})(?![\w])")
 FIRST_PLACEHOLDER = 42  # placeholders are 42, 43, ...: two-digit numbers a model copies as they are
 EDGE_PUNCTUATION = ".!?…:;,"
 
