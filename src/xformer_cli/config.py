@@ -23,6 +23,9 @@ def flag(help: str, name: str = "") -> dict[str, str]:
     return {"help": help, "flag": name} if name else {"help": help}
 
 
+INLINE_TAGS = ("attention", "model")  # DecodeConfig.inline_tags
+
+
 @dataclass(frozen=True)
 class DecodeConfig:
     """How to search for a translation."""
@@ -51,6 +54,11 @@ class DecodeConfig:
     # Documents: narrow a tag the attention spread over several English words to those the model
     # needs its German words for (`documents/occlusion.py`: one more teacher-forced pass per such tag).
     check_tags: bool = False
+    # Documents: who places a tag in the translation. "attention": the model translates the plain
+    # sentence and the tag follows its source attention (above). "model": the tags are written
+    # into the sentence and a model trained to carry them (`documents/tag_text.py`) writes them
+    # into its translation; a tag it loses goes by the attention after all.
+    inline_tags: str = "attention"
     # Greedy and beam search score only each sentence's shortlist of target pieces, from the
     # bundle's shortlist.safetensors (`decoding/shortlist.py`, Marian's lexical shortlist): faster,
     # its scores renormalized over the shortlist. Off by default: it measured a little worse.
@@ -70,6 +78,8 @@ class DecodeConfig:
         if self.no_repeat_ngram < 0:
             raise ConfigError(f"no-repeat n-gram size must be 0 (off) or positive (got {self.no_repeat_ngram})")
         self.check_sampling()
+        if self.inline_tags not in INLINE_TAGS:
+            raise ConfigError(f"inline tags are placed by {' or '.join(INLINE_TAGS)} (got {self.inline_tags!r})")
         if not 1 <= self.n_best <= self.beam_size:
             raise ConfigError(f"n-best must be between 1 and the beam size (got {self.n_best}, beam {self.beam_size})")
 

@@ -5,8 +5,8 @@ import torch
 
 import xformer_cli.documents.blocks as blocks_module
 from xformer_cli.decoding.translator import Translator
-from xformer_cli.documents.alignment import project_words, word_alignment
-from xformer_cli.documents.blocks import hold_atoms, nest, tidy, translate_blocks, word_map
+from xformer_cli.documents.alignment import project_words, word_alignment, word_map
+from xformer_cli.documents.blocks import hold_atoms, nest, tidy, translate_blocks
 from xformer_cli.documents.inline import Marked, MarkedBuilder, Tag, atom_char
 from xformer_cli.text.pieces import piece_words
 from xformer_cli.text.spans import Masked, protect, restore
@@ -163,3 +163,41 @@ def test_the_searched_words_map_onto_the_words_put_back():
     assert word_map(["a", "b"], ["well,", "a", "b"]) == [0, 0, 1]
     assert word_map(["a", "x", "b"], ["a", "b"]) == [0, 2]
     assert word_map(["a", "b", "c"], ["a", "y"]) == [0, 1]  # two replaced by one: the first of them
+
+
+def test_a_model_that_writes_tags_places_them_and_a_tag_it_loses_goes_by_the_attention(translator, monkeypatch):
+    """`inline_tags = "model"`: each sentence goes to the model with its tags written in
+    (`tag_text.render`); where the translation carries them, they stay where the model put them;
+    a sentence whose translation lost its tag is translated again plain, and the attention places it."""
+    blocks = [marked(["Ich habe ", "<b>", "großen ", "<i>", "Hunger", "/", "/", ". Tom ist ", "<a>", "hier", "/", "."])]
+    search, asked = translator.translate_masked, []
+    written = {"Ich habe <b> großen <i> Hunger </i> </b>.": "I am <b> very <i> hungry </i> </b>.", "Tom ist <b> hier </b>.": "Tom is here."}
+
+    def model_with_tags(sentences, config):
+        asked.append([s.text for s in sentences])
+        if all(s.text in written for s in sentences):
+            return [[replace(nbest[0], text=written[s.text])] for s, nbest in zip(sentences, search(sentences, config))]
+        return search(sentences, config)
+
+    monkeypatch.setattr(translator, "translate_masked", model_with_tags)
+    (result,) = translate_blocks(blocks, translator, translator.config(beam_size=2, inline_tags="model"))
+    assert asked == [list(written), ["Tom ist hier."]]  # the lost tag's sentence again, plain
+    plain = translator.translate(["Tom ist hier."], beam_size=2)[0]
+    assert result.plain == f"I am very hungry. {plain}"
+    bold, italic, link = sorted(result.tags, key=lambda t: t.start)
+    assert (result.text[bold.start : bold.end], result.text[italic.start : italic.end]) == ("very hungry", "hungry")
+    assert link.kind == "<a>" and len("I am very hungry. ") <= link.start < link.end <= len(result.text)
+
+
+def test_only_tags_over_part_of_a_sentence_are_written_and_at_most_three(translator):
+    from xformer_cli.documents.blocks import sentences_of, tags_to_write
+
+    blocks = [
+        marked(["<b>", "Achtung!", "/", " Der ", "<i>", "Zug", "/", " fährt ab."]),
+        marked(["<a>", "Eins", "/", " ", "<b>", "zwei", "/", " ", "<i>", "drei", "/", " ", "<u>", "vier", "/", "."]),
+    ]
+    sentences = [s for i, block in enumerate(blocks) for s in sentences_of(i, block, True)]
+    written = tags_to_write(blocks, sentences)
+    assert list(written) == [1]  # "Achtung!" is tagged whole; four tags are more than the model carries
+    ((number, span),) = written[1]
+    assert number == 1 and sentences[1].text[span.start : span.end] == "Zug" and span.name == "b"

@@ -117,6 +117,16 @@ def translate(
             "More tags land right (89% against 84% of unseen hand-tagged sentences), at about 1.35x the time of a tag-dense file.",
         ),
     ] = False,
+    inline_tags: Annotated[
+        Optional[str],
+        typer.Option(
+            "--inline-tags",
+            help="Files with inline tags: who places a tag in the translation. attention: the model translates the plain "
+            "sentence and the tag follows its attention; model: the tags are written into the sentence and the model writes "
+            "them into its translation (a model trained to, models/de-en-tags.toml; a tag it loses follows the attention) "
+            "[default: the model's, attention].",
+        ),
+    ] = None,
     format: Annotated[
         Optional[str],
         typer.Option(
@@ -139,10 +149,11 @@ def translate(
         beam_size=1 if greedy else beam_size, length_penalty=length_penalty, max_len_a=max_len_a, max_len_b=max_len_b,
         n_best=n_best, no_repeat_ngram=no_repeat_ngram, batch_tokens=batch_tokens, batch_size=batch_size,
         split_sentences=split_sentences, protect_spans=protect_spans, sample=sample or None, sample_topk=sample_topk,
-        temperature=temperature, seed=seed, check_tags=check_tags or None, shortlist=shortlist,
+        temperature=temperature, seed=seed, check_tags=check_tags or None, shortlist=shortlist, inline_tags=inline_tags,
     )  # fmt: skip
-    if fmt == "text" and check_tags:
-        raise ConfigError("--check-tags is for files with inline tags (html, markdown, docx), not text lines")
+    if fmt == "text" and (check_tags or inline_tags):
+        flag = "--check-tags" if check_tags else "--inline-tags"
+        raise ConfigError(f"{flag} is for files with inline tags (html, markdown, docx), not text lines")
     if fmt != "text":
         for flag, given in (
             ("--n-best", n_best and n_best > 1),

@@ -14,6 +14,8 @@ word, so pieces map to words without character offsets (`text.pieces`).
 
 from __future__ import annotations
 
+from difflib import SequenceMatcher
+
 import torch
 from torch import Tensor
 
@@ -45,3 +47,20 @@ def project_words(source_words: set[int], words: Tensor, weak: set[int] = frozen
     theirs = {t for s, t in enumerate(best_of) if s not in source_words and s not in weak} - mine
     kept = [t for t in inside if t not in theirs] or inside
     return kept[0], kept[-1] + 1
+
+
+def word_map(searched: list[str], final: list[str]) -> list[int]:
+    """For each word of `final`, the word of `searched` it stands for: the same word where the two
+    agree (difflib's matching), spread evenly over the searched words a changed stretch replaced
+    ("43" -> "12", "000": both from "43"), and the searched word before it for a word added (the
+    first one for a word added at the start)."""
+    mapping: list[int] = []
+    for op, i1, i2, j1, j2 in SequenceMatcher(a=searched, b=final, autojunk=False).get_opcodes():
+        for j in range(j1, j2):
+            if op == "equal":
+                mapping.append(i1 + j - j1)
+            elif i2 > i1:  # replaced
+                mapping.append(i1 + (j - j1) * (i2 - i1) // (j2 - j1))
+            else:  # inserted
+                mapping.append(max(i1 - 1, 0))
+    return mapping

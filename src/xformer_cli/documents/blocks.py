@@ -15,17 +15,17 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from difflib import SequenceMatcher
 
 from torch import Tensor
 
 from xformer_cli.config import DecodeConfig
 from xformer_cli.decoding.source_attention import PieceAttention, teacher_forced
 from xformer_cli.decoding.translator import Translator
-from xformer_cli.documents.alignment import project_words, word_alignment
+from xformer_cli.documents.alignment import project_words, word_alignment, word_map
 from xformer_cli.documents.edges import GERMAN_FUNCTION_WORDS, LEADING_PUNCTUATION, trim, without_function_words
 from xformer_cli.documents.inline import Marked, Tag, atom_index
 from xformer_cli.documents.occlusion import characters, narrowed, question
+from xformer_cli.documents.tag_text import Span, read_back, render, spans_to_write
 from xformer_cli.text.pieces import piece_words
 from xformer_cli.text.sentences import split_sentences
 from xformer_cli.text.spans import FIRST_PLACEHOLDER, Masked, protect
@@ -75,17 +75,58 @@ def sentences_of(index: int, block: Marked, split: bool) -> list[Sentence]:
 
 
 def translate_blocks(blocks: Sequence[Marked], translator: Translator, config: DecodeConfig) -> list[Marked]:
-    """The translation of each block, with its tags on the aligned words and its atoms kept."""
+    """The translation of each block, with its tags on the aligned words (or, with
+    `config.inline_tags` "model", where the model wrote them) and its atoms kept."""
     sentences = [s for i, block in enumerate(blocks) for s in sentences_of(i, block, config.split_sentences)]
-    masked = [hold_atoms(protect(s.text) if config.protect_spans else Masked(s.text, ())) for s in sentences]
-    tagged = any(block.tags for block in blocks)  # the search records its attention only for tags to follow
-    translated = translator.translate_masked(masked, replace(config, n_best=1, source_attention=tagged))
-    sentences = [replace(s, translation=tidy(s.text, t[0].text), pieces=t[0].pieces) for s, t in zip(sentences, translated)]
+    tagged = any(block.tags for block in blocks)
+    written = tags_to_write(blocks, sentences) if tagged and config.inline_tags == "model" else {}
+    texts = [render(s.text, [span for _, span in written[k]]) if k in written else s.text for k, s in enumerate(sentences)]
+    # The search records its attention only for tags to follow: none where the model writes every one.
+    follow = any(k not in written and any(inside_partly(t, s) for t in blocks[s.block].tags) for k, s in enumerate(sentences))
+    translated = translate_texts(texts, translator, config, follow)
+    given: dict[int, dict[int, tuple[int, int]]] = {}  # sentence -> tag number -> its characters in the translation
+    for k, tags in written.items():
+        read = read_back(translated[k][0], len(tags), lambda text, k=k: tidy(sentences[k].text, text))
+        if read is not None:  # else a tag was lost or broken: the plain sentence, and the attention, after all
+            translated[k] = (read[0], None)
+            given[k] = {t: span for (t, _), span in zip(tags, read[1])}
+    lost = [k for k in written if k not in given]
+    for k, again in zip(lost, translate_texts([sentences[k].text for k in lost], translator, config, True)):
+        translated[k] = again
+    sentences = [
+        replace(s, translation=t if k in given else tidy(s.text, t), pieces=pieces)
+        for k, (s, (t, pieces)) in enumerate(zip(sentences, translated))
+    ]
     by_block: list[list[Sentence]] = [[] for _ in blocks]
-    for sentence in sentences:
+    placed: dict[tuple[int, int, int], tuple[int, int]] = {}  # (block, its sentence, tag) -> range written by the model
+    for k, sentence in enumerate(sentences):
+        placed |= {(sentence.block, len(by_block[sentence.block]), t): span for t, span in given.get(k, {}).items()}
         by_block[sentence.block].append(sentence)
-    ranges = tag_ranges(blocks, by_block, translator, config.alignment_heads, config.check_tags)
+    ranges = tag_ranges(blocks, by_block, translator, config.alignment_heads, config.check_tags, placed)
     return [assemble(block, found, ranges.get(i, {})) for i, (block, found) in enumerate(zip(blocks, by_block))]
+
+
+def translate_texts(
+    texts: Sequence[str], translator: Translator, config: DecodeConfig, attention: bool
+) -> list[tuple[str, PieceAttention | None]]:
+    """Each sentence's best translation (untidied), spans and atoms held back and put back, with
+    the search's attention where `attention`."""
+    masked = [hold_atoms(protect(text) if config.protect_spans else Masked(text, ())) for text in texts]
+    translated = translator.translate_masked(masked, replace(config, n_best=1, source_attention=attention)) if masked else []
+    return [(t[0].text, t[0].pieces) for t in translated]
+
+
+def tags_to_write(blocks: Sequence[Marked], sentences: Sequence[Sentence]) -> dict[int, list[tuple[int, Span]]]:
+    """For each sentence with tags over part of it that the model can carry (`tag_text.spans_to_write`),
+    (tag number, its span in the sentence) of each."""
+    written = {}
+    for k, sentence in enumerate(sentences):
+        parts = [t for t, tag in enumerate(blocks[sentence.block].tags) if inside_partly(tag, sentence)]
+        tags = [blocks[sentence.block].tags[t] for t in parts]
+        spans = spans_to_write(sentence.text, [(tag.start - sentence.start, tag.end - sentence.start) for tag in tags])
+        if spans:
+            written[k] = list(zip(parts, spans))
+    return written
 
 
 def tidy(source: str, translation: str) -> str:
@@ -112,10 +153,13 @@ def tag_ranges(
     translator: Translator,
     heads: Sequence[tuple[int, int]] = (),
     check: bool = False,
+    placed: dict[tuple[int, int, int], tuple[int, int]] | None = None,
 ) -> dict[int, dict[tuple[int, int], tuple[int, int]]]:
     """For each block, each (sentence number, tag number) that needs the alignment -> its target
     character range in that sentence's translation; with `check`, a range of several words
-    narrowed by occlusion (`occlusion.py`)."""
+    narrowed by occlusion (`occlusion.py`). A range in `placed` (block, sentence number, tag
+    number), where the model wrote the tag, is taken as it is."""
+    placed = placed or {}
     jobs = [  # (block, sentence number, tag number, sentence)
         (b, n, t, sentence)
         for b, block in enumerate(blocks)
@@ -123,7 +167,7 @@ def tag_ranges(
         for t, tag in enumerate(block.tags)
         if sentence.translation and inside_partly(tag, sentence)
     ]
-    copied = {job: copy_in(tag_content(blocks[job[0]].tags[job[2]], job[3]), job[3].translation) for job in jobs}
+    copied = {job: placed.get(job[:3]) or copy_in(tag_content(blocks[job[0]].tags[job[2]], job[3]), job[3].translation) for job in jobs}
     # The alignment only for sentences with a tag not placed by a copy.
     aligned = align_pairs({(job[3].text, job[3].translation): job[3].pieces for job in jobs if copied[job] is None}, translator, heads)
     ranges: dict[int, dict[tuple[int, int], tuple[int, int]]] = {}
@@ -201,23 +245,6 @@ def searched_alignment(pair: tuple[str, str], searched: PieceAttention | None, t
     words = word_alignment(steps[:-1], source, target)  # (search's target words, search's source words)
     rows, columns = word_map(spelled[1], pair[1].split()), word_map(spelled[0], model_view(pair[0]).split())
     return words[rows][:, columns]
-
-
-def word_map(searched: list[str], final: list[str]) -> list[int]:
-    """For each word of `final`, the word of `searched` it stands for: the same word where the two
-    agree (difflib's matching), spread evenly over the searched words a changed stretch replaced
-    ("43" -> "12", "000": both from "43"), and the searched word before it for a word added (the
-    first one for a word added at the start)."""
-    mapping: list[int] = []
-    for op, i1, i2, j1, j2 in SequenceMatcher(a=searched, b=final, autojunk=False).get_opcodes():
-        for j in range(j1, j2):
-            if op == "equal":
-                mapping.append(i1 + j - j1)
-            elif i2 > i1:  # replaced
-                mapping.append(i1 + (j - j1) * (i2 - i1) // (j2 - j1))
-            else:  # inserted
-                mapping.append(max(i1 - 1, 0))
-    return mapping
 
 
 def model_view(text: str) -> str:
