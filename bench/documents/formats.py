@@ -12,7 +12,8 @@ median over rounds of its time over that of the plain lines translated just befo
 format is paired with a plain run, so that the machine's drift touches both alike), all in one
 process on the same sentences. `--formats recorded` times plain lines with the search recording
 its attention (what a tagged format costs in the search itself) against plain lines without;
-`--check-tags` translates the formats as `xformer translate --check-tags` does.
+`--check-tags` translates the formats as `xformer translate --check-tags` does, `--inline-tags
+model` as `xformer translate --inline-tags model` (a model trained to carry tags).
 """
 
 from __future__ import annotations
@@ -149,16 +150,19 @@ def main() -> None:
         help="those to time; `recorded`: plain lines with the search recording its attention",
     )
     parser.add_argument("--check-tags", action="store_true", help="the formats translated as `--check-tags` does")
+    parser.add_argument(
+        "--inline-tags", choices=["attention", "model"], help="who places the tags, as `--inline-tags` [default: the model's]"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     translator = Translator.load(args.model, device="cpu")
     config = translator.config()
-    checked = replace(config, check_tags=args.check_tags)
+    checked = replace(config, check_tags=args.check_tags, inline_tags=args.inline_tags or config.inline_tags)
     source, reference = find_testset("wmt14/full", args.data_dir)
     src = source.read_text(encoding="utf-8").splitlines()[: args.lines]
     ref = reference.read_text(encoding="utf-8").splitlines()[: args.lines]
     header = {"cpu": cpu_name(), "model": str(translator.bundle.path), "lines": len(src), "search": f"beam {config.beam_size}"}
-    print(json.dumps(header | {"check_tags": args.check_tags}))
+    print(json.dumps(header | {"check_tags": args.check_tags, "inline_tags": checked.inline_tags}))
     translator.translate_nbest(src[:20], config)  # warm-up: the first search pays for lazy set-up
     formats = {
         "srt": (lambda: to_subtitles(src, False), lambda out: from_subtitles(out, src)),

@@ -16,11 +16,14 @@ Two sets, each German sentence with one `<b>` tag around some words:
 A case counts only where the model's translation holds one of the expected words at all (another
 word choice is the model's, not the tag's); the rate is over those cases.
 
-The methods: attention (`documents/blocks.py`: the model translates the plain sentence, the tag
-goes to the English words aligned by the decoder's source attention), the same with `--check-tags`
-(a tag over several English words narrowed by occlusion, `documents/occlusion.py`) and placeholders (the tag's
-edges sent to the model as two placeholder numbers, as the spans are, and put back where the model
-copied them; a case fails where it dropped one). BLEU of both on the newstest sentences, markup
+The methods (`--methods`): attention (`documents/blocks.py`: the model translates the plain
+sentence, the tag goes to the English words aligned by the decoder's source attention), the same
+with `--check-tags` (a tag over several English words narrowed by occlusion,
+`documents/occlusion.py`), placeholders (the tag's edges sent to the model as two placeholder
+numbers, as the spans are, and put back where the model copied them; a case fails where it
+dropped one) and model-tags (`--inline-tags model`: the tag written into the text as
+`documents/tag_text.py` writes it, for a model trained to carry tags, `models/de-en-tags.toml`; a
+tag the model lost or broke follows the attention). BLEU of both on the newstest sentences, markup
 stripped, against plain translation of the same sentences.
 """
 
@@ -80,11 +83,12 @@ def plain(tagged: str) -> str:
     return tagged.replace("<b>", "").replace("</b>", "")
 
 
-def by_attention(translator: Translator, cases: list[tuple[str, list[str]]], check: bool = False) -> list[str]:
+def by_attention(translator: Translator, cases: list[tuple[str, list[str]]], check: bool = False, tags: str = "attention") -> list[str]:
     """Each sentence as an HTML paragraph through xformer's HTML path (with `check`, as
-    `--check-tags` does); the translated paragraphs."""
+    `--check-tags` does; with `tags` "model", as `--inline-tags model` does); the translated paragraphs."""
     page = "\n".join(f"<p>{source}</p>" for source, _ in cases)
-    out = translate_document(page.encode(), "html", translator, translator.config(check_tags=check)).decode()
+    config = translator.config(check_tags=check, inline_tags=tags)
+    out = translate_document(page.encode(), "html", translator, config).decode()
     return [html.unescape(p) for p in re.findall(r"<p>(.*?)</p>", out, re.S)]
 
 
@@ -144,6 +148,13 @@ def main() -> None:
         help="the heads averaged for the alignment, each choice a comma list of layer:head or of layers (all their heads); "
         "model: the bundle's own alignment_heads",
     )
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=["attention", "check-tags", "placeholders", "model-tags"],
+        choices=["attention", "check-tags", "placeholders", "model-tags"],
+        help="model-tags: the tag written into the text, for a model trained to carry it (models/de-en-tags.toml)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     translator = Translator.load(args.model, device="cpu")
@@ -156,7 +167,12 @@ def main() -> None:
     own = translator.decode_config
     methods = [(f"attention heads {heads}", by_attention, heads) for heads in args.heads]
     checked = lambda translator, cases: by_attention(translator, cases, check=True)  # noqa: E731
-    for method, run, heads in methods + [("attention, --check-tags", checked, "model"), ("placeholders", by_placeholders, None)]:
+    methods += [("attention, --check-tags", checked, "model"), ("placeholders", by_placeholders, None)]
+    written = lambda translator, cases: by_attention(translator, cases, tags="model")  # noqa: E731
+    methods += [("tags the model writes (--inline-tags model)", written, "model")]
+    chosen_methods = {"attention": methods[: len(args.heads)], "check-tags": methods[-3:-2], "placeholders": methods[-2:-1]}
+    chosen_methods["model-tags"] = methods[-1:]
+    for method, run, heads in [m for name in args.methods for m in chosen_methods[name]]:
         if heads:
             chosen = own.alignment_heads if heads == "model" else heads_of(heads, translator)
             translator.decode_config = replace(own, alignment_heads=chosen)
