@@ -67,3 +67,15 @@ def test_check_tags_narrows_tags_in_a_page_and_is_refused_for_text(trained_bundl
     assert result.stdout.count("<b>") == result.stdout.count("</b>") == result.stdout.count("<i>") == 1
     result = run("translate", "-m", trained_bundle_dir, "--check-tags", input="Ich habe Hunger.\n")
     assert_one_line_error(result, "--check-tags is for files with inline tags (html, markdown, docx), not text lines")
+
+
+def test_inline_tags_model_places_every_tag_and_bad_uses_are_one_line_errors(trained_bundle_dir, tmp_path):
+    """The tiny model was not trained to carry tags: it loses them, and the attention places them."""
+    (tmp_path / "page.html").write_text("<p>Ich <b>habe Hunger</b> und <i>Durst</i>.</p>", encoding="utf-8")
+    result = run("translate", "-m", trained_bundle_dir, "-i", tmp_path / "page.html", "--inline-tags", "model")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("<b>") == result.stdout.count("</b>") == result.stdout.count("<i>") == 1
+    result = run("translate", "-m", trained_bundle_dir, "-i", tmp_path / "page.html", "--inline-tags", "words")
+    assert_one_line_error(result, "inline tags are placed by attention or model (got 'words')")
+    result = run("translate", "-m", trained_bundle_dir, "--inline-tags", "model", input="Ich habe Hunger.\n")
+    assert_one_line_error(result, "--inline-tags is for files with inline tags (html, markdown, docx), not text lines")
