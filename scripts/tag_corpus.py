@@ -50,13 +50,14 @@ def word_offsets(line: str) -> list[tuple[int, int]]:
     return found
 
 
-def phrase(links: set[tuple[int, int]], first: int, last: int, german: Sequence[str] = ()) -> tuple[int, int] | None:
+def phrase(links: set[tuple[int, int]], first: int, last: int, german: Sequence[str] = (), strict: bool = False) -> tuple[int, int] | None:
     """The English words (first, last) that German words first..last are tied to, where every
-    English word between is tied to one of them and to no other German word, or to nothing; None
-    where there are none, or the English runs over more than twice as many words. One exception,
-    so that a German verb at the clause's end can be tagged: an English word may be tied to an
-    auxiliary or a separable particle outside as well (`BESIDE_VERBS`: "announced" for
-    "angekündigt" though "hat" is tied to it too). `german`: the German words, for that test."""
+        English word between is tied to one of them and to no other German word, or to nothing; None
+        where there are none, or the English runs over more than twice as many words. One exception,
+        so that a German verb at the clause's end can be tagged: an English word may be tied to an
+        auxiliary or a separable particle outside as well (`BESIDE_VERBS`: "announced" for
+        "angekündigt" though "hat" is tied to it too), unless `strict`. `german`: the German words, for
+    that test."""
     linked = [j for i, j in links if first <= i <= last]
     if not linked:
         return None
@@ -64,7 +65,7 @@ def phrase(links: set[tuple[int, int]], first: int, last: int, german: Sequence[
     inside = set(linked)
     for i, j in links:
         if low <= j <= high and not first <= i <= last:
-            beside = j in inside and i < len(german) and german[i].lower().strip(".,;:!?\"'()„“”") in BESIDE_VERBS
+            beside = not strict and j in inside and i < len(german) and german[i].lower().strip(".,;:!?\"'()„“”") in BESIDE_VERBS
             if not beside:
                 return None
     if high - low > 2 * (last - first) + 2:
@@ -72,7 +73,9 @@ def phrase(links: set[tuple[int, int]], first: int, last: int, german: Sequence[
     return low, high
 
 
-def tag_pair(de: str, en: str, links: set[tuple[int, int]], rng: random.Random, second: float) -> tuple[str, str] | None:
+def tag_pair(
+    de: str, en: str, links: set[tuple[int, int]], rng: random.Random, second: float, strict: bool = False
+) -> tuple[str, str] | None:
     """The pair with one tag (or two), or None where no span fits."""
     de_words, en_words = word_offsets(de), word_offsets(en)
     taken_de: set[int] = set()
@@ -90,7 +93,7 @@ def tag_pair(de: str, en: str, links: set[tuple[int, int]], rng: random.Random, 
             continue
         if all(short(de, de_words[w]) for w in range(first, last + 1)) and rng.random() < 0.75:
             continue  # mostly words of substance, as documents tag them: a span of short words only is rarer
-        found = phrase(links, first, last, de.split())
+        found = phrase(links, first, last, de.split(), strict)
         if found is None or taken_en & set(range(found[0], found[1] + 1)):
             continue
         start_de, end_de = trimmed(de, de_words[first][0], de_words[last][1])
@@ -118,6 +121,9 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=60000, help="tagged pairs to write")
     parser.add_argument("--second", type=float, default=0.15, help="probability of a second tag in a pair")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--strict", action="store_true", help="phrase pairs without the auxiliary exception (the data of models/de-en-tags.toml)"
+    )
     parser.add_argument("--out-src", required=True)
     parser.add_argument("--out-tgt", required=True)
     args = parser.parse_args()
@@ -130,7 +136,7 @@ def main() -> None:
             links = {(int(i), int(j)) for i, j in (link.split("-") for link in line.split())}
             if not de.split() or not en.split() or not links:
                 continue
-            tagged = tag_pair(de, en, links, rng, args.second)
+            tagged = tag_pair(de, en, links, rng, args.second, args.strict)
             if tagged is None:
                 continue
             out_de.write(tagged[0] + "\n")
