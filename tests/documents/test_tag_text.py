@@ -76,6 +76,7 @@ def test_a_phrase_is_what_its_words_are_tied_to_and_nothing_else(tag_corpus):
     announced = {(0, 0), (1, 1), (2, 2), (3, 1)}  # Er hat es angekündigt / He announced it
     assert tag_corpus.phrase(announced, 3, 3, "Er hat es angekündigt".split()) == (1, 1)  # "hat": an auxiliary
     assert tag_corpus.phrase(announced, 3, 3, "Er sah es angekündigt".split()) is None  # "sah" is not
+    assert tag_corpus.phrase(announced, 3, 3, "Er hat es angekündigt".split(), strict=True) is None  # a strict phrase pair
     assert tag_corpus.phrase({(0, 0), (1, 1), (1, 3), (2, 2)}, 1, 1) is None  # a word between tied only to a word outside
     assert tag_corpus.phrase({(0, 0)}, 1, 1) is None  # not tied to anything
 
