@@ -1,6 +1,6 @@
 """`xformer serve` under load against `xformer translate` on the same sentences.
 
-    python bench/serve_load.py [--model models/de-en-general] [--data FILE] [--clients 64] [--requests 1000] [--seconds 300]
+    python bench/serve_load.py [--model models/de-en-general] [--data FILE] [--clients 64] [--requests 1000] [--seconds 300] [--rounds 3]
 
 Starts `xformer serve --workers 2` with the model on a free port, then:
 1. one-sentence latency alone: one client, one sentence at a time (p50, p99);
@@ -16,7 +16,11 @@ Starts `xformer serve --workers 2` with the model on a free port, then:
    beside the server's workers: what batching across requests costs in search).
 The clients are threads of this process on the server's machine, each with a keep-alive
 connection of http.client (light: their CPU is taken from the server's).
-Every answer must equal the CLI's translation of that sentence. Prints a table and one JSON line.
+Every answer must equal the CLI's translation of that sentence. With `--rounds N`, steps 2 and the
+in-process CLI run N times in turn, the server staying up, and `ratio` is the median of the N
+rounds' ratios (`ratios_by_round`): the machine's speed drifts by more than the effects measured,
+and a ratio taken from one pair of runs minutes apart carries that drift; the other figures are the
+first round's. Prints a table and one JSON line.
 """
 
 from __future__ import annotations
@@ -221,24 +225,33 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=300, help="at most this long under load")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="load and the in-process CLI run this many times in turn; the ratio is the median"
+    )
     args = parser.parse_args()
     data = [line.strip() for line in Path(args.data).read_text(encoding="utf-8").splitlines() if line.strip()]
     sentences = (data * (args.requests // len(data) + 1))[: args.requests]
 
     process, url = start_server(args.model, args.workers, args.threads)
+    rounds = []  # (load result, in-process CLI sentences/s, its workers' CPU seconds), the server staying up
     try:
         alone = latency_alone(url, sentences, 30)
-        result = load(url, sentences, args.clients, args.seconds, process.pid)
+        for _ in range(args.rounds):
+            result = load(url, sentences, args.clients, args.seconds, process.pid)
+            served = [sentences[i] for i in sorted(result["answers"])]
+            rounds.append((result, *in_process_speed(args.model, served, args.workers, args.threads)))
         batching = next(iter(httpx.get(f"{url}/health").json()["batching"].values()))
     finally:
         process.terminate()
         process.wait(60)
+    result, cli_speed, cli_worker_cpu = rounds[0]
     done = sorted(result["answers"])
     served = [sentences[i] for i in done]
     cli, cli_seconds = cli_translations(args.model, served, args.workers, args.threads)
-    mismatches = sum(result["answers"][i] != english for i, english in zip(done, cli))
-    cli_speed, cli_worker_cpu = in_process_speed(args.model, served, args.workers, args.threads)
+    english = dict(zip(done, cli))  # the CLI's translation of each sentence the first round served
+    mismatches = sum(answer != english[i] for r, _, _ in rounds for i, answer in r["answers"].items() if i in english)
     server_speed = len(done) / result["elapsed"]
+    ratios = [len(r["answers"]) / r["elapsed"] / speed for r, speed, _ in rounds]
     report = {
         "cpu": cpu_name(),
         "cores": os.cpu_count(),
@@ -248,7 +261,9 @@ def main() -> None:
         "mismatches_vs_cli": mismatches,
         "server_sentences_per_s": round(server_speed, 2),
         "cli_sentences_per_s": round(cli_speed, 2),
-        "ratio": round(server_speed / cli_speed, 3),
+        "ratio": round(statistics.median(ratios), 3),
+        "ratios_by_round": [round(r, 3) for r in ratios],
+        "errors_by_round": [len(r["errors"]) for r, _, _ in rounds],
         "cli_whole_process_s": round(cli_seconds, 1),
         "cli_whole_process_sentences_per_s": round(len(done) / cli_seconds, 2),
         "ratio_to_whole_process": round(server_speed * cli_seconds / len(done), 3),
