@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from xformer_cli.documents.tag_text import Span, mark, marked, parse, render, trimmed, unmarked
+from xformer_cli.documents.tag_text import Span, mark, marked, parse, render, spans_to_write, trimmed, unmarked
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "tag_corpus.py"
 
@@ -54,6 +54,14 @@ def test_tags_become_marks_against_their_words_for_tidying():
 )
 def test_a_translation_that_lost_or_broke_a_tag_is_none(translation):
     assert parse(translation, 2 if "<i>" in translation else 1) is None
+
+
+def test_only_tags_over_whole_words_are_written():
+    assert spans_to_write("Das rote Haus.", [(3, 9), (0, 3)]) == [Span(4, 8, "b"), Span(0, 3, "i")]
+    assert spans_to_write("Einführung", [(4, 5)]) is None  # inside a word
+    assert spans_to_write("Das rote Haus.", [(3, 4)]) is None  # around a space only
+    assert spans_to_write("a b c d e", [(0, 1), (2, 3), (4, 5), (6, 7)]) is None  # more than three
+    assert render("Ein rotes Haus", [Span(4, 9)]) == "Ein <b> rotes </b> Haus"
 
 
 def test_edges_lose_their_spaces_and_punctuation():

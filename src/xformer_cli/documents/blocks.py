@@ -2,7 +2,8 @@
 
 Every format comes through here: its blocks are split into sentences, all sentences of the
 document go to the translator together (one batched search, the CLI's), and each tag goes to
-the English words its German words are aligned with (`alignment.py`). Atoms are held back like
+the English words its German words are aligned with (`alignment.py`), or, for a model trained to
+carry tags, where the model wrote it (`tag_text.py`, `--inline-tags model`). Atoms are held back like
 numbers (`text/spans.py`) and come back where the model put their placeholder.
 
 Each source tag gives exactly one tag in the translation, nested as in the source: a child stays

@@ -31,8 +31,8 @@ class Span:
 
 
 def trimmed(text: str, start: int, end: int) -> tuple[int, int]:
-    """The span start..end without the white space and punctuation at its edges (None-safe: an
-    empty result keeps start == end)."""
+    """The span start..end without the white space and punctuation at its edges (start == end
+    where nothing is left)."""
     while start < end and not text[start].isalnum():
         start += 1
     while end > start and not text[end - 1].isalnum():
@@ -52,8 +52,8 @@ def render(text: str, spans: Sequence[Span]) -> str:
         out.append(text[last:position])
         if mark.startswith("<") and out and "".join(out)[-1:].isalnum():
             mark = " " + mark  # a tag opening right after a word is a word of its own
-        if mark.startswith(" <") and position < len(text) and text[position].isalnum():
-            mark = mark + " "
+        if mark.startswith(" </") and position < len(text) and text[position].isalnum():
+            mark = mark + " "  # and so is one closing right before a word
         out.append(mark)
         last = position
     out.append(text[last:])
@@ -122,9 +122,12 @@ def unmarked(text: str, count: int) -> tuple[str, list[tuple[int, int]]] | None:
 def spans_to_write(text: str, ranges: Sequence[tuple[int, int]]) -> list[Span] | None:
     """The tags over the characters `ranges` of a sentence as the model is to read them: kept
     within the sentence, edges trimmed, named in the order given; None where there are none, more
-    than `NAMES`, or one over no word."""
+    than `NAMES`, or one over no word or over part of a word (a Word run that changes the font
+    within "Einführung": written in, it would split the word)."""
     spans = [trimmed(text, max(start, 0), min(end, len(text))) for start, end in ranges]
     if not spans or len(spans) > len(NAMES) or any(start >= end for start, end in spans):
+        return None
+    if any(text[start - 1 : start].isalnum() or text[end : end + 1].isalnum() for start, end in spans):
         return None
     return [Span(start, end, name) for (start, end), name in zip(spans, NAMES)]
 
