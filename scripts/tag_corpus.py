@@ -17,13 +17,14 @@ from __future__ import annotations
 import argparse
 import gzip
 import random
+import re
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from xformer_cli.documents.tag_text import Span, render, trimmed
 from xformer_cli.text.files import read_lines
 
+WORD = re.compile(r"\S+")
 LENGTHS = (1, 1, 1, 2, 2, 3)  # German words a tag holds, drawn from these
 # Auxiliaries, modals and separable particles: the part of a German verb away from the word a tag holds.
 BESIDE_VERBS = frozenset(
@@ -42,12 +43,7 @@ def short(line: str, word: tuple[int, int]) -> bool:
 
 def word_offsets(line: str) -> list[tuple[int, int]]:
     """The characters (start, end) of each whitespace word."""
-    found, position = [], 0
-    for word in line.split():
-        start = line.index(word, position)
-        found.append((start, start + len(word)))
-        position = start + len(word)
-    return found
+    return [match.span() for match in WORD.finditer(line)]
 
 
 def phrase(links: set[tuple[int, int]], first: int, last: int, german: Sequence[str] = (), strict: bool = False) -> tuple[int, int] | None:
@@ -148,5 +144,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     main()

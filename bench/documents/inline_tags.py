@@ -165,14 +165,15 @@ def main() -> None:
     baseline = [nbest[0].text for nbest in translator.translate_nbest([plain(s) for s, _ in names], translator.config())]
     plain_bleu = corpus_bleu(baseline, [references]).score
     own = translator.decode_config
-    methods = [(f"attention heads {heads}", by_attention, heads) for heads in args.heads]
     checked = lambda translator, cases: by_attention(translator, cases, check=True)  # noqa: E731
-    methods += [("attention, --check-tags", checked, "model"), ("placeholders", by_placeholders, None)]
     written = lambda translator, cases: by_attention(translator, cases, tags="model")  # noqa: E731
-    methods += [("tags the model writes (--inline-tags model)", written, "model")]
-    chosen_methods = {"attention": methods[: len(args.heads)], "check-tags": methods[-3:-2], "placeholders": methods[-2:-1]}
-    chosen_methods["model-tags"] = methods[-1:]
-    for method, run, heads in [m for name in args.methods for m in chosen_methods[name]]:
+    methods = {  # --methods name -> (row name, how, heads)
+        "attention": [(f"attention heads {heads}", by_attention, heads) for heads in args.heads],
+        "check-tags": [("attention, --check-tags", checked, "model")],
+        "placeholders": [("placeholders", by_placeholders, None)],
+        "model-tags": [("tags the model writes (--inline-tags model)", written, "model")],
+    }
+    for method, run, heads in [row for name in args.methods for row in methods[name]]:
         if heads:
             chosen = own.alignment_heads if heads == "model" else heads_of(heads, translator)
             translator.decode_config = replace(own, alignment_heads=chosen)

@@ -113,7 +113,7 @@ def translate_texts(
     """Each sentence's best translation (untidied), spans and atoms held back and put back, with
     the search's attention where `attention`."""
     masked = [hold_atoms(protect(text) if config.protect_spans else Masked(text, ())) for text in texts]
-    translated = translator.translate_masked(masked, replace(config, n_best=1, source_attention=attention)) if masked else []
+    translated = translator.translate_masked(masked, replace(config, n_best=1, source_attention=attention))
     return [(t[0].text, t[0].pieces) for t in translated]
 
 

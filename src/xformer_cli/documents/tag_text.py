@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 NAMES = ("b", "i", "u")  # the tags a sentence carries, in the order they open
-TAG = re.compile(r" ?<(/?)([biu])> ?")
+TAG = re.compile(rf" ?<(/?)({'|'.join(NAMES)})> ?")
 
 
 @dataclass(frozen=True)
@@ -95,8 +95,7 @@ def marked(translation: str, count: int) -> str | None:
 def parse(translation: str, count: int) -> tuple[str, list[Span]] | None:
     """The translation without its first `count` tags (`NAMES`) and the span of each, edges
     trimmed; None where a tag is missing, broken (as `marked`) or holds no word."""
-    found = marked(translation, count)
-    read = unmarked(found, count) if found is not None else None
+    read = read_back(translation, count, lambda text: text)
     return None if read is None else (read[0], [Span(start, end, name) for (start, end), name in zip(read[1], NAMES)])
 
 
