@@ -4,13 +4,16 @@ costs in BLEU.
 
     python bench/documents/inline_tags.py [--model models/de-en-general] [--data-dir ../shared/data] [--names 200]
 
-Two sets, each German sentence with one `<b>` tag around some words:
+Five sets, each German sentence with one `<b>` tag around some words:
 - `inline_tags.tsv` (next to this script): 100 sentences written by hand, each with the English
   words the tag must hold in a correct translation (alternatives allowed), on which the tag rules
   of `documents/blocks.py` were set; `inline_tags_heldout.tsv`: 100 more, written after the rules
   were set (`held_out`; `hand_all` is both, 200 sentences), whose misses then led to one more
   rule; `inline_tags_heldout2.tsv`: 150 more, written without seeing the rules or the other sets
-  after that rule was set, never used to choose anything (`held_out_2`);
+  after that rule was set, never used to choose anything (`held_out_2`; the misses of its odd
+  lines were read later, and on 2026-12-08 those of a probe on its even lines);
+  `inline_tags_heldout3.tsv`: 120 more, written on 2026-12-08 by a writer who saw neither the
+  rules nor the other sets, its misses not printed (`held_out_3`: only its rate is printed);
 - newstest2014 sentences whose tagged word is a name (a capitalised word, not the first, that the
   English reference holds as it is): the tag must hold exactly that name.
 A case counts only where the model's translation holds one of the expected words at all (another
@@ -160,7 +163,8 @@ def main() -> None:
     translator = Translator.load(args.model, device="cpu")
     names, references = names_set(args.data_dir, args.names)
     held_out, held_out_2 = hand_set("inline_tags_heldout.tsv"), hand_set("inline_tags_heldout2.tsv")
-    cases = {"hand_cases": len(hand_set()) + len(held_out) + len(held_out_2), "name_cases": len(names)}
+    held_out_3 = hand_set("inline_tags_heldout3.tsv")
+    cases = {"hand_cases": len(hand_set()) + len(held_out) + len(held_out_2) + len(held_out_3), "name_cases": len(names)}
     print(json.dumps({"cpu": cpu_name(), "model": str(translator.bundle.path)} | cases))
     baseline = [nbest[0].text for nbest in translator.translate_nbest([plain(s) for s, _ in names], translator.config())]
     plain_bleu = corpus_bleu(baseline, [references]).score
@@ -181,6 +185,7 @@ def main() -> None:
         hand = run(translator, hand_set())
         held = run(translator, held_out)
         held_2 = run(translator, held_out_2)
+        held_3 = run(translator, held_out_3)
         named = run(translator, names)
         bleu = corpus_bleu([plain(o) for o in named], [references]).score
         row = {
@@ -189,7 +194,8 @@ def main() -> None:
             "held_out": score(held, held_out),
             "held_out_2": score(held_2, held_out_2),
             "held_out_2_odd": score(held_2[0::2], held_out_2[0::2]),  # the cases whose misses were read
-            "held_out_2_even": score(held_2[1::2], held_out_2[1::2]),  # never read
+            "held_out_2_even": score(held_2[1::2], held_out_2[1::2]),  # the attention's misses never read
+            "held_out_3": score(held_3, held_out_3),  # no misses read
         }
         row |= {"hand_all": score(hand + held, hand_set() + held_out), "names": score(named, names)}
         row |= {"names_bleu": round(bleu, 2), "plain_bleu": round(plain_bleu, 2), "seconds": round(time.perf_counter() - started, 1)}
