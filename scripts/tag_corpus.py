@@ -9,7 +9,8 @@ words the word links (scripts/align_corpus.py) tie to them and to nothing outsid
 phrase pair as phrase-based MT extracts them. The English span runs from the first to the last
 linked word; punctuation at either edge stays outside the tag. Pairs with no such span are
 skipped; a span of short words only (three letters or fewer: articles, pronouns, prepositions) is
-kept one time in four, as documents mostly tag words of substance. Tags are written as `tag_text.render` writes them at translation time.
+kept one time in four, as documents mostly tag words of substance. Tags are written as
+`tag_text.render` writes them at translation time.
 """
 
 from __future__ import annotations
@@ -48,11 +49,11 @@ def word_offsets(line: str) -> list[tuple[int, int]]:
 
 def phrase(links: set[tuple[int, int]], first: int, last: int, german: Sequence[str] = (), strict: bool = False) -> tuple[int, int] | None:
     """The English words (first, last) that German words first..last are tied to, where every
-        English word between is tied to one of them and to no other German word, or to nothing; None
-        where there are none, or the English runs over more than twice as many words. One exception,
-        so that a German verb at the clause's end can be tagged: an English word may be tied to an
-        auxiliary or a separable particle outside as well (`BESIDE_VERBS`: "announced" for
-        "angekündigt" though "hat" is tied to it too), unless `strict`. `german`: the German words, for
+    English word between is tied to one of them and to no other German word, or to nothing; None
+    where there are none, or the English runs over more than twice as many words. One exception,
+    so that a German verb at the clause's end can be tagged: an English word may be tied to an
+    auxiliary or a separable particle outside as well (`BESIDE_VERBS`: "announced" for
+    "angekündigt" though "hat" is tied to it too), unless `strict`. `german`: the German words, for
     that test."""
     linked = [j for i, j in links if first <= i <= last]
     if not linked:

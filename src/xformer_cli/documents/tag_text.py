@@ -47,17 +47,16 @@ def render(text: str, spans: Sequence[Span]) -> str:
     for span in spans:
         marks.append((span.start, 1, -span.end, f"<{span.name}> "))
         marks.append((span.end, 0, -span.start, f" </{span.name}>"))
-    out, last = [], 0
+    out, last = "", 0
     for position, _, _, mark in sorted(marks):
-        out.append(text[last:position])
-        if mark.startswith("<") and out and "".join(out)[-1:].isalnum():
+        out += text[last:position]
+        if mark.startswith("<") and out[-1:].isalnum():
             mark = " " + mark  # a tag opening right after a word is a word of its own
-        if mark.startswith(" </") and position < len(text) and text[position].isalnum():
+        if mark.startswith(" </") and text[position : position + 1].isalnum():
             mark = mark + " "  # and so is one closing right before a word
-        out.append(mark)
+        out += mark
         last = position
-    out.append(text[last:])
-    return "".join(out)
+    return out + text[last:]
 
 
 def mark(index: int, closing: bool) -> str:
